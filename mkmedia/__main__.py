@@ -1,0 +1,3 @@
+from mkmedia.cli import main
+
+raise SystemExit(main())
