@@ -1,0 +1,3 @@
+from rescue_runtime.cli import main
+
+raise SystemExit(main())
