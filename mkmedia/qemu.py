@@ -1,0 +1,298 @@
+"""Start QEMU guests and drive their serial console (tests, benchmarks and `mkmedia demo`).
+
+This is the one place that owns a QEMU process directly instead of going through run(): the
+guest must be killed by its own pid when the caller is done, pass or fail, and a watchdog kills
+it when its deadline passes, so no QEMU outlives the test that started it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from rescue_runtime.errors import MissingError, MkmediaError
+
+log = logging.getLogger("mkmedia.qemu")
+
+OVMF_DIR = Path("/usr/share/OVMF")
+OVMF_CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
+OVMF_VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
+OVMF_CODE_SECURE = OVMF_DIR / "OVMF_CODE_4M.ms.fd"
+OVMF_VARS_SECURE = OVMF_DIR / "OVMF_VARS_4M.ms.fd"
+
+_live: set[Guest] = set()
+
+
+class GuestError(MkmediaError):
+    """The guest did not show what was expected in time (message carries the console tail)."""
+
+
+@dataclass
+class Machine:
+    """What to boot: firmware, boot media, disks and network. `argv()` turns it into QEMU's."""
+
+    firmware: str = "bios"  # bios | uefi | uefi-secure
+    memory_mib: int = 1024
+    cpus: int = 1
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+    cdrom: Path | None = None
+    boot_disk: Path | None = None  # attached as the first hard disk (e.g. a hybrid ISO or USB image)
+    disks: list[Path] = field(default_factory=list)  # extra virtio disks
+    nvme_disks: list[Path] = field(default_factory=list)
+    network: bool = True
+    tftp_dir: Path | None = None
+    bootfile: str | None = None
+    boot_order: str | None = None  # c (disk), d (cdrom), n (network)
+    extra: list[str] = field(default_factory=list)
+
+    def argv(self, vars_copy: Path | None) -> list[str]:
+        qemu = shutil.which("qemu-system-x86_64")
+        if qemu is None:
+            raise MissingError(
+                "qemu-system-x86_64 is not installed.",
+                hint="Install the Debian package qemu-system-x86.",
+            )
+        args = [qemu, "-m", str(self.memory_mib), "-smp", str(self.cpus)]
+        args += ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"]
+        if self.firmware == "uefi-secure":
+            args += ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
+        else:
+            args += ["-machine", "q35" if self.firmware.startswith("uefi") else "pc"]
+        if self.firmware.startswith("uefi"):
+            code = OVMF_CODE_SECURE if self.firmware == "uefi-secure" else OVMF_CODE
+            if not code.exists():
+                raise MissingError(f"OVMF firmware {code} is missing.", hint="Install the Debian package ovmf.")
+            assert vars_copy is not None
+            args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"]
+            args += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+        if self.kernel:
+            args += ["-kernel", str(self.kernel)]
+            if self.initrd:
+                args += ["-initrd", str(self.initrd)]
+            if self.append:
+                args += ["-append", self.append]
+        if self.cdrom:
+            # an explicit IDE/SATA CD drive: both SeaBIOS and OVMF boot El Torito from it
+            args += ["-drive", f"file={self.cdrom},media=cdrom,readonly=on,format=raw"]
+        if self.boot_disk:
+            args += ["-drive", f"file={self.boot_disk},format=raw,if=none,id=bootdisk,snapshot=on"]
+            args += ["-device", "virtio-blk-pci,drive=bootdisk,bootindex=0"]
+        for index, disk in enumerate(self.disks):
+            fmt = "qcow2" if disk.suffix == ".qcow2" else "raw"
+            args += ["-drive", f"file={disk},format={fmt},if=none,id=disk{index}"]
+            args += ["-device", f"virtio-blk-pci,drive=disk{index},serial=mkmedia-disk{index}"]
+        for index, disk in enumerate(self.nvme_disks):
+            args += ["-drive", f"file={disk},format=raw,if=none,id=nvme{index}"]
+            args += ["-device", f"nvme,drive=nvme{index},serial=mkmedia-nvme{index}"]
+        if self.network:
+            netdev = "user,id=n0"
+            if self.tftp_dir:
+                netdev += f",tftp={self.tftp_dir}"
+            if self.bootfile:
+                netdev += f",bootfile={self.bootfile}"
+            args += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]
+        else:
+            args += ["-nic", "none"]
+        if self.boot_order:
+            args += ["-boot", f"order={self.boot_order}"]
+        return args + self.extra
+
+
+class Guest:
+    """A running QEMU with its serial console on a pipe; use as a context manager."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        *,
+        deadline: float = 600.0,
+        console_log: Path | None = None,
+        name: str = "guest",
+    ) -> None:
+        self.machine = machine
+        self.deadline = deadline
+        self.name = name
+        self.console_log = console_log
+        self._tmp = Path(tempfile.mkdtemp(prefix="mkmedia-qemu-"))
+        self._buffer = bytearray()
+        self._cond = threading.Condition()
+        self._pos = 0  # where the next expect() starts searching
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+        self._watchdog: threading.Timer | None = None
+        self._reader: threading.Thread | None = None
+        self.started_at = 0.0
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> Guest:
+        vars_copy = None
+        if self.machine.firmware.startswith("uefi"):
+            source = OVMF_VARS_SECURE if self.machine.firmware == "uefi-secure" else OVMF_VARS
+            vars_copy = self._tmp / "OVMF_VARS.fd"
+            shutil.copyfile(source, vars_copy)
+        argv = self.machine.argv(vars_copy)
+        log.debug("qemu: %s", " ".join(argv))
+        if self.console_log:
+            self.console_log.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.console_log, "wb")  # noqa: SIM115 - closed in close()
+        self.started_at = time.monotonic()
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        _live.add(self)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._watchdog = threading.Timer(self.deadline, self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        return self
+
+    def _expire(self) -> None:
+        log.warning("qemu %s: deadline of %.0f s passed, killing it", self.name, self.deadline)
+        self.kill()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stream = self._proc.stdout
+        while True:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            if self._log_file:
+                self._log_file.write(chunk)
+                self._log_file.flush()
+            with self._cond:
+                self._buffer.extend(chunk)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def kill(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # by its own pid: QEMU is our direct child
+            proc.wait(timeout=30)
+
+    def close(self) -> None:
+        if self._watchdog:
+            self._watchdog.cancel()
+        self.kill()
+        if self._reader:
+            self._reader.join(timeout=10)
+        if self._proc and self._proc.stdin:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        _live.discard(self)
+
+    def __enter__(self) -> Guest:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the guest to power off by itself; None if it is still running."""
+        assert self._proc is not None
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    # -- console ------------------------------------------------------------------------------
+    @property
+    def output(self) -> str:
+        with self._cond:
+            return self._buffer.decode(errors="replace")
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.output.replace("\r", "")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def expect(self, pattern: str | re.Pattern[str], timeout: float = 120.0) -> re.Match[str]:
+        """Wait until `pattern` appears in the console output after the previous match."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                text = self._buffer[self._pos :].decode(errors="replace")
+                match = regex.search(text)
+                if match:
+                    consumed = len(text[: match.end()].encode(errors="replace"))
+                    self._pos += consumed
+                    return match
+                remaining = end - time.monotonic()
+                if remaining <= 0 or not self.running:
+                    break
+                self._cond.wait(timeout=min(remaining, 1.0))
+        state = "still running" if self.running else "QEMU has exited"
+        raise GuestError(
+            f"The {self.name} did not print {regex.pattern!r} within {timeout:.0f} s ({state}). "
+            f"Last console lines:\n{self.tail()}"
+        )
+
+    def send(self, text: str) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(text.encode())
+        self._proc.stdin.flush()
+
+    def sendline(self, line: str) -> None:
+        self.send(line + "\n")
+
+    def shell(self, command: str, timeout: float = 120.0) -> tuple[int, str]:
+        """Run a command at a shell prompt on the console; return (exit status, output)."""
+        token = f"{time.monotonic_ns():x}"
+        # The markers are built by the shell so the echoed command line never matches them.
+        self.sendline(
+            f"echo B{token}''B; {command}; echo E{token}''E:$?:; "
+        )
+        self.expect(f"B{token}B\r?\n", timeout)
+        match = self.expect(rf"(?s)(.*?)E{token}E:(\d+):", timeout)
+        body = match.group(1).replace("\r", "")
+        return int(match.group(2)), body
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+
+def boot(machine: Machine, **kwargs: object) -> Guest:
+    return Guest(machine, **kwargs).start()  # type: ignore[arg-type]
+
+
+@atexit.register
+def _kill_all() -> None:
+    for guest in list(_live):
+        guest.close()
+
+
+def which_firmware(names: Sequence[str]) -> list[str]:
+    """The firmware kinds from `names` that can run here (OVMF files present)."""
+    present = []
+    for name in names:
+        if name == "bios" or (name == "uefi" and OVMF_CODE.exists()):
+            present.append(name)
+        elif name == "uefi-secure" and OVMF_CODE_SECURE.exists():
+            present.append(name)
+    return present
