@@ -8,6 +8,7 @@ it when its deadline passes, so no QEMU outlives the test that started it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import re
@@ -49,7 +50,9 @@ class Machine:
     initrd: Path | None = None
     append: str = ""
     cdrom: Path | None = None
-    boot_disk: Path | None = None  # attached as the first hard disk (e.g. a hybrid ISO or USB image)
+    boot_disk: Path | None = (
+        None  # attached as the first hard disk (e.g. a hybrid ISO or USB image)
+    )
     disks: list[Path] = field(default_factory=list)  # extra virtio disks
     nvme_disks: list[Path] = field(default_factory=list)
     network: bool = True
@@ -68,13 +71,20 @@ class Machine:
         args = [qemu, "-m", str(self.memory_mib), "-smp", str(self.cpus)]
         args += ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"]
         if self.firmware == "uefi-secure":
-            args += ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
+            args += [
+                "-machine",
+                "q35,smm=on",
+                "-global",
+                "driver=cfi.pflash01,property=secure,value=on",
+            ]
         else:
             args += ["-machine", "q35" if self.firmware.startswith("uefi") else "pc"]
         if self.firmware.startswith("uefi"):
             code = OVMF_CODE_SECURE if self.firmware == "uefi-secure" else OVMF_CODE
             if not code.exists():
-                raise MissingError(f"OVMF firmware {code} is missing.", hint="Install the Debian package ovmf.")
+                raise MissingError(
+                    f"OVMF firmware {code} is missing.", hint="Install the Debian package ovmf."
+                )
             assert vars_copy is not None
             args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"]
             args += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
@@ -193,10 +203,8 @@ class Guest:
         if self._reader:
             self._reader.join(timeout=10)
         if self._proc and self._proc.stdin:
-            try:
+            with contextlib.suppress(OSError):
                 self._proc.stdin.close()
-            except OSError:
-                pass
         if self._log_file:
             self._log_file.close()
             self._log_file = None
@@ -265,9 +273,7 @@ class Guest:
         """Run a command at a shell prompt on the console; return (exit status, output)."""
         token = f"{time.monotonic_ns():x}"
         # The markers are built by the shell so the echoed command line never matches them.
-        self.sendline(
-            f"echo B{token}''B; {command}; echo E{token}''E:$?:; "
-        )
+        self.sendline(f"echo B{token}''B; {command}; echo E{token}''E:$?:; ")
         self.expect(f"B{token}B\r?\n", timeout)
         match = self.expect(rf"(?s)(.*?)E{token}E:(\d+):", timeout)
         body = match.group(1).replace("\r", "")
@@ -291,8 +297,10 @@ def which_firmware(names: Sequence[str]) -> list[str]:
     """The firmware kinds from `names` that can run here (OVMF files present)."""
     present = []
     for name in names:
-        if name == "bios" or (name == "uefi" and OVMF_CODE.exists()):
-            present.append(name)
-        elif name == "uefi-secure" and OVMF_CODE_SECURE.exists():
+        if (
+            name == "bios"
+            or (name == "uefi" and OVMF_CODE.exists())
+            or (name == "uefi-secure" and OVMF_CODE_SECURE.exists())
+        ):
             present.append(name)
     return present

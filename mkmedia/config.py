@@ -1,0 +1,307 @@
+"""Layered configuration: collect the layers, merge them, expand variables, check, freeze.
+
+Layers, first to last: the settings table's defaults, recipes/default.yaml, recipes/arch/ARCH.yaml,
+recipes/os/VENDOR.yaml, recipes/os/VENDOR/VERSION.yaml, the recipe named on the command line with
+its `extends:` chain (parents first), CONFIG_DIR/site.yaml, CONFIG_DIR/local.yaml, then --set.
+Scalars: the last layer wins. Lists: append, remove or replace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from mkmedia.errors import ConfigError
+from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
+from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
+from mkmedia.settings import BY_NAME, SETTINGS, Kind
+from mkmedia.sysinfo import SystemInfo, detect, version_key
+
+log = logging.getLogger("mkmedia.config")
+
+BUILTIN = "built-in defaults"
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*(?::[A-Za-z_][A-Za-z0-9_]*)?)\}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The merged, expanded, checked settings; immutable once made."""
+
+    values: Mapping[str, object]
+    origins: Mapping[str, tuple[Origin, ...]]
+    layers: tuple[Layer, ...]
+    system: SystemInfo
+    kernel_version: str
+    config_dir: Path
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> object:
+        return self.values[name]
+
+    def get_str(self, name: str) -> str:
+        value = self.values[name]
+        assert isinstance(value, str), name
+        return value
+
+    def get_int(self, name: str) -> int:
+        value = self.values[name]
+        assert isinstance(value, int), name
+        return value
+
+    def get_bool(self, name: str) -> bool:
+        value = self.values[name]
+        assert isinstance(value, bool), name
+        return value
+
+    def get_list(self, name: str) -> list[str]:
+        value = self.values[name]
+        assert isinstance(value, list), name
+        return list(value)
+
+    def origin_text(self, name: str) -> str:
+        return ", ".join(o.where() for o in self.origins.get(name, ())) or BUILTIN
+
+    def environment(self) -> dict[str, str]:
+        """Settings as environment variables for hooks (lists joined by spaces)."""
+        env = {}
+        for name, value in self.values.items():
+            if isinstance(value, list):
+                env[name] = " ".join(value)
+            elif isinstance(value, bool):
+                env[name] = "yes" if value else "no"
+            else:
+                env[name] = str(value)
+        env.update({f"MKMEDIA_{k}": v for k, v in self.variables.items()})
+        return env
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            name: {"value": self.values[name], "from": [o.where() for o in self.origins[name]]}
+            for name in self.values
+        }
+
+
+def builtin_layer() -> Layer:
+    origin = Origin(BUILTIN)
+    assignments = [
+        Assignment(s.name, "replace" if s.is_list else "set", s.default, origin) for s in SETTINGS
+    ]
+    return Layer(BUILTIN, None, "OK", assignments)
+
+
+def _extends_path(name: str, including: Path | None, origin: Origin) -> Path:
+    candidates: list[Path] = []
+    base_name = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    if os.path.isabs(base_name):
+        candidates.append(Path(base_name))
+    else:
+        if including is not None:
+            candidates.append(including.parent / base_name)
+        candidates.append(recipes_dir() / base_name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise ConfigError(
+        f"{origin.where()}: the recipe {name!r} named in extends was not found (looked at {tried})."
+    )
+
+
+def recipe_chain(path: Path, *, _stack: tuple[Path, ...] = ()) -> list[Layer]:
+    """The recipe and everything it extends, parents first."""
+    resolved = path.resolve()
+    if resolved in _stack:
+        cycle = " -> ".join(str(p) for p in (*_stack, resolved))
+        raise ConfigError(f"The recipes extend each other in a circle: {cycle}. Break the circle.")
+    layer = load_file(path, f"recipe {path.name}")
+    if layer.status == "missing":
+        raise ConfigError(
+            f"The recipe {path} does not exist.",
+            hint="Give the path of a YAML recipe, or leave it out to build with the defaults.",
+        )
+    layers: list[Layer] = []
+    for parent, origin in layer.extends:
+        layers += recipe_chain(_extends_path(parent, path, origin), _stack=(*_stack, resolved))
+    return [*layers, layer]
+
+
+def collect_layers(
+    system: SystemInfo,
+    *,
+    recipe: Path | None = None,
+    config_dir: Path = DEFAULT_CONFIG_DIR,
+    sets: Sequence[str] = (),
+) -> list[Layer]:
+    base = recipes_dir()
+    layers = [builtin_layer()]
+    layers.append(load_file(base / "default.yaml", "default"))
+    layers.append(load_file(base / "arch" / f"{system.arch}.yaml", "arch"))
+    layers.append(load_file(base / "os" / f"{system.os_vendor}.yaml", "os"))
+    layers.append(
+        load_file(base / "os" / system.os_vendor / f"{system.os_version}.yaml", "os version")
+    )
+    if recipe is not None:
+        layers += recipe_chain(recipe)
+    layers.append(load_file(config_dir / "site.yaml", "site"))
+    layers.append(load_file(config_dir / "local.yaml", "local"))
+    set_layer = Layer("--set", None, "OK" if sets else "empty", [parse_set(s) for s in sets])
+    layers.append(set_layer)
+    return layers
+
+
+def merge(layers: Sequence[Layer]) -> tuple[dict[str, object], dict[str, list[Origin]]]:
+    values: dict[str, object] = {}
+    origins: dict[str, list[Origin]] = {}
+    for layer in layers:
+        for a in layer.assignments:
+            setting = BY_NAME[a.name]
+            if not setting.is_list:
+                values[a.name] = a.value
+                origins[a.name] = [a.origin]
+                continue
+            assert isinstance(a.value, list)
+            current = list(values.get(a.name, []))  # type: ignore[call-overload]
+            if a.op == "replace":
+                current = list(a.value)
+                # an empty built-in default is no origin worth naming
+                empty_default = a.origin.layer == BUILTIN and not a.value
+                origins[a.name] = [] if empty_default else [a.origin]
+            elif a.op == "append":
+                current += [item for item in a.value if item not in current]
+                origins.setdefault(a.name, []).append(a.origin)
+            elif a.op == "remove":
+                absent = [item for item in a.value if item not in current]
+                if absent:
+                    log.warning(
+                        "%s: %s does not contain %s; nothing removed for it",
+                        a.origin.where(),
+                        a.name,
+                        ", ".join(absent),
+                    )
+                current = [item for item in current if item not in a.value]
+                origins.setdefault(a.name, []).append(a.origin)
+            values[a.name] = current
+    return values, origins
+
+
+def expand(text: str, variables: Mapping[str, str], *, where: str, env_allowed: bool = True) -> str:
+    """Replace ${NAME} from `variables` and ${env:NAME} from the environment; $$ is a $."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        if name.startswith("env:"):
+            env_name = name[4:]
+            if not env_allowed:
+                raise ConfigError(f"{where}: environment variables cannot be used here.")
+            if env_name not in os.environ:
+                raise ConfigError(
+                    f"{where}: ${{{name}}} names the environment variable {env_name}, "
+                    "which is not set. Set it, or remove the reference."
+                )
+            return os.environ[env_name]
+        if name not in variables:
+            known = ", ".join(sorted(variables))
+            raise ConfigError(
+                f"{where}: unknown variable ${{{name}}}. Known variables: {known}; "
+                "environment variables are written ${env:NAME}; a literal $ is $$."
+            )
+        return variables[name]
+
+    return _VAR.sub(replace, text)
+
+
+def choose_kernel_version(spec: str, system: SystemInfo) -> str:
+    """The kernel version a KERNEL setting means here ('' when none is installed)."""
+    if spec == "auto":
+        if system.running_kernel in system.kernels:
+            return system.running_kernel
+        return max(system.kernels, key=version_key) if system.kernels else ""
+    if "/" in spec:
+        return Path(spec).name.removeprefix("vmlinuz-")
+    return spec
+
+
+def expand_values(
+    values: dict[str, object], origins: Mapping[str, list[Origin]], variables: Mapping[str, str]
+) -> dict[str, object]:
+    expanded: dict[str, object] = {}
+    for name, value in values.items():
+        setting = BY_NAME[name]
+        where = f"{name} (set in {', '.join(o.where() for o in origins.get(name, []))})"
+        if not setting.expand:
+            expanded[name] = value
+        elif isinstance(value, str):
+            expanded[name] = expand(value, variables, where=where)
+        elif isinstance(value, list):
+            expanded[name] = [expand(item, variables, where=where) for item in value]
+        else:
+            expanded[name] = value
+    return expanded
+
+
+def semantic_checks(values: Mapping[str, object], origins: Mapping[str, list[Origin]]) -> None:
+    """Checks across settings, with messages that say what to change."""
+
+    def where(name: str) -> str:
+        return ", ".join(o.where() for o in origins.get(name, []))
+
+    if values["BACKUP"] != "NONE" and not values["BACKUP_URL"]:
+        raise ConfigError(
+            f"BACKUP is {values['BACKUP']} (from {where('BACKUP')}) but BACKUP_URL is empty. "
+            "Set BACKUP_URL to where the backup goes (for example file:///srv/backup), "
+            "or set BACKUP to NONE."
+        )
+    output_url = str(values["OUTPUT_URL"])
+    if not re.match(r"^(file|nfs|cifs)://", output_url):
+        raise ConfigError(
+            f"OUTPUT_URL {output_url!r} (from {where('OUTPUT_URL')}) is not a supported URL; "
+            "use file:///DIRECTORY (nfs:// and cifs:// when mounting is available)."
+        )
+    timeout = values["BOOT_TIMEOUT"]
+    if isinstance(timeout, int) and timeout < 0:
+        raise ConfigError(f"BOOT_TIMEOUT (from {where('BOOT_TIMEOUT')}) must be 0 or more.")
+    level = values["COMPRESSION_LEVEL"]
+    if isinstance(level, int) and not 0 <= level <= 22:
+        raise ConfigError(
+            f"COMPRESSION_LEVEL {level} (from {where('COMPRESSION_LEVEL')}) is out of range; "
+            "use 0 (the method's default) or 1..22 (zstd), 1..9 (gzip, xz)."
+        )
+
+
+def load_config(
+    *,
+    recipe: Path | None = None,
+    config_dir: Path = DEFAULT_CONFIG_DIR,
+    sets: Sequence[str] = (),
+    system: SystemInfo | None = None,
+) -> Config:
+    """Collect, merge, expand, check and freeze the configuration."""
+    system = system or detect()
+    layers = collect_layers(system, recipe=recipe, config_dir=config_dir, sets=sets)
+    values, origins = merge(layers)
+    variables = system.variables()
+    kernel_spec = expand(str(values["KERNEL"]), variables, where="KERNEL")
+    kernel_version = choose_kernel_version(kernel_spec, system)
+    variables["KERNEL_VERSION"] = kernel_version
+    values = expand_values(values, origins, variables)
+    semantic_checks(values, origins)
+    return Config(
+        values=MappingProxyType(values),
+        origins=MappingProxyType({k: tuple(v) for k, v in origins.items()}),
+        layers=tuple(layers),
+        system=system,
+        kernel_version=kernel_version,
+        config_dir=config_dir,
+        variables=MappingProxyType(dict(variables)),
+    )
+
+
+def settings_of_kind(kind: Kind) -> list[str]:
+    return [s.name for s in SETTINGS if s.kind is kind]

@@ -1,0 +1,184 @@
+"""The settings table: every setting mkmedia knows, in one place.
+
+Recipe parsing, `--set`, command-line flags, defaults, `mkmedia dump` and `mkmedia settings`
+are all driven by this table. Names follow ReaR's where ReaR has one, so its users find their way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(Enum):
+    STR = "text"
+    INT = "integer"
+    BOOL = "boolean"
+    LIST = "list"
+    CHOICE = "choice"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: Kind
+    default: object
+    help: str
+    choices: tuple[str, ...] = ()
+    flag: str | None = None  # the command-line flag of build-like commands, when there is one
+    expand: bool = True  # ${VARIABLE} expansion applies to its values
+
+    @property
+    def is_list(self) -> bool:
+        return self.kind is Kind.LIST
+
+    @property
+    def merge_rule(self) -> str:
+        if self.is_list:
+            return "append (or {append, remove, replace})"
+        return "last layer wins"
+
+
+def _s(
+    name: str,
+    kind: Kind,
+    default: object,
+    help: str,
+    *,
+    choices: tuple[str, ...] = (),
+    flag: str | None = None,
+    expand: bool = True,
+) -> Setting:
+    return Setting(name, kind, default, help, choices, flag, expand)
+
+
+STR, INT, BOOL, LIST, CHOICE = Kind.STR, Kind.INT, Kind.BOOL, Kind.LIST, Kind.CHOICE
+
+OUTPUT_KINDS = ("ISO", "CDROM", "USB", "PXE", "OBDR", "RAMDISK", "RAWDISK")
+BACKUP_METHODS = ("NONE", "NETFS", "TAPE", "CDROM", "EXTERNAL")
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- what the media is -----------------------------------------------------------------
+    _s(
+        "OUTPUT",
+        CHOICE,
+        "ISO",
+        "Kind of rescue media to write.",
+        choices=OUTPUT_KINDS,
+        flag="--output",
+    ),
+    _s(
+        "OUTPUT_URL",
+        STR,
+        "file:///var/lib/mkmedia/output",
+        "Where the media goes (file://DIR; nfs:// and cifs:// when mounting is supported).",
+        flag="--output-url",
+    ),
+    _s("OUTPUT_PREFIX", STR, "${HOSTNAME}", "Subdirectory and file-name prefix of the output."),
+    _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
+    _s("BACKUP", CHOICE, "NONE", "Backup method.", choices=BACKUP_METHODS, flag="--backup"),
+    _s(
+        "BACKUP_URL",
+        STR,
+        "",
+        "Where the backup goes (file://, nfs://, cifs://, iso://, tape://).",
+        flag="--backup-url",
+    ),
+    _s("BACKUP_OPTIONS", STR, "", "Mount options for the backup location."),
+    _s("BACKUP_PROG_EXCLUDE", LIST, [], "Paths and globs the backup leaves out."),
+    # --- what goes into the rescue system ----------------------------------------------------
+    _s("PROGS", LIST, [], "Programs carried when present (names on PATH/sbin, or absolute paths)."),
+    _s("REQUIRED_PROGS", LIST, [], "Programs the build fails without."),
+    _s("LIBS", LIST, [], "Extra libraries (paths or globs), e.g. dlopen()ed ones: NSS modules."),
+    _s(
+        "MODULES_POLICY",
+        CHOICE,
+        "storage+network",
+        "Which kernel modules go in besides MODULES.",
+        choices=("explicit", "loaded", "storage+network", "all"),
+    ),
+    _s("MODULES", LIST, [], "Kernel modules always included (names or globs)."),
+    _s("MODULES_LOAD", LIST, [], "Kernel modules the rescue system loads at boot."),
+    _s("FIRMWARE", LIST, [], "Extra firmware files or globs under /lib/firmware."),
+    _s("COPY_AS_IS", LIST, [], "Files and trees copied verbatim (globs allowed)."),
+    _s("EXCLUDE", LIST, [], "Globs left out of the rescue system."),
+    _s("PYTHON", STR, "/usr/bin/python3", "Interpreter embedded in the rescue system."),
+    _s("KERNEL", STR, "auto", "Kernel: auto, a version, or a path to an image.", flag="--kernel"),
+    _s(
+        "KERNEL_CMDLINE",
+        STR,
+        "",
+        "Extra kernel command line options of the rescue system.",
+    ),
+    _s(
+        "CONSOLES",
+        LIST,
+        ["tty0", "ttyS0,115200"],
+        "Kernel consoles (the last one is /dev/console).",
+    ),
+    # --- packing -----------------------------------------------------------------------------
+    _s(
+        "COMPRESSION",
+        CHOICE,
+        "zstd",
+        "Initrd compression.",
+        choices=("zstd", "gzip", "xz", "none"),
+        flag="--compression",
+    ),
+    _s("COMPRESSION_LEVEL", INT, 0, "Compression level; 0: the method's tuned default."),
+    # --- booting -----------------------------------------------------------------------------
+    _s(
+        "BOOT_DEFAULT",
+        CHOICE,
+        "local",
+        "Boot menu default: boot the local disk, recover, or recover unattended.",
+        choices=("local", "recover", "unattended"),
+    ),
+    _s("BOOT_TIMEOUT", INT, 30, "Seconds the boot menu waits before its default."),
+    _s(
+        "SECURE_BOOT",
+        CHOICE,
+        "auto",
+        "Use the signed shim/GRUB/kernel chain.",
+        choices=("auto", "yes", "no"),
+    ),
+    # --- the rescue system at run time -------------------------------------------------------
+    _s(
+        "NETWORK",
+        CHOICE,
+        "dhcp",
+        "Rescue network: DHCP on every link, the host's saved addresses, or none.",
+        choices=("dhcp", "saved", "none"),
+    ),
+    _s(
+        "SSH_AUTHORIZED_KEYS",
+        LIST,
+        [],
+        "Public keys allowed to log in to the rescue system as root.",
+    ),
+    _s("SSH_ROOT_PASSWORD_HASH", STR, "", "crypt(3) hash for root's password; empty: no password."),
+    _s(
+        "UNATTENDED_ACTION",
+        CHOICE,
+        "reboot",
+        "What an unattended recovery does when it has finished.",
+        choices=("reboot", "poweroff", "shell"),
+    ),
+    # --- layout ------------------------------------------------------------------------------
+    _s("LAYOUT_DIR", STR, "/var/lib/mkmedia/layout", "Where the saved disk layout lives."),
+    _s("EXCLUDE_RECREATE", LIST, [], "Layout components not recreated (e.g. fs:/data, vg:backup)."),
+    _s("LUKS_HEADER_BACKUP", BOOL, False, "Keep LUKS header backups with the layout (sensitive)."),
+    # --- the run itself ----------------------------------------------------------------------
+    _s("TMPDIR", STR, "/var/tmp", "Parent directory of the private build area."),
+    _s("STATE_DIR", STR, "/var/lib/mkmedia", "mkmedia's state: layout, output, manifests."),
+    _s("REPORT", BOOL, True, "Write a size report of the rescue system beside the media."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+# Keys with a meaning of their own in a recipe file, not settings.
+RECIPE_KEYWORDS = ("EXTENDS", "DESCRIPTION")
+
+
+def lookup(name: str) -> Setting | None:
+    return BY_NAME.get(name.upper())

@@ -1,0 +1,200 @@
+"""Workflows are ordered stages; a stage is an ordered list of small named steps.
+
+Steps register themselves with `@step(stage, order)` (ReaR users know the NNN_name.sh order) and
+may carry a `when` condition on the configuration (backup method, output kind, OS family). A
+workflow runs the steps of its stages, with the user's hooks before and after each stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mkmedia.artifacts import Artifact
+from mkmedia.config import Config
+from mkmedia.errors import MkmediaError, StepError
+from mkmedia.hooks import PHASES, find_hooks, run_hooks
+from mkmedia.log import say
+
+log = logging.getLogger("mkmedia.workflow")
+
+
+@dataclass
+class Context:
+    """What steps share during one run."""
+
+    config: Config
+    workflow: str
+    build_dir: Path
+    log_path: Path | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+    state: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+
+StepFunc = Callable[[Context], None]
+Condition = Callable[[Config], bool]
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: str
+    order: int
+    name: str
+    func: StepFunc
+    when: Condition | None = None
+    doc: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}/{self.order:03d}_{self.name}"
+
+    def applies(self, config: Config) -> bool:
+        return self.when is None or bool(self.when(config))
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    help: str
+    stages: tuple[str, ...]
+
+
+WORKFLOWS: dict[str, Workflow] = {
+    w.name: w
+    for w in (
+        Workflow(
+            "build",
+            "build the rescue media (ReaR: mkrescue)",
+            ("prep", "layout", "rootfs", "pack", "output", "cleanup"),
+        ),
+        Workflow(
+            "mkbackup",
+            "build the rescue media and make a backup",
+            ("prep", "layout", "rootfs", "pack", "backup", "output", "cleanup"),
+        ),
+        Workflow("mkbackuponly", "make a backup only", ("prep", "layout", "backup", "cleanup")),
+    )
+}
+
+_REGISTRY: list[Step] = []
+
+
+def step(
+    stage: str, order: int, *, when: Condition | None = None
+) -> Callable[[StepFunc], StepFunc]:
+    """Register a function as a workflow step of `stage` at position `order`."""
+
+    def register(func: StepFunc) -> StepFunc:
+        name = func.__name__.strip("_").replace("_", "-")
+        doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
+        label = f"{stage}/{order:03d}_{name}"
+        if any(s.label == label for s in _REGISTRY):
+            raise RuntimeError(f"step {label} registered twice")
+        _REGISTRY.append(Step(stage, order, name, func, when, doc))
+        return func
+
+    return register
+
+
+def load_steps() -> None:
+    """Import every module of mkmedia.steps so their @step functions register."""
+    import mkmedia.steps as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def registered_steps() -> list[Step]:
+    return list(_REGISTRY)
+
+
+def plan(workflow: Workflow, config: Config) -> list[tuple[str, list[Step]]]:
+    """The steps that would run, stage by stage, for this configuration."""
+    result = []
+    for stage in workflow.stages:
+        steps = sorted(
+            (s for s in _REGISTRY if s.stage == stage and s.applies(config)),
+            key=lambda s: (s.order, s.name),
+        )
+        result.append((stage, steps))
+    return result
+
+
+def describe_plan(workflow: Workflow, config: Config, hooks_dir: Path) -> str:
+    lines = [f"Workflow {workflow.name}: {workflow.help}"]
+    for stage, steps in plan(workflow, config):
+        lines.append(f"stage {stage}")
+        for hook in find_hooks(hooks_dir, stage, "pre"):
+            lines.append(f"  hook   pre  {hook}")
+        for s in steps:
+            lines.append(f"  step   {s.label:<36} {s.doc}")
+        for hook in find_hooks(hooks_dir, stage, "post"):
+            lines.append(f"  hook   post {hook}")
+        if not steps:
+            lines.append("  (no steps for this configuration)")
+    return "\n".join(lines)
+
+
+def make_build_dir(parent: Path) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="mkmedia.", dir=parent))
+
+
+def run_workflow(
+    workflow: Workflow,
+    config: Config,
+    *,
+    hooks_dir: Path,
+    build_dir: Path,
+    keep_build_dir: bool = False,
+    log_path: Path | None = None,
+    state: dict[str, object] | None = None,
+) -> Context:
+    """Run every applicable step in order, with hooks around each stage."""
+    ctx = Context(config, workflow.name, build_dir, log_path, state=dict(state or {}))
+    env = config.environment()
+    env.update({"MKMEDIA_WORKFLOW": workflow.name, "MKMEDIA_BUILD_DIR": str(build_dir)})
+    started = time.monotonic()
+    try:
+        for stage, steps in plan(workflow, config):
+            run_hooks(hooks_dir, stage, PHASES[0], env, cwd=build_dir)
+            for s in steps:
+                say(f"{s.label:<36} {s.doc}")
+                t0 = time.monotonic()
+                try:
+                    s.func(ctx)
+                except MkmediaError:
+                    raise
+                except OSError as exc:
+                    raise StepError(
+                        f"The step {s.label} failed: {exc}.",
+                        hint="The log file holds the details.",
+                    ) from exc
+                elapsed = time.monotonic() - t0
+                ctx.timings.append((s.label, elapsed))
+                log.debug("step %s took %.2f s", s.label, elapsed)
+            run_hooks(hooks_dir, stage, PHASES[1], env, cwd=build_dir)
+    finally:
+        if keep_build_dir:
+            say(f"kept the build directory {build_dir}")
+        else:
+            shutil.rmtree(build_dir, ignore_errors=True)
+    say(f"{workflow.name} finished in {time.monotonic() - started:.1f} s")
+    return ctx
+
+
+def workflow_names() -> Sequence[str]:
+    return list(WORKFLOWS)
