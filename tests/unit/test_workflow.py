@@ -1,0 +1,175 @@
+"""Workflow engine: step order, conditions, --simulate, hooks, build directory, lock."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mkmedia import workflow as wf
+from mkmedia.config import load_config
+from mkmedia.errors import LockError, StepError
+from mkmedia.lock import RunLock
+from mkmedia.sysinfo import SystemInfo
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> list[wf.Step]:
+    """A private step registry so tests do not see (or leak) real steps."""
+    steps: list[wf.Step] = []
+    monkeypatch.setattr(wf, "_REGISTRY", steps)
+    return steps
+
+
+def make_hook(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_steps_run_in_stage_then_order(
+    registry: list[wf.Step],
+    data_dir: Path,
+    config_dir: Path,
+    fake_system: SystemInfo,
+    tmp_path: Path,
+) -> None:
+    calls: list[str] = []
+
+    @wf.step("output", 200)
+    def second_output(ctx: wf.Context) -> None:
+        calls.append("output-200")
+
+    @wf.step("output", 100)
+    def first_output(ctx: wf.Context) -> None:
+        calls.append("output-100")
+
+    @wf.step("prep", 500)
+    def prep_step(ctx: wf.Context) -> None:
+        calls.append("prep-500")
+
+    @wf.step("output", 150, when=lambda c: c.get_str("OUTPUT") == "USB")
+    def usb_only(ctx: wf.Context) -> None:
+        calls.append("usb")
+
+    config = load_config(config_dir=config_dir, system=fake_system)
+    build_dir = tmp_path / "build"
+    build_dir.mkdir()
+    wf.run_workflow(
+        wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
+    )
+    assert calls == ["prep-500", "output-100", "output-200"]
+    assert not build_dir.exists(), "the build directory is removed unless kept"
+
+    calls.clear()
+    usb = load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=USB"])
+    build_dir.mkdir()
+    wf.run_workflow(
+        wf.WORKFLOWS["build"],
+        usb,
+        hooks_dir=config_dir / "hooks.d",
+        build_dir=build_dir,
+        keep_build_dir=True,
+    )
+    assert calls == ["prep-500", "output-100", "usb", "output-200"]
+    assert build_dir.exists()
+
+
+def test_simulate_lists_steps_and_hooks_without_running(
+    registry: list[wf.Step], data_dir: Path, config_dir: Path, fake_system: SystemInfo
+) -> None:
+    ran = []
+
+    @wf.step("rootfs", 100)
+    def assemble(ctx: wf.Context) -> None:
+        """Assemble the tree."""
+        ran.append(1)
+
+    make_hook(config_dir / "hooks.d/rootfs/pre/10-note", "exit 0")
+    config = load_config(config_dir=config_dir, system=fake_system)
+    text = wf.describe_plan(wf.WORKFLOWS["build"], config, config_dir / "hooks.d")
+    assert "rootfs/100_assemble" in text and "Assemble the tree." in text
+    assert "hook   pre  " in text and "10-note" in text
+    assert ran == []
+
+
+def test_hooks_run_in_name_order_with_settings_in_env(
+    registry: list[wf.Step],
+    data_dir: Path,
+    config_dir: Path,
+    fake_system: SystemInfo,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "hooks.out"
+    hooks = config_dir / "hooks.d"
+    make_hook(hooks / "prep/pre/20-second", f'echo "pre2 $OUTPUT $MKMEDIA_STAGE" >> {out}')
+    make_hook(hooks / "prep/pre/10-first", f'echo "pre1 $MKMEDIA_WORKFLOW" >> {out}')
+    make_hook(hooks / "prep/post/10-after", f'echo "post $PROGS" >> {out}')
+
+    @wf.step("prep", 100)
+    def middle(ctx: wf.Context) -> None:
+        with open(out, "a") as handle:
+            handle.write("step\n")
+
+    config = load_config(
+        config_dir=config_dir, system=fake_system, sets=["PROGS=a,b", "OUTPUT=PXE"]
+    )
+    build_dir = tmp_path / "b"
+    build_dir.mkdir()
+    wf.run_workflow(wf.WORKFLOWS["build"], config, hooks_dir=hooks, build_dir=build_dir)
+    assert out.read_text().splitlines() == ["pre1 build", "pre2 PXE prep", "step", "post a b"]
+
+
+def test_failing_hook_stops_the_workflow(
+    registry: list[wf.Step],
+    data_dir: Path,
+    config_dir: Path,
+    fake_system: SystemInfo,
+    tmp_path: Path,
+) -> None:
+    ran = []
+    make_hook(config_dir / "hooks.d/output/pre/50-check", "echo 'no space on /srv' >&2; exit 3")
+
+    @wf.step("output", 100)
+    def write(ctx: wf.Context) -> None:
+        ran.append(1)
+
+    config = load_config(config_dir=config_dir, system=fake_system)
+    build_dir = tmp_path / "b"
+    build_dir.mkdir()
+    with pytest.raises(StepError) as err:
+        wf.run_workflow(
+            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
+        )
+    message = str(err.value)
+    assert "pre-output hook" in message and "50-check" in message
+    assert "exit status 3" in message and "no space on /srv" in message
+    assert ran == []
+
+
+def test_non_executable_hook_is_an_error(
+    registry: list[wf.Step],
+    data_dir: Path,
+    config_dir: Path,
+    fake_system: SystemInfo,
+    tmp_path: Path,
+) -> None:
+    hook = make_hook(config_dir / "hooks.d/prep/pre/10-x", "exit 0")
+    hook.chmod(0o644)
+    config = load_config(config_dir=config_dir, system=fake_system)
+    with pytest.raises(StepError, match="not executable"):
+        wf.run_workflow(
+            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=tmp_path
+        )
+
+
+def test_lock_refuses_a_second_run(tmp_path: Path) -> None:
+    path = tmp_path / "lock"
+    with RunLock(path):
+        assert path.read_text().strip() == str(os.getpid())
+        with pytest.raises(LockError, match=f"pid {os.getpid()}"):
+            RunLock(path).acquire()
+    with RunLock(path):  # released: can be taken again
+        pass
