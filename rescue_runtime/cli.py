@@ -22,7 +22,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("dump", help="show the rescue system's definition and settings")
+    recover = sub.add_parser("recover", help="recreate the disk layout, restore, reinstall boot")
+    recover.add_argument("--unattended", action="store_true", help="ask no questions")
     return parser
+
+
+def cmd_dump() -> int:
+    from rescue_runtime import rescueconf
+
+    config = rescueconf.load()
+    print(f"mkmedia rescue system {__version__} for host {config.hostname}")
+    print(config.to_json(), end="")
+    return 0
+
+
+def cmd_recover(unattended: bool) -> int:
+    """Entry point of the recover workflow (verify, recreate, restore, finalize)."""
+    mode = "unattended" if unattended else "interactive"
+    print(f"mkmedia recover: starting ({mode})", flush=True)
+    raise MkmediaError(
+        "The recover workflow is not part of this version of mkmedia yet; no disk was touched.",
+        hint="Use the shell to repair the machine by hand.",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command == "dump":
-            print(f"mkmedia rescue system {__version__}")
-            return 0
+            return cmd_dump()
+        if args.command == "recover":
+            return cmd_recover(args.unattended)
     except MkmediaError as exc:
         if args.debug:
             raise

@@ -154,3 +154,45 @@ def run_bytes(
             + f". The end of its output:\n{_tail(stderr) or '(no output)'}"
         )
     return proc.stdout
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    env: Mapping[str, str] | None = None,
+    new_session: bool = False,
+    controlling_tty: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process (daemon, console shell) without waiting; logged like run().
+
+    With `controlling_tty`, the child starts a new session and takes its stdin (a terminal) as
+    its controlling terminal, so job control and Ctrl-C work in a console shell.
+    """
+    args = list(argv)
+    log.debug("spawn: %s", shlex.join(args))
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+
+    def take_tty() -> None:
+        import fcntl
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        return subprocess.Popen(
+            args,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=full_env,
+            start_new_session=new_session or controlling_tty,
+            preexec_fn=take_tty if controlling_tty else None,
+        )
+    except FileNotFoundError as exc:
+        raise MissingError(f"Cannot start {args[0]!r}: the program was not found.") from exc

@@ -1,0 +1,66 @@
+"""The rescue system's own configuration: /etc/mkmedia/rescue.json, written at build time.
+
+It carries what the rescue system must know about the host it belongs to (name, backup, saved
+network, consoles, modules to load, ssh keys) without needing the builder's YAML stack.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+RESCUE_CONF = Path("/etc/mkmedia/rescue.json")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SavedInterface:
+    name: str
+    mac: str
+    addresses: list[str] = field(default_factory=list)  # CIDR
+    gateway: str = ""
+    mtu: int = 0
+
+
+@dataclass
+class RescueConfig:
+    hostname: str = "localhost"
+    created: str = ""  # ISO 8601 UTC
+    mkmedia_version: str = ""
+    os_pretty_name: str = ""
+    kernel_version: str = ""
+    backup: str = "NONE"
+    backup_url: str = ""
+    output: str = "ISO"
+    network: str = "dhcp"  # dhcp | saved | none
+    saved_interfaces: list[SavedInterface] = field(default_factory=list)
+    nameservers: list[str] = field(default_factory=list)
+    modules_load: list[str] = field(default_factory=list)
+    ssh_authorized_keys: list[str] = field(default_factory=list)
+    ssh_root_password_hash: str = ""
+    unattended_action: str = "reboot"  # reboot | poweroff | shell
+    settings: dict[str, object] = field(default_factory=dict)  # the build's merged settings
+
+    def to_json(self) -> str:
+        document = {"format_version": FORMAT_VERSION, **asdict(self)}
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> RescueConfig:
+        data = json.loads(text)
+        data.pop("format_version", None)
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["saved_interfaces"] = [
+            SavedInterface(**i) for i in values.get("saved_interfaces", [])
+        ]
+        return cls(**values)
+
+
+def load(path: Path = RESCUE_CONF) -> RescueConfig:
+    """The rescue configuration, or defaults when the file is missing (a bare test tree)."""
+    try:
+        return RescueConfig.from_json(path.read_text())
+    except FileNotFoundError:
+        return RescueConfig()

@@ -1,0 +1,48 @@
+"""Pieces of the rescue /init that can be checked without booting."""
+
+from __future__ import annotations
+
+from rescue_runtime.init import cmdline, consoles, network
+from rescue_runtime.rescueconf import RescueConfig, SavedInterface
+
+
+def test_cmdline_options_and_unknown_ignored() -> None:
+    options = cmdline.parse(
+        "BOOT_IMAGE=/vmlinuz quiet unattended mkmedia.debug mkmedia.update=http://x/u.tar "
+        'console=tty0 console=ttyS0,115200 ip=dhcp foo="a b" nonsense'
+    )
+    assert options.unattended and options.debug and not options.shell
+    assert options.update_url == "http://x/u.tar"
+    assert options.ip == ["dhcp"]
+    assert cmdline.console_devices(options.consoles) == ["/dev/tty1", "/dev/ttyS0"]
+    assert cmdline.console_devices([]) == ["/dev/console"]
+    assert cmdline.parse("mkmedia.shell").shell
+
+
+def test_netmask_prefix() -> None:
+    assert network.netmask_to_prefix("255.255.255.0") == 24
+    assert network.netmask_to_prefix("255.255.240.0") == 20
+    assert network.netmask_to_prefix("16") == 16
+
+
+def test_banner_names_host_backup_and_commands() -> None:
+    text = consoles.banner(
+        RescueConfig(
+            hostname="db7",
+            created="2026-11-23T05:00:00Z",
+            backup="NETFS",
+            backup_url="nfs://nas/backups",
+        )
+    )
+    assert "host db7" in text and "2026-11-23T05:00:00Z" in text
+    assert "NETFS at nfs://nas/backups" in text and "mkmedia recover" in text
+
+
+def test_rescue_config_round_trip() -> None:
+    config = RescueConfig(
+        hostname="h",
+        saved_interfaces=[SavedInterface("eth0", "52:54:00:12:34:56", ["10.0.0.5/24"], "10.0.0.1")],
+        modules_load=["virtio_net"],
+    )
+    again = RescueConfig.from_json(config.to_json())
+    assert again == config
