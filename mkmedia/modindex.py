@@ -64,10 +64,10 @@ def _glob_prefix(pattern: str) -> str:
 
 @dataclass(frozen=True)
 class Resolution:
-    """What a name stands for: module files (by name), and/or a builtin module."""
+    """What a name stands for: module files and/or modules built into the kernel (by name)."""
 
     modules: tuple[str, ...] = ()
-    builtin: bool = False
+    builtin: tuple[str, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -87,8 +87,8 @@ class ModuleIndex:
     aliases: dict[str, set[str]] = field(default_factory=dict)  # exact normalized alias -> names
     # Wildcard aliases bucketed by the text before ':' (the bus), as (prefix, pattern, name).
     glob_aliases: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
-    builtin_aliases: set[str] = field(default_factory=set)
-    builtin_glob_aliases: list[str] = field(default_factory=list)
+    builtin_aliases: dict[str, set[str]] = field(default_factory=dict)  # alias -> names
+    builtin_glob_aliases: list[tuple[str, str]] = field(default_factory=list)  # (pattern, name)
 
     @property
     def version(self) -> str:
@@ -180,14 +180,14 @@ class ModuleIndex:
             head, sep, value = entry.partition("=")
             if not sep or "." not in head:
                 continue
-            key = head.partition(".")[2]
+            mod, _, key = head.partition(".")
             # Only aliases: "name.parm=" entries also exist for builtin code that is no module.
             if key == "alias":
                 alias = alias_normalize(value)
                 if has_glob(alias):
-                    self.builtin_glob_aliases.append(alias)
+                    self.builtin_glob_aliases.append((alias, modname(mod)))
                 else:
-                    self.builtin_aliases.add(alias)
+                    self.builtin_aliases.setdefault(alias, set()).add(modname(mod))
 
     # --- lookups ----------------------------------------------------------------------------
 
@@ -197,19 +197,20 @@ class ModuleIndex:
         if mod in self.paths:
             return Resolution((mod,))
         if mod in self.builtin:
-            return Resolution(builtin=True)
+            return Resolution(builtin=(mod,))
         alias = alias_normalize(name)
         found = set(self.aliases.get(alias, ()))
         bucket = alias.split(":", 1)[0] if ":" in alias else ""
         for prefix, pattern, target in self.glob_aliases.get(bucket, ()):
             if alias.startswith(prefix) and fnmatch.fnmatchcase(alias, pattern):
                 found.add(target)
-        builtin = alias in self.builtin_aliases or any(
-            fnmatch.fnmatchcase(alias, p) for p in self.builtin_glob_aliases
-        )
+        builtin = set(self.builtin_aliases.get(alias, ()))
+        builtin.update(n for p, n in self.builtin_glob_aliases if fnmatch.fnmatchcase(alias, p))
         # An alias may name a builtin module directly ("alias fs-ext4 ext4" with ext4 built in).
-        builtin = builtin or any(m in self.builtin for m in found)
-        return Resolution(tuple(sorted(m for m in found if m in self.paths)), builtin)
+        builtin.update(m for m in found if m in self.builtin)
+        return Resolution(
+            tuple(sorted(m for m in found if m in self.paths)), tuple(sorted(builtin))
+        )
 
     def match(self, pattern: str) -> tuple[list[str], bool]:
         """Module names matching a glob ("dm-*"), and whether any builtin module matches."""

@@ -27,7 +27,7 @@ from mkmedia.errors import ConfigError, MissingError
 from mkmedia.firmware import FirmwareFile, find_firmware
 from mkmedia.hostdrivers import host_drivers
 from mkmedia.kernel import Kernel
-from mkmedia.modindex import ModuleIndex, has_glob, modname
+from mkmedia.modindex import ModuleIndex, has_glob
 from mkmedia.modinfo import module_firmware
 from mkmedia.run import require, run
 
@@ -246,8 +246,8 @@ def select_modules(
     def want(name: str, why: str, *, report: bool = True) -> None:
         res = index.resolve(name)
         wanted.update(res.modules)
-        if res.builtin and not res.modules:
-            builtin.add(modname(name))
+        if not res.modules:
+            builtin.update(res.builtin)
         if not res.found and report:
             not_found.append(NotFound(name, why))
 
@@ -260,9 +260,10 @@ def select_modules(
         elif word == "loaded":
             for item in host_drivers(sys_root, proc_root):
                 if item.kind == "fs":
-                    res = index.resolve(item.name)
-                    name = item.name if res.found else f"fs-{item.name}"
-                    want(name, item.why)
+                    # The module is named after the type, or carries the alias fs-TYPE.
+                    alias = f"fs-{item.name}"
+                    use_alias = not index.resolve(item.name).found and index.resolve(alias).found
+                    want(alias if use_alias else item.name, item.why)
                 else:
                     want(item.name, item.why, report=item.kind == "module")
         elif all(part in STORAGE_NETWORK_CLASSES for part in word.split("+")):
