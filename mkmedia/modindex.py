@@ -71,7 +71,7 @@ class Resolution:
 
     @property
     def found(self) -> bool:
-        return bool(self.modules) or self.builtin
+        return bool(self.modules or self.builtin)
 
 
 @dataclass
