@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from mkmedia.errors import ConfigError
+from mkmedia.errors import ConfigError, MissingError
+from mkmedia.kernel import choose_kernel
 from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
 from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
 from mkmedia.settings import BY_NAME, SETTINGS, Kind
-from mkmedia.sysinfo import SystemInfo, detect, version_key
+from mkmedia.sysinfo import SystemInfo, detect
 
 log = logging.getLogger("mkmedia.config")
 
@@ -217,15 +218,13 @@ def expand(text: str, variables: Mapping[str, str], *, where: str, env_allowed: 
     return _VAR.sub(replace, text)
 
 
-def choose_kernel_version(spec: str, system: SystemInfo) -> str:
-    """The kernel version a KERNEL setting means here ('' when none is installed)."""
-    if spec == "auto":
-        if system.running_kernel in system.kernels:
-            return system.running_kernel
-        return max(system.kernels, key=version_key) if system.kernels else ""
-    if "/" in spec:
-        return Path(spec).name.removeprefix("vmlinuz-")
-    return spec
+def choose_kernel_version(spec: str) -> str:
+    """The kernel version a KERNEL setting means here; '' when there is none (the build's
+    kernel step then stops with the full explanation)."""
+    try:
+        return choose_kernel(spec).version
+    except MissingError:
+        return ""
 
 
 def expand_values(
@@ -281,6 +280,7 @@ def load_config(
     config_dir: Path = DEFAULT_CONFIG_DIR,
     sets: Sequence[str] = (),
     system: SystemInfo | None = None,
+    kernel_chooser: Callable[[str], str] | None = None,
 ) -> Config:
     """Collect, merge, expand, check and freeze the configuration."""
     system = system or detect()
@@ -288,7 +288,7 @@ def load_config(
     values, origins = merge(layers)
     variables = system.variables()
     kernel_spec = expand(str(values["KERNEL"]), variables, where="KERNEL")
-    kernel_version = choose_kernel_version(kernel_spec, system)
+    kernel_version = (kernel_chooser or choose_kernel_version)(kernel_spec)
     variables["KERNEL_VERSION"] = kernel_version
     values = expand_values(values, origins, variables)
     semantic_checks(values, origins)

@@ -9,6 +9,8 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mkmedia.kernel import find_kernels
+
 
 @dataclass(frozen=True)
 class SystemInfo:
@@ -64,16 +66,7 @@ def read_os_release(root: Path = Path("/")) -> dict[str, str]:
 
 def installed_kernels(boot_dir: Path = Path("/boot")) -> list[str]:
     """Kernel versions that have an image in /boot, oldest first."""
-    versions = [p.name.removeprefix("vmlinuz-") for p in boot_dir.glob("vmlinuz-*")]
-    return sorted(versions, key=version_key)
-
-
-def version_key(version: str) -> list[tuple[int, object]]:
-    """Sort key comparing digit runs numerically (6.1.0-10 after 6.1.0-9)."""
-    return [
-        (0, int(part)) if part.isdigit() else (1, part)
-        for part in re.findall(r"\d+|[^\d]+", version)
-    ]
+    return [k.version for k in find_kernels(boot_dir)]
 
 
 def detect(root: Path = Path("/")) -> SystemInfo:

@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def fake_system() -> SystemInfo:
-    return SystemInfo(
+def fake_system(monkeypatch: pytest.MonkeyPatch) -> SystemInfo:
+    """A made-up host; KERNEL=auto is answered from its kernel list, not this machine's /boot."""
+    system = SystemInfo(
         hostname="web01",
         arch="x86_64",
         os="GNU/Linux",
@@ -25,6 +26,21 @@ def fake_system() -> SystemInfo:
         running_kernel="6.1.0-9-amd64",
         kernels=["6.1.0-9-amd64", "6.1.0-10-amd64"],
     )
+    monkeypatch.setattr("mkmedia.config.choose_kernel_version", fake_kernel_chooser(system))
+    return system
+
+
+def fake_kernel_chooser(system: SystemInfo):  # type: ignore[no-untyped-def]
+    """KERNEL=auto on the fake system: the running kernel if installed, else the newest."""
+
+    def choose(spec: str) -> str:
+        if spec != "auto":
+            return spec.rsplit("/", 1)[-1].removeprefix("vmlinuz-")
+        if system.running_kernel in system.kernels:
+            return system.running_kernel
+        return system.kernels[-1] if system.kernels else ""
+
+    return choose
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.config import choose_kernel_version, load_config
+from mkmedia.config import load_config
 from mkmedia.errors import ConfigError
 from mkmedia.sysinfo import SystemInfo
 
@@ -125,13 +125,6 @@ def test_unset_environment_variable_is_an_error(
     write(data_dir / "recipes/default.yaml", "ISO_VOLID: ${env:MKMEDIA_NOT_SET}\n")
     with pytest.raises(ConfigError, match="MKMEDIA_NOT_SET, which is not set"):
         load_config(config_dir=config_dir, system=fake_system)
-
-
-def test_kernel_auto_prefers_running_then_newest(fake_system: SystemInfo) -> None:
-    assert choose_kernel_version("auto", fake_system) == "6.1.0-9-amd64"
-    other = SystemInfo(**{**fake_system.as_dict(), "running_kernel": "6.18-fc"})  # type: ignore[arg-type]
-    assert choose_kernel_version("auto", other) == "6.1.0-10-amd64"  # numeric, not string order
-    assert choose_kernel_version("/boot/vmlinuz-5.10.0-1-amd64", other) == "5.10.0-1-amd64"
 
 
 def test_extends_cycle_is_reported(
