@@ -353,7 +353,14 @@ def closure(request: dict[str, Any]) -> dict[str, Any]:
         forced_roots.extend(names)
     # The caller's explicit modules must exist; startup modules are best effort.
     missing_explicit = [m for m in request.get("modules", []) if resolver.find(m) is None]
-    forced_roots.extend(m for m in request.get("modules", []) if m not in missing_explicit)
+    if missing_explicit:  # the caller fails anyway: do not scan
+        return {
+            "modules": [],
+            "unresolved": {},
+            "foreign": [],
+            "missing_explicit": missing_explicit,
+        }
+    forced_roots.extend(request.get("modules", []))
     optional_roots = [m for m in request.get("startup", []) if not _excluded(m, excludes)]
 
     own_tops = set(packages)
