@@ -289,8 +289,13 @@ def module_closure(
     extra_modules: Sequence[str] = (),
     startup: Sequence[str] = (),
     excludes: Sequence[str] = DEFAULT_EXCLUDES,
+    scan_cache: Path | None = None,
 ) -> Closure:
-    """Everything `packages`, `extra_modules` and the start-up set import, transitively."""
+    """Everything `packages`, `extra_modules` and the start-up set import, transitively.
+
+    `scan_cache` names a file where the scan results are kept between runs (it is created;
+    entries are checked against each file's size and mtime).
+    """
     raw = probe(
         python,
         "closure",
@@ -300,6 +305,7 @@ def module_closure(
             "modules": list(extra_modules),
             "startup": [*startup, *STARTUP_EXTRAS],
             "excludes": list(excludes),
+            "cache": str(scan_cache) if scan_cache else None,
         },
     )
     if raw["missing_explicit"]:
@@ -440,12 +446,14 @@ def embed_python(
     excludes: Sequence[str] = DEFAULT_EXCLUDES,
     scripts: Sequence[tuple[str, str]] = DEFAULT_SCRIPTS,
     compress: bool = True,
+    scan_cache: Path | None = None,
 ) -> EmbeddedPython:
     """Put the interpreter, the module closure of `packages` and the scripts into `tree`.
 
     `excludes` cuts the standard library's optional imports (see DEFAULT_EXCLUDES); our own
     packages' imports are always followed. `compress=False` stores the zip members (larger in
-    the rescue system's RAM, but compresses better inside a zstd initrd).
+    the rescue system's RAM, but compresses better inside a zstd initrd). `scan_cache`: a
+    file keeping the import scan between builds (see module_closure).
     """
     tree = Path(tree)
     info = interpreter_info(python)
@@ -456,6 +464,7 @@ def embed_python(
         extra_modules=extra_modules,
         startup=startup,
         excludes=excludes,
+        scan_cache=scan_cache,
     )
     for name, entry in scripts:
         module = entry.partition(":")[0]

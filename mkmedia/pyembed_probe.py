@@ -293,6 +293,52 @@ def scan_imports(
     return scanner.found
 
 
+class ScanCache:
+    """Scan results kept in a JSON file between runs, keyed by module, file, size and mtime.
+
+    Parsing is the expensive part of a closure (seconds for the standard library), and the
+    standard library does not change between builds.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.entries: dict[str, list[Any]] = {}
+        self.changed = False
+        if path and os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                data = {}  # unreadable: start afresh, it is only a cache
+            if data.get("format") == self.FORMAT and data.get("python") == sys.version:
+                self.entries = data.get("entries", {})
+
+    def scan(self, name: str, origin: str, is_package: bool, script_code: bool) -> list[Any]:
+        st = os.stat(origin)
+        key = f"{name}|{origin}|{int(is_package)}|{int(script_code)}"
+        stamp = [st.st_size, st.st_mtime_ns]
+        entry = self.entries.get(key)
+        if entry is not None and entry[0] == stamp:
+            return [tuple(found) for found in entry[1]]
+        with open(origin, "rb") as f:
+            source = f.read()
+        found = scan_imports(source, origin, name, is_package, script_code=script_code)
+        self.entries[key] = [stamp, found]
+        self.changed = True
+        return found
+
+    def save(self) -> None:
+        if not self.path or not self.changed:
+            return
+        data = {"format": self.FORMAT, "python": sys.version, "entries": self.entries}
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, self.path)
+
+
 def _excluded(name: str, excludes: set[str]) -> bool:
     parts = name.split(".")
     return any(".".join(parts[:i]) in excludes for i in range(1, len(parts) + 1))
@@ -369,6 +415,7 @@ def closure(request: dict[str, Any]) -> dict[str, Any]:
     foreign: list[list[Any]] = []  # imports of our packages that are neither ours nor stdlib
     todo: list[tuple[str, str]] = [(m, "") for m in forced_roots + optional_roots]
     implied_by = implied_modules()
+    cache = ScanCache(request.get("cache"))
     via: dict[str, str] = {}  # module -> the first module seen importing it (for reports)
 
     while todo:
@@ -386,10 +433,8 @@ def closure(request: dict[str, Any]) -> dict[str, Any]:
         todo.extend((implied, name) for implied in implied_by.get(name, ()))
         if mod.kind != "source" or mod.origin is None:
             continue
-        with open(mod.origin, "rb") as f:
-            source = f.read()
         ours = name.split(".")[0] in own_tops
-        scanned = scan_imports(source, mod.origin, name, mod.is_package, script_code=ours)
+        scanned = cache.scan(name, mod.origin, mod.is_package, ours)
         for target, line, is_member in scanned:
             if not ours and _excluded(target, excludes):
                 continue
@@ -403,6 +448,7 @@ def closure(request: dict[str, Any]) -> dict[str, Any]:
                 top = target.split(".")[0]
                 if ours and top not in stdlib_names and top not in own_tops:
                     foreign.append([target, mod.origin, line])
+    cache.save()
     return {
         "modules": [dict(result[k].as_dict(), via=via[k]) for k in sorted(result)],
         "unresolved": {k: sorted(v) for k, v in sorted(unresolved.items())},

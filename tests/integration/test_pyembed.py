@@ -58,17 +58,30 @@ def chroot(tree: Path, *argv: str, check: bool = True) -> Result:
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedPython:
+def scan_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("scan-cache") / "scan.json"
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory, scan_cache: Path) -> EmbeddedPython:
     tree = tmp_path_factory.mktemp("rescue") / "tree"
-    result = embed_python(tree, python=PYTHON, extra_modules=EXTRA, source_date_epoch=EPOCH)
+    result = embed_python(
+        tree, python=PYTHON, extra_modules=EXTRA, source_date_epoch=EPOCH, scan_cache=scan_cache
+    )
     add_shared_libraries(tree, [result.interpreter, *result.extension_modules])
     return result
 
 
 @pytest.fixture(scope="module")
-def embedded_again(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedPython:
+def embedded_again(
+    tmp_path_factory: pytest.TempPathFactory, embedded: EmbeddedPython, scan_cache: Path
+) -> EmbeddedPython:
+    """A second build in another place, from the scan cache the first one left."""
+    assert scan_cache.is_file()
     tree = tmp_path_factory.mktemp("rescue-again") / "another" / "tree"
-    return embed_python(tree, python=PYTHON, extra_modules=EXTRA, source_date_epoch=EPOCH)
+    return embed_python(
+        tree, python=PYTHON, extra_modules=EXTRA, source_date_epoch=EPOCH, scan_cache=scan_cache
+    )
 
 
 def test_tree_layout(embedded: EmbeddedPython) -> None:
@@ -175,6 +188,7 @@ def test_zip_is_reproducible(embedded: EmbeddedPython, embedded_again: EmbeddedP
     second = embedded_again.in_tree(embedded_again.zip_path).read_bytes()
     assert embedded.tree != embedded_again.tree
     assert first == second
+    assert embedded.modules == embedded_again.modules
     with zipfile.ZipFile(embedded.in_tree(embedded.zip_path)) as zf:
         infos = zf.infolist()
         names = [i.filename for i in infos]
