@@ -136,6 +136,19 @@ def test_paths_found_through_landmarks(embedded: EmbeddedPython) -> None:
     assert result.stderr == ""
 
 
+@pytest.mark.parametrize("flags", [["-I"], ["-S"], ["-E", "-s"]])
+def test_startup_modules_come_from_the_zip(embedded: EmbeddedPython, flags: list[str]) -> None:
+    """With frozen modules off, os, site, codecs, ... are imported from the zip's pycs."""
+    code = "import os, codecs, stat, posixpath, io, abc; print(os.__file__, codecs.__file__)"
+    argv = ["/usr/bin/python3", "-X", "frozen_modules=off", *flags, "-c", code]
+    result = chroot(embedded.tree, *argv)
+    assert result.stdout.split() == [
+        "/usr/lib/python311.zip/os.pyc",
+        "/usr/lib/python311.zip/codecs.pyc",
+    ]
+    assert result.stderr == ""
+
+
 def test_mkmedia_help_in_chroot(embedded: EmbeddedPython) -> None:
     result = chroot(embedded.tree, "/usr/bin/mkmedia", "--help")
     assert "mkmedia rescue system" in result.stdout
@@ -158,7 +171,7 @@ def test_codecs_for_c_locale(embedded: EmbeddedPython) -> None:
     assert rest == "ü b'\\xe9' x"
 
 
-@pytest.mark.parametrize("module", ["sqlite3", "tkinter", "unittest", "pydoc", "email"])
+@pytest.mark.parametrize("module", ["sqlite3", "tkinter", "unittest", "pydoc"])
 def test_modules_outside_closure_are_absent(embedded: EmbeddedPython, module: str) -> None:
     # The host has them (Debian's python3.11 ships these; tkinter only with python3-tk): the
     # chroot does not, which proves the trimming.
