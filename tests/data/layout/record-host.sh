@@ -99,4 +99,30 @@ for f in keep:
     f["target"] = f["target"].replace(work, "/tmp/work")
 json.dump({"filesystems": keep}, sys.stdout, indent=3)
 ' >"$out/findmnt/host.json"
+# LUKS1 and LUKS2 headers on plain files (luksFormat needs no device-mapper; opening does).
+mkdir -p "$out/cryptsetup" "$out/lvm"
+for v in luks1 luks2; do
+    truncate -s 40M "$work/$v.img"
+done
+echo -n test | cryptsetup luksFormat -q --type luks1 --cipher aes-xts-plain64 --key-size 512 \
+    --hash sha256 --pbkdf-force-iterations 1000 "$work/luks1.img" -
+echo -n test | cryptsetup luksFormat -q --type luks2 --label cryptroot --sector-size 4096 \
+    --pbkdf argon2id --pbkdf-memory 32768 --pbkdf-force-iterations 4 "$work/luks2.img" -
+cryptsetup luksDump "$work/luks1.img" | sed "s|$work|/tmp/work|" >"$out/cryptsetup/host-luks1.txt"
+cryptsetup luksDump "$work/luks2.img" >"$out/cryptsetup/host-luks2.txt"
+cryptsetup luksDump --dump-json-metadata "$work/luks2.img" >"$out/cryptsetup/host-luks2-json.json"
+
+# LVM: PVs and VGs can be made without device-mapper (LVs cannot: lvs is written by hand).
+truncate -s 200M "$work/pv1.img"
+truncate -s 200M "$work/pv2.img"
+attach "$work/pv1.img"; p1=$dev
+attach "$work/pv2.img"; p2=$dev
+export LVM_SUPPRESS_FD_WARNINGS=1
+pvcreate -q --devices "$p1,$p2" "$p1" "$p2"
+vgcreate -q --devices "$p1,$p2" -s 8M --addtag site-a vgdata "$p1" "$p2"
+pvs --devices "$p1,$p2" --reportformat json --units b --nosuffix \
+    -o pv_name,pv_uuid,vg_name,pv_size,pv_mda_count,pe_start >"$out/lvm/host-pvs.json"
+vgs --devices "$p1,$p2" --reportformat json --units b --nosuffix \
+    -o vg_name,vg_uuid,vg_extent_size,vg_size,vg_tags >"$out/lvm/host-vgs.json"
+vgremove -q -f --devices "$p1,$p2" vgdata
 echo "recorded into $out"
