@@ -28,6 +28,7 @@ class BlockDevice:
     partuuid: str | None = None
     partflags: str | None = None
     fstype: str | None = None
+    fsver: str | None = None
     uuid: str | None = None
     label: str | None = None
     model: str | None = None
@@ -72,6 +73,7 @@ def _device(raw: dict[str, Any], parent: str | None) -> BlockDevice:
         partuuid=nonempty(raw.get("partuuid")),
         partflags=nonempty(raw.get("partflags")),
         fstype=nonempty(raw.get("fstype")),
+        fsver=nonempty(raw.get("fsver")),
         uuid=nonempty(raw.get("uuid")),
         label=nonempty(raw.get("label")),
         model=nonempty(raw.get("model")),

@@ -40,6 +40,7 @@ mount "${g}p2" "$work/mnt/root"
 mount "${g}p4" "$work/mnt/data"
 sfdisk -J "$g" >"$out/sfdisk/host-gpt.json"
 blkid -o export "${g}p1" "${g}p2" "${g}p3" "${g}p4" >"$out/blkid/host-gpt.txt"
+blkid -p -o export "$g" "${g}p1" "${g}p2" "${g}p3" "${g}p4" >"$out/blkid/host-gpt-probe.txt"
 tune2fs -l "${g}p2" >"$out/tune2fs/host-ext4.txt"
 dumpe2fs -h "${g}p2" >"$out/dumpe2fs/host-ext4.txt" 2>/dev/null
 xfs_info "$work/mnt/data" >"$out/xfs_info/host-xfsprogs-6.1.txt"
