@@ -5,6 +5,9 @@ from __future__ import annotations
 from rescue_runtime.layout.model import ExtParams
 from rescue_runtime.layout.parse.common import ParseError, to_int
 
+# State flags that come and go with mounting, not properties of the file system.
+TRANSIENT_FEATURES = {"needs_recovery", "orphan_present"}
+
 
 def superblock_fields(text: str) -> dict[str, str]:
     fields: dict[str, str] = {}
@@ -27,7 +30,9 @@ def parse(text: str) -> tuple[ExtParams, str | None, str | None]:
     if blocks and reserved is not None:
         percent = round(100.0 * reserved / blocks, 2)
     params = ExtParams(
-        features=f.get("Filesystem features", "").split(),
+        features=[
+            x for x in f.get("Filesystem features", "").split() if x not in TRANSIENT_FEATURES
+        ],
         block_size=to_int(f.get("Block size")),
         inode_size=to_int(f.get("Inode size")),
         inode_count=to_int(f.get("Inode count")),
