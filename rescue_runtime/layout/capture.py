@@ -20,6 +20,7 @@ from rescue_runtime.layout.model import (
     GPT_TYPE_FLAGS,
     MBR_TYPE_FLAGS,
     BtrfsParams,
+    CaptureOptions,
     Disk,
     Filesystem,
     Layout,
@@ -478,7 +479,13 @@ class Capture:
                     passno=entry.passno if entry else 0,
                 )
             )
-        active = tables.parse_proc_swaps(self.probe.read("/proc/swaps") or "")
+        # Active swap devices (a swap file resolves to no device: the backup brings it back),
+        # then the ones fstab names, each once under its canonical path.
+        active: list[str] = []
+        for name in tables.parse_proc_swaps(self.probe.read("/proc/swaps") or ""):
+            swap_dev = devs.resolve(name)
+            if swap_dev is not None and swap_dev.path not in active:
+                active.append(swap_dev.path)
         swaps = list(active)
         for entry in fstab:
             dev = self.resolve_spec(devs, entry.spec)
@@ -503,7 +510,7 @@ class Capture:
         for swap in swaps:
             dev = devs.resolve(swap)
             if dev is None:
-                continue  # a swap file: it comes back with the backup
+                continue
             entry = next(
                 (
                     e
@@ -561,6 +568,7 @@ def capture(
     media disks, never part of a layout; `everything` keeps unmounted devices too.
     `luks_header_dir` (off by default) keeps LUKS header backups there.
     """
+    devices, exclude, exclude_disks = list(devices), list(exclude), list(exclude_disks)
     cap = Capture(probe or SystemProbe(), root, luks_header_dir)
     out = cap.probe.tool(["lsblk", "-J", "-b", "-O", *devices], what="listing block devices")
     if out is None:
@@ -592,5 +600,12 @@ def capture(
     cap.filesystems(devs, live)
     cap.mounts(devs, live)
     cap.boot()
+    layout.options = CaptureOptions(
+        root=root,
+        devices=devices,
+        exclude=exclude,
+        exclude_disks=exclude_disks,
+        everything=everything,
+    )
     select(layout, exclude=exclude, exclude_disks=exclude_disks, everything=everything)
     return layout

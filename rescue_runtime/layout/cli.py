@@ -83,6 +83,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     saved = load(args.dir)
+    # Without selection options, capture the way the saved layout was captured (cron runs
+    # a bare `mkmedia checklayout` against what `mkmedia build` saved with the recipe's).
+    given = args.device or args.exclude or args.exclude_disk or args.all or args.root != "/"
+    if not given:
+        o = saved.options
+        args.root, args.device, args.exclude = o.root, o.devices, o.exclude
+        args.exclude_disk, args.all = o.exclude_disks, o.everything
     diffs = compare(saved, _capture(args))
     if not diffs:
         if not args.quiet:

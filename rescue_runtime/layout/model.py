@@ -319,6 +319,17 @@ class Excluded:
 
 
 @dataclass
+class CaptureOptions:
+    """How a layout was selected, so that checklayout can capture the same way."""
+
+    root: str = "/"
+    devices: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    exclude_disks: list[str] = field(default_factory=list)
+    everything: bool = False
+
+
+@dataclass
 class Layout:
     format_version: int = FORMAT_VERSION
     hostname: str | None = None
@@ -334,6 +345,7 @@ class Layout:
     mounts: list[Mount] = field(default_factory=list)
     boot: Boot = field(default_factory=Boot)
     excluded: list[Excluded] = field(default_factory=list)
+    options: CaptureOptions = field(default_factory=CaptureOptions)
     notes: list[str] = field(default_factory=list)  # what could not be captured and why
 
     def partitions(self) -> list[Partition]:

@@ -158,6 +158,9 @@ def test_gpt_ext4_xfs_swap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert load(layout_dir) == layout
         assert "lroot" in (layout_dir / "layout.txt").read_text()
         assert checklayout(layout_dir, root, disk, capsys)[0] == 0
+        # Bare, as cron runs it: the saved layout's own selection options are reused.
+        assert cli.main(["checklayout", "--dir", str(layout_dir), "--quiet"]) == 0
+        assert capsys.readouterr().out == ""
 
         # A new partition is a difference that matters.
         run(["sfdisk", "-q", "--force", "--no-reread", "--append", disk.path],
