@@ -424,7 +424,8 @@ class Capture:
         fs.btrfs.system_profile = profiles.get("system")
         fs.btrfs.subvolumes = btrfs.parse_subvolume_list(
             self.probe.tool(
-                ["btrfs", "subvolume", "list", "-p", "-u", mountpoint],
+                # -a: paths from the top level, whichever subvolume is mounted here.
+                ["btrfs", "subvolume", "list", "-a", "-p", "-u", mountpoint],
                 what="listing btrfs subvolumes",
             )
             or ""

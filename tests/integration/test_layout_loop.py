@@ -245,3 +245,50 @@ def test_unchanged_layout_equal_after_reload(tmp_path: Path) -> None:
         first: Layout = capture(str(root), devices=[disk.path])
         save(first, tmp_path / "layout")
         assert compare(load(tmp_path / "layout"), capture(str(root), devices=[disk.path])) == []
+
+
+def test_btrfs_subvolumes_and_default(tmp_path: Path) -> None:
+    """btrfs mounts on the build machine: subvolumes, default, per-subvolume options."""
+    image = tmp_path / "btrfs.img"
+    run(["truncate", "-s", str(300 * MiB), image])
+    loop = run(["losetup", "-f", "--show", image]).stdout.strip()
+    top, root = tmp_path / "top", tmp_path / "root"
+    mounted: list[Path] = []
+    try:
+        run(["mkfs.btrfs", "-q", "-L", "pool", "-d", "single", "-m", "dup", loop])
+        top.mkdir()
+        run(["mount", loop, top])
+        mounted.append(top)
+        for sub in ("@", "@home", "@/nested"):
+            run(["btrfs", "-q", "subvolume", "create", top / sub])
+        listing = run(["btrfs", "subvolume", "list", top]).stdout
+        at_id = next(int(line.split()[1]) for line in listing.splitlines() if line.endswith(" @"))
+        run(["btrfs", "subvolume", "set-default", str(at_id), top])
+        run(["umount", top])
+        mounted.remove(top)
+        root.mkdir()
+        run(["mount", loop, root])  # the default subvolume
+        mounted.append(root)
+        (root / "home").mkdir()
+        run(["mount", "-o", "subvol=@home,noatime", loop, root / "home"])
+        mounted.append(root / "home")
+
+        layout = capture(str(root), devices=[loop])
+
+        (fs,) = layout.filesystems
+        assert fs.fstype == "btrfs" and fs.label == "pool" and fs.btrfs is not None
+        b = fs.btrfs
+        assert (b.data_profile, b.metadata_profile) == ("single", "dup")
+        assert b.devices == [loop]
+        assert sorted(s.path for s in b.subvolumes) == ["@", "@/nested", "@home"]
+        assert b.default_subvolume == at_id and b.default_subvolume_path == "@"
+        home_sub = next(s for s in b.subvolumes if s.path == "@home")
+        assert "noatime" in home_sub.mount_options
+        mounts = {m.mountpoint: m for m in layout.mounts}
+        assert (mounts["/"].fsroot, mounts["/home"].fsroot) == ("/@", "/@home")
+        order = build_graph(layout).dependencies_of_mount("/home")
+        assert order == [f"disk:{loop}", f"fs:{loop}", "mount:/", "mount:/home"]
+    finally:
+        for target in reversed(mounted):
+            run(["umount", target], check=False)
+        run(["losetup", "-d", loop], check=False)

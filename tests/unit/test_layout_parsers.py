@@ -186,6 +186,19 @@ def test_btrfs_outputs() -> None:
     assert shown.uuid == blkid.parse(text("blkid/host-btrfs.txt")).popitem()[1]["UUID"]
 
 
+def test_subvolume_list_all_paths_from_top_level() -> None:
+    # `list -a` with a subvolume mounted: <FS_TREE>/ marks paths outside the mount.
+    subs = btrfs.parse_subvolume_list(
+        "ID 256 gen 7 parent 5 top level 5 uuid aca9bf48-d445-a34c-9055-90ce547ff469 "
+        "path <FS_TREE>/@\n"
+        "ID 257 gen 7 parent 256 top level 256 uuid - path @/nested\n"
+    )
+    assert [(s.path, s.uuid) for s in subs] == [
+        ("@", "aca9bf48-d445-a34c-9055-90ce547ff469"),
+        ("@/nested", None),
+    ]
+
+
 def test_subvolume_path_with_spaces() -> None:
     (sub,) = btrfs.parse_subvolume_list("ID 300 gen 9 top level 5 path my data/x y\n")
     assert sub.path == "my data/x y" and sub.top_level == 5
