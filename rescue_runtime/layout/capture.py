@@ -168,17 +168,29 @@ class Capture:
                 by_id=links.get(f"by-id:{dev.path}", []),
                 by_path=links.get(f"by-path:{dev.path}", []),
             )
-            if dev.pttype and dev.pttype != "unknown":
+            has_parts = any(d.type == "part" and dev.path in d.parents for d in devs.all)
+            if (dev.pttype and dev.pttype != "unknown") or has_parts:
                 self.partitions(disk, devs)
             self.layout.disks.append(disk)
 
+    def unreadable(self, device: str) -> bool:
+        """A device the kernel lists but this process may not open: noted, not fatal (its
+        details stay empty and recovery will say so); any other tool failure is an error."""
+        problem = self.probe.cannot_open(device)
+        if problem is not None:
+            self.note(f"cannot open {device} ({problem}): its details are not captured.")
+        return problem is not None
+
     def partitions(self, disk: Disk, devs: Devices) -> None:
-        out = self.tool(
-            ["sfdisk", "-J", disk.path],
-            what=f"reading {disk.path}'s table",
-            part=f"the partition table of {disk.path}",
-        )
+        out = None
+        if not self.unreadable(disk.path):
+            out = self.tool(
+                ["sfdisk", "-J", disk.path],
+                what=f"reading {disk.path}'s table",
+                part=f"the partition table of {disk.path}",
+            )
         if out is None:
+            self.partitions_from_lsblk(disk, devs)
             return
         table = sfdisk.parse(out)
         disk.table, disk.table_id = table.label, table.id
@@ -207,6 +219,38 @@ class Capture:
                     disk=disk.path,
                 )
             )
+
+    def partitions_from_lsblk(self, disk: Disk, devs: Devices) -> None:
+        """The kernel's view of the partitions when the table itself cannot be read: enough
+        for the dependency graph; positions are exact only where lsblk has START."""
+        for dev in devs.all:
+            if dev.type != "part" or disk.path not in dev.parents:
+                continue
+            number = partition_number(dev.path)
+            raw_type = (dev.parttype or "").lower().removeprefix("0x")
+            ptype = raw_type.upper() if "-" in raw_type else raw_type
+            table = disk.table or ("gpt" if "-" in raw_type else "dos")
+            if table == "dos" and ptype in ("5", "f", "85"):
+                kind = "extended"
+            else:
+                kind = "logical" if table == "dos" and number > 4 else "primary"
+            disk.partitions.append(
+                Partition(
+                    path=dev.path,
+                    number=number,
+                    start=(dev.start or 0) * 512,
+                    size=dev.size,
+                    type=ptype,
+                    type_name=dev.parttypename,
+                    name=dev.partlabel,
+                    uuid=dev.partuuid,
+                    flags=partition_flags(ptype, table, False, None),
+                    kind=kind,
+                    disk=disk.path,
+                )
+            )
+        if disk.partitions:
+            self.note(f"partitions of {disk.path} taken from the kernel's view (lsblk).")
 
     def multipaths(self, devs: Devices) -> None:
         if not any(d.type == "mpath" for d in devs.all):
@@ -353,6 +397,12 @@ class Capture:
             lv.devices = [self._path(devs, d) for d in lv.devices]
 
     def filesystems(self, devs: Devices, live: list[findmnt.LiveMount]) -> None:
+        # Where neither udev nor blkid could tell (an unreadable device), the live mount's
+        # own view of the file system stands in.
+        for m in live:
+            dev = devs.resolve(m.source)
+            if dev is not None and not dev.fstype and m.fstype:
+                dev.fstype, dev.uuid, dev.label = m.fstype, m.uuid, m.label
         candidates = [d for d in devs.all if d.fstype and d.fstype not in CONTAINER_TYPES]
         seen_btrfs: dict[str, Filesystem] = {}
         for dev in candidates:
@@ -377,6 +427,8 @@ class Capture:
             self.layout.filesystems.append(fs)
 
     def ext(self, fs: Filesystem) -> None:
+        if self.unreadable(fs.device):
+            return
         out = self.probe.tool(["tune2fs", "-l", fs.device], what=f"reading {fs.device}")
         if out is None:
             out = self.tool(
@@ -390,6 +442,8 @@ class Capture:
 
     def xfs(self, fs: Filesystem, mountpoint: str | None) -> None:
         # xfs_info before xfsprogs 5.x takes only a mount point.
+        if mountpoint is None and self.unreadable(fs.device):
+            return
         out = self.tool(
             ["xfs_info", mountpoint or fs.device],
             what=f"reading {fs.device}",

@@ -27,6 +27,8 @@ class Probe(Protocol):
 
     def links(self, directory: str) -> dict[str, str]: ...
 
+    def cannot_open(self, device: str) -> str | None: ...
+
 
 class SystemProbe:
     def tool(self, argv: list[str], *, what: str, ok_codes: tuple[int, ...] = (0,)) -> str | None:
@@ -45,6 +47,16 @@ class SystemProbe:
             return Path(path).read_text(errors="replace")
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    def cannot_open(self, device: str) -> str | None:
+        """Why a block device cannot be opened for reading (None when it can). Containers
+        and sandboxes can forbid opening a device that lsblk still lists."""
+        try:
+            fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        os.close(fd)
+        return None
 
     def links(self, directory: str) -> dict[str, str]:
         """Symlink name -> resolved target, for /dev/disk/by-id and the like."""

@@ -29,8 +29,9 @@ STACK = DATA / "stack"
 class ReplayProbe:
     """Answers capture's tool calls from recorded files; a tool not listed is "missing"."""
 
-    def __init__(self, missing: tuple[str, ...] = ()) -> None:
+    def __init__(self, missing: tuple[str, ...] = (), unreadable: tuple[str, ...] = ()) -> None:
         self.missing = missing
+        self.unreadable = unreadable
         self.calls: list[list[str]] = []
         lvm_opts = "--reportformat json --units b --nosuffix -o"
         self.answers = {
@@ -74,6 +75,9 @@ class ReplayProbe:
     def read(self, path: str) -> str | None:
         found = self.files.get(path)
         return found.read_text() if found else None
+
+    def cannot_open(self, device: str) -> str | None:
+        return "Operation not permitted" if device in self.unreadable else None
 
     def links(self, directory: str) -> dict[str, str]:
         if directory == "/dev/disk/by-id":
@@ -167,6 +171,20 @@ def test_missing_tools_are_notes_not_crashes() -> None:
     assert layout.lvs == [] and layout.mds == []
     with pytest.raises(MissingError, match="lsblk"):
         capture("/", probe=ReplayProbe(missing=("lsblk",)))
+
+
+def test_unreadable_device_is_a_note() -> None:
+    layout = capture("/", exclude_disks=["/dev/vdd"], probe=ReplayProbe(unreadable=("/dev/vdc",)))
+    vdc = next(d for d in layout.disks if d.path == "/dev/vdc")
+    # The kernel's view stands in: the stack above stays connected.
+    assert [(p.path, p.size) for p in vdc.partitions] == [
+        ("/dev/vdc1", 5 * 1024**3),
+        ("/dev/vdc2", 5 * 1024**3 - 2 * 1024**2),
+    ]
+    assert vdc.partitions[1].flags == ["raid"] and vdc.table == "gpt"  # lsblk PTTYPE
+    assert build_graph(layout).unresolved == {}
+    assert any(n.startswith("cannot open /dev/vdc (Operation not permitted)") for n in layout.notes)
+    assert len(next(d for d in layout.disks if d.path == "/dev/vda").partitions) == 2
 
 
 def test_compare_ignores_usage_and_reports_what_matters(layout: Layout) -> None:
