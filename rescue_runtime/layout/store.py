@@ -1,0 +1,54 @@
+"""Where a saved layout lives: layout.json (the data) and layout.txt (for people)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from rescue_runtime.errors import MissingError
+from rescue_runtime.layout.model import Layout
+from rescue_runtime.layout.render import render
+from rescue_runtime.layout.serial import from_json, to_json
+
+DEFAULT_DIR = "/var/lib/mkmedia/layout"
+JSON_NAME = "layout.json"
+TEXT_NAME = "layout.txt"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(layout: Layout, directory: str | os.PathLike[str] = DEFAULT_DIR) -> Path:
+    """Write layout.json and layout.txt; returns the JSON file's path."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_atomic(target / TEXT_NAME, render(layout))
+    # JSON last: its presence means a complete save.
+    _write_atomic(target / JSON_NAME, to_json(layout))
+    return target / JSON_NAME
+
+
+def load(directory: str | os.PathLike[str] = DEFAULT_DIR) -> Layout:
+    path = Path(directory) / JSON_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise MissingError(
+            f"No saved layout at {path}.",
+            hint="Save one first with `mkmedia layout save` (mkmedia build also saves it).",
+        ) from None
+    return from_json(text, source=str(path))

@@ -1,0 +1,294 @@
+"""Capture real partition tables and file systems on loop devices and check the result
+against what the test created (fixed UUIDs, labels, sizes, mkfs parameters); save, load,
+and checklayout before and after a change.
+
+Needs root and loop devices (the build machine has both; device-mapper is tested in QEMU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rescue_runtime.layout import cli
+from rescue_runtime.layout.capture import capture
+from rescue_runtime.layout.graph import build_graph
+from rescue_runtime.layout.model import Layout
+from rescue_runtime.layout.store import load, save
+from rescue_runtime.run import run, which
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root"),
+    pytest.mark.skipif(which("losetup") is None, reason="losetup missing"),
+]
+
+MiB = 1024 * 1024
+DISK_GUID = "3F1D0A52-6E2B-4C8D-9A71-0B5E4D3C2A10"
+PART_UUIDS = [
+    "11111111-2222-4333-8444-555555555501",
+    "11111111-2222-4333-8444-555555555502",
+    "11111111-2222-4333-8444-555555555503",
+]
+EXT4_UUID = "6a1f0c3e-9d2b-4e8a-b5c7-1d2e3f4a5b6c"
+XFS_UUID = "7b2a1d4f-0e3c-4f9b-a6d8-2e3f4a5b6c7d"
+SWAP_UUID = "8c3b2e5a-1f4d-4a0c-b7e9-3f4a5b6c7d8e"
+
+
+class LoopDisk:
+    """An image file on a loop device with its partitions; detached (and unmounted) at the
+    end whatever happens."""
+
+    def __init__(self, image: Path, size: int, table: str) -> None:
+        run(["truncate", "-s", str(size), image])
+        run(["sfdisk", "-q", image], input=table)
+        self.path = run(["losetup", "-f", "--show", "-P", image]).stdout.strip()
+        self.mounts: list[Path] = []
+        self.rescan()
+
+    def rescan(self) -> None:
+        # The kernel does not always scan partitions on attach here; partx adds them (and
+        # their nodes appear asynchronously).
+        run(["partx", "-u", self.path], check=False)
+        run(["partx", "-a", self.path], check=False)
+
+    def part(self, number: int) -> str:
+        node = f"{self.path}p{number}"
+        deadline = time.monotonic() + 10
+        while not os.path.exists(node) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.exists(node), f"{node} did not appear"
+        return node
+
+    def mount(self, device: str, target: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        run(["mount", device, target])
+        self.mounts.append(target)
+
+    def close(self) -> None:
+        for target in reversed(self.mounts):
+            run(["umount", target], check=False)
+        run(["losetup", "-d", self.path], check=False)
+
+
+@contextlib.contextmanager
+def loop_disk(image: Path, size: int, table: str) -> Iterator[LoopDisk]:
+    disk = LoopDisk(image, size, table)
+    try:
+        yield disk
+    finally:
+        disk.close()
+
+
+def checklayout(
+    layout_dir: Path, root: Path, disk: LoopDisk, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    capsys.readouterr()
+    status = cli.main(
+        ["checklayout", "--dir", str(layout_dir), "--root", str(root), "--device", disk.path]
+    )
+    return status, capsys.readouterr().out
+
+
+def test_gpt_ext4_xfs_swap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = (
+        f"label: gpt\nlabel-id: {DISK_GUID}\n"
+        f"start=2048, size=100MiB, type=linux, name=root, uuid={PART_UUIDS[0]}\n"
+        f"size=320MiB, type=linux, name=data, uuid={PART_UUIDS[1]}\n"
+        f"size=32MiB, type=swap, name=swap, uuid={PART_UUIDS[2]}\n"
+    )
+    with loop_disk(tmp_path / "gpt.img", 600 * MiB, table) as disk:
+        p1, p2, p3 = disk.part(1), disk.part(2), disk.part(3)
+        run(["mkfs.ext4", "-q", "-F", "-L", "lroot", "-U", EXT4_UUID, "-b", "4096",
+             "-I", "256", "-m", "1", p1])  # fmt: skip
+        run(["mkfs.xfs", "-q", "-f", "-L", "ldata", "-m", f"uuid={XFS_UUID},reflink=1", p2])
+        run(["mkswap", "-L", "lswap", "-U", SWAP_UUID, p3])
+        root = tmp_path / "root"
+        disk.mount(p1, root)
+        disk.mount(p2, root / "data")
+        (root / "etc").mkdir()
+        (root / "etc" / "fstab").write_text(
+            f"UUID={EXT4_UUID} / ext4 errors=remount-ro 0 1\n"
+            f"UUID={XFS_UUID} /data xfs defaults 0 2\n"
+            f"UUID={SWAP_UUID} none swap sw 0 0\n"
+        )
+
+        layout = capture(str(root), devices=[disk.path])
+
+        (d,) = layout.disks
+        assert d.path == disk.path and d.size == 600 * MiB
+        assert d.table == "gpt" and d.table_id == DISK_GUID
+        assert [(p.number, p.start, p.size, p.name, p.uuid) for p in d.partitions] == [
+            (1, 2048 * 512, 100 * MiB, "root", PART_UUIDS[0]),
+            (2, 2048 * 512 + 100 * MiB, 320 * MiB, "data", PART_UUIDS[1]),
+            (3, 2048 * 512 + 420 * MiB, 32 * MiB, "swap", PART_UUIDS[2]),
+        ]
+        assert d.partitions[2].flags == ["swap"]
+        fs = {f.device: f for f in layout.filesystems}
+        assert set(fs) == {p1, p2, p3}
+        ext4, xfs, swap = fs[p1], fs[p2], fs[p3]
+        assert (ext4.fstype, ext4.uuid, ext4.label) == ("ext4", EXT4_UUID, "lroot")
+        assert ext4.ext is not None and ext4.ext.block_size == 4096
+        assert ext4.ext.inode_size == 256 and ext4.ext.reserved_percent == pytest.approx(1, 0.01)
+        assert (xfs.fstype, xfs.uuid, xfs.label) == ("xfs", XFS_UUID, "ldata")
+        assert xfs.xfs is not None and xfs.xfs.features["reflink"] == 1
+        assert xfs.xfs.features["crc"] == 1 and xfs.xfs.block_size == 4096
+        assert (swap.fstype, swap.uuid, swap.label) == ("swap", SWAP_UUID, "lswap")
+        mounts = {m.mountpoint: m for m in layout.mounts}
+        assert set(mounts) == {"/", "/data", "swap"}
+        assert mounts["/"].device == p1 and mounts["/"].fstab_spec == f"UUID={EXT4_UUID}"
+        assert mounts["/data"].device == p2 and mounts["/data"].mounted
+        assert mounts["swap"].device == p3 and not mounts["swap"].mounted
+
+        graph = build_graph(layout)
+        order = graph.dependencies_of_mount("/data")
+        assert order[0] == f"disk:{disk.path}" and order[-1] == "mount:/data"
+        assert order.index("mount:/") < order.index("mount:/data")
+        assert order.index(f"part:{p2}") < order.index(f"fs:{p2}")
+        assert f"part:{p3}" not in order
+        assert set(graph.children(f"disk:{disk.path}")) == {f"part:{p}" for p in (p1, p2, p3)}
+
+        layout_dir = tmp_path / "layout"
+        save(layout, layout_dir)
+        assert load(layout_dir) == layout
+        assert "lroot" in (layout_dir / "layout.txt").read_text()
+        assert checklayout(layout_dir, root, disk, capsys)[0] == 0
+        # Bare, as cron runs it: the saved layout's own selection options are reused.
+        assert cli.main(["checklayout", "--dir", str(layout_dir), "--quiet"]) == 0
+        assert capsys.readouterr().out == ""
+
+        # A new partition is a difference that matters.
+        run(["sfdisk", "-q", "--force", "--no-reread", "--append", disk.path],
+            input="size=20MiB, type=linux\n")  # fmt: skip
+        disk.rescan()
+        disk.part(4)
+        status, out = checklayout(layout_dir, root, disk, capsys)
+        assert status == 1
+        assert f"added: part:{disk.path}p4" in out
+
+
+def test_mbr_extended_logical(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = (
+        "label: dos\nlabel-id: 0x1a2b3c4d\n"
+        "size=60MiB, type=83, bootable\n"
+        "type=5\n"
+        "size=50MiB, type=83\n"
+        "size=40MiB, type=c\n"
+    )
+    with loop_disk(tmp_path / "mbr.img", 200 * MiB, table) as disk:
+        p1, p5, p6 = disk.part(1), disk.part(5), disk.part(6)
+        run(["mkfs.ext2", "-q", "-F", "-L", "mbrroot", p1])
+        run(["mkfs.ext3", "-q", "-F", "-L", "mbrhome", p5])
+        run(["mkfs.vfat", "-F", "16", "-n", "MBRFAT", "-i", "1234ABCD", p6])
+        root = tmp_path / "root"
+        disk.mount(p1, root)
+        disk.mount(p5, root / "home")
+        # vfat cannot be mounted on the build machine (no module): fstab names it instead,
+        # which also covers a file system that is configured but not mounted.
+        (root / "etc").mkdir()
+        (root / "etc" / "fstab").write_text("LABEL=MBRFAT /home/fat vfat noauto 0 0\n")
+
+        layout = capture(str(root), devices=[disk.path])
+
+        (d,) = layout.disks
+        assert d.table == "dos" and d.table_id == "0x1a2b3c4d"
+        parts = {p.number: p for p in d.partitions}
+        assert set(parts) == {1, 2, 5, 6}
+        assert [parts[n].kind for n in (1, 2, 5, 6)] == [
+            "primary",
+            "extended",
+            "logical",
+            "logical",
+        ]
+        assert parts[1].flags == ["boot"] and parts[2].flags == ["extended"]
+        assert parts[5].size == 50 * MiB and parts[6].size == 40 * MiB
+        ext_end = parts[2].start + parts[2].size
+        assert all(parts[2].start < parts[n].start < ext_end for n in (5, 6))
+        fs = {f.device: f for f in layout.filesystems}
+        assert (fs[p1].fstype, fs[p1].label) == ("ext2", "mbrroot")
+        assert (fs[p5].fstype, fs[p5].label) == ("ext3", "mbrhome")
+        assert (fs[p6].fstype, fs[p6].uuid, fs[p6].label) == ("vfat", "1234-ABCD", "MBRFAT")
+        assert fs[p6].fat_size == 16
+        fat = next(m for m in layout.mounts if m.mountpoint == "/home/fat")
+        assert fat.device == p6 and not fat.mounted and fat.fstab_spec == "LABEL=MBRFAT"
+        graph = build_graph(layout)
+        assert f"part:{parts[2].path}" in graph.depends_on(f"part:{p5}")
+        order = graph.dependencies_of_mount("/home/fat")
+        assert order.index("mount:/") < order.index("mount:/home") < order.index("mount:/home/fat")
+
+        layout_dir = tmp_path / "layout"
+        save(layout, layout_dir)
+        assert checklayout(layout_dir, root, disk, capsys)[0] == 0
+        # Grow the last logical partition: a resize is a difference too.
+        run(["sfdisk", "-q", "--force", "--no-reread", "-N", "6", disk.path],
+            input=",45MiB\n")  # fmt: skip
+        disk.rescan()
+        status, out = checklayout(layout_dir, root, disk, capsys)
+        assert status == 1
+        assert f"changed: part:{p6} size: {40 * MiB}" in out
+
+
+def test_unchanged_layout_equal_after_reload(tmp_path: Path) -> None:
+    """A layout saved and loaded compares equal to a fresh capture of the same disks."""
+    from rescue_runtime.layout.compare import compare
+
+    table = "label: gpt\nsize=40MiB, type=linux\n"
+    with loop_disk(tmp_path / "one.img", 64 * MiB, table) as disk:
+        run(["mkfs.ext4", "-q", "-F", disk.part(1)])
+        root = tmp_path / "root"
+        disk.mount(disk.part(1), root)
+        first: Layout = capture(str(root), devices=[disk.path])
+        save(first, tmp_path / "layout")
+        assert compare(load(tmp_path / "layout"), capture(str(root), devices=[disk.path])) == []
+
+
+def test_btrfs_subvolumes_and_default(tmp_path: Path) -> None:
+    """btrfs mounts on the build machine: subvolumes, default, per-subvolume options."""
+    image = tmp_path / "btrfs.img"
+    run(["truncate", "-s", str(300 * MiB), image])
+    loop = run(["losetup", "-f", "--show", image]).stdout.strip()
+    top, root = tmp_path / "top", tmp_path / "root"
+    mounted: list[Path] = []
+    try:
+        run(["mkfs.btrfs", "-q", "-L", "pool", "-d", "single", "-m", "dup", loop])
+        top.mkdir()
+        run(["mount", loop, top])
+        mounted.append(top)
+        for sub in ("@", "@home", "@/nested"):
+            run(["btrfs", "-q", "subvolume", "create", top / sub])
+        listing = run(["btrfs", "subvolume", "list", top]).stdout
+        at_id = next(int(line.split()[1]) for line in listing.splitlines() if line.endswith(" @"))
+        run(["btrfs", "subvolume", "set-default", str(at_id), top])
+        run(["umount", top])
+        mounted.remove(top)
+        root.mkdir()
+        run(["mount", loop, root])  # the default subvolume
+        mounted.append(root)
+        (root / "home").mkdir()
+        run(["mount", "-o", "subvol=@home,noatime", loop, root / "home"])
+        mounted.append(root / "home")
+
+        layout = capture(str(root), devices=[loop])
+
+        (fs,) = layout.filesystems
+        assert fs.fstype == "btrfs" and fs.label == "pool" and fs.btrfs is not None
+        b = fs.btrfs
+        assert (b.data_profile, b.metadata_profile) == ("single", "dup")
+        assert b.devices == [loop]
+        assert sorted(s.path for s in b.subvolumes) == ["@", "@/nested", "@home"]
+        assert b.default_subvolume == at_id and b.default_subvolume_path == "@"
+        home_sub = next(s for s in b.subvolumes if s.path == "@home")
+        assert "noatime" in home_sub.mount_options
+        mounts = {m.mountpoint: m for m in layout.mounts}
+        assert (mounts["/"].fsroot, mounts["/home"].fsroot) == ("/@", "/@home")
+        order = build_graph(layout).dependencies_of_mount("/home")
+        assert order == [f"disk:{loop}", f"fs:{loop}", "mount:/", "mount:/home"]
+    finally:
+        for target in reversed(mounted):
+            run(["umount", target], check=False)
+        run(["losetup", "-d", loop], check=False)
