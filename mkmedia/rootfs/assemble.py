@@ -21,6 +21,10 @@ from mkmedia.rootfs.skeleton import (
     write_ld_so_conf,
 )
 
+# system(3) and popen(3) run /bin/sh: without it, tools crash (parted segfaults when its
+# `dmidecode` call through /bin/sh fails), so every tree carries it.
+BASE_PROGRAMS = ("/bin/sh",)
+
 
 @dataclass
 class AssemblyResult:
@@ -49,6 +53,7 @@ def assemble_tree(
     dlopen_priorities: Collection[str] = ("required",),
     hwcaps: Sequence[str] = (),
     host_os_release: str = "/etc/os-release",
+    base_programs: Sequence[str] = BASE_PROGRAMS,
 ) -> AssemblyResult:
     """Build the rescue root tree in `tree` (created if needed; may already hold files).
 
@@ -62,12 +67,14 @@ def assemble_tree(
         returned in `dlopen_offers`.
     hwcaps: glibc-hwcaps levels to pick libraries from; the default () takes the baseline
         libraries, which run on any CPU the rescue media may boot on.
+    base_programs: required programs every rescue system needs (/bin/sh).
 
     Raises MissingError when a required program (or its libraries) cannot be provided.
     """
     tree = Path(tree).absolute()
     tree.mkdir(parents=True, exist_ok=True)
     result = AssemblyResult(tree=tree)
+    required_programs = [*base_programs, *required_programs]
     lookup = find_programs(programs, required_programs, root=source_root)
     result.programs = dict(lookup.found)
     result.warnings.extend(lookup.warnings)
