@@ -23,6 +23,7 @@ import json
 import os
 import posixpath
 import struct
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -432,8 +433,8 @@ def read_elf(host_path: str) -> ElfInfo | None:
             return None
         try:
             return _read_elf(f, head)
-        except (struct.error, ValueError, IndexError) as exc:
-            raise OSError(errno.ENOEXEC, f"malformed ELF file: {exc}") from exc
+        except (struct.error, ValueError, IndexError, KeyError) as exc:
+            raise OSError(errno.ENOEXEC, f"malformed ELF file ({exc!r})") from exc
 
 
 def _read_elf(f: BinaryIO, head: bytes) -> ElfInfo:
@@ -1069,10 +1070,10 @@ class ElfResolver:
         result = Closure()
         done: set[str] = set()
         files: set[str] = set()
-        pending: list[tuple[str, str, int]] = [(p, p, 0) for p in inputs]
+        pending: deque[tuple[str, str, int]] = deque((p, p, 0) for p in inputs)
         notes_seen: set[tuple[str, str]] = set()
         while pending:
-            path, program, depth = pending.pop(0)
+            path, program, depth = pending.popleft()
             if path in done:
                 continue
             done.add(path)

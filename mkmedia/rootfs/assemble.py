@@ -121,6 +121,8 @@ def _library_dirs(closure: Closure) -> list[str]:
     dirs: list[str] = []
     for path in closure.objects:
         d = os.path.dirname(path)
-        if ".so" in os.path.basename(path) and d not in dirs:
+        name = os.path.basename(path)
+        # The loader is found by its PT_INTERP path, not through the cache.
+        if ".so" in name and not name.startswith("ld-") and d not in dirs:
             dirs.append(d)
     return dirs

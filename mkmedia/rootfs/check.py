@@ -53,7 +53,11 @@ def check_tree(
     resolver = resolver or ElfResolver(root)
     problems: list[TreeProblem] = []
     for path in elf_files(root):
-        info = resolver.info(path)
+        try:
+            info = resolver.info(path)
+        except MkmediaError as exc:  # a malformed ELF file cannot be loaded either
+            problems.append(TreeProblem(path, path, f"a readable ELF file ({exc.message})"))
+            continue
         if info is None or info.elf_type not in ("ET_EXEC", "ET_DYN") or not info.is_dynamic:
             continue
         _, missing = resolver.load(path)
