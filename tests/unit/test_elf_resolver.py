@@ -368,3 +368,21 @@ def test_fast_reader_matches_pyelftools(tmp_path: Path) -> None:
     noted = read_elf(str(prog))
     assert noted is not None and noted.dlopen == (("f", "d", "required", ("libz.so.1",)),)
     assert (noted.runpath or noted.rpath) == ("/a", "/b")
+
+
+def test_legacy_hwcaps_subdirectories_follow_the_loader(app: Path) -> None:
+    """glibc 2.36 still searches tls/ and x86_64/ below each directory, tls first."""
+    lib = app / "lib"
+    for sub in ("x86_64", "tls"):
+        (lib / sub).mkdir()
+        shared(lib / sub / "libb.so.1", "libb.so.1")
+    prog = build_prog(app, "prog", "disable")
+    paths, _ = ElfResolver(hwcaps=()).libraries_of(str(prog))
+    assert str(app / "bin/../lib/tls/libb.so.1") in paths
+    assert ldd(prog)["libb.so.1"] == str(app / "bin/../lib/tls/libb.so.1")
+    shutil.rmtree(lib / "tls")
+    paths, _ = ElfResolver(hwcaps=()).libraries_of(str(prog))
+    assert str(app / "bin/../lib/x86_64/libb.so.1") in paths
+    assert ldd(prog)["libb.so.1"] == str(app / "bin/../lib/x86_64/libb.so.1")
+    paths, _ = ElfResolver(hwcaps=(), legacy_hwcaps=False).libraries_of(str(prog))
+    assert str(app / "bin/../lib/libb.so.1") in paths
