@@ -62,7 +62,7 @@ class MachineLayout:
     legacy_hwcap: str | None  # legacy hwcap subdirectory name (glibc 2.36 still searches it)
 
 
-# (elf_class, e_machine, little_endian) -> layout
+# (elf_class, e_machine) -> layout
 _LAYOUTS: dict[tuple[int, int], MachineLayout] = {
     (64, EM_X86_64): MachineLayout("x86_64-linux-gnu", "x86_64", "x86_64"),
     (32, EM_X86_64): MachineLayout("x86_64-linux-gnux32", "x86_64", None),
@@ -639,9 +639,9 @@ def read_ld_so_conf(paths: RootPaths, conf: str = "/etc/ld.so.conf") -> list[str
             line = raw.split("#", 1)[0].strip()
             if not line:
                 continue
-            word, _, rest = line.partition(" ")
-            if word == "include" or line.startswith("include\t"):
-                for pattern in rest.split():
+            word, *rest = line.split(None, 1)
+            if word == "include":
+                for pattern in rest[0].split() if rest else []:
                     if not pattern.startswith("/"):
                         pattern = posixpath.join(posixpath.dirname(conf_path), pattern)
                     for found in paths.glob(pattern):

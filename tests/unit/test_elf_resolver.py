@@ -311,7 +311,7 @@ def test_find_libraries_by_name_and_glob(tmp_path: Path) -> None:
 def test_ld_so_conf_include_globs_inside_a_root(tmp_path: Path) -> None:
     etc = tmp_path / "etc"
     (etc / "ld.so.conf.d").mkdir(parents=True)
-    (etc / "ld.so.conf").write_text("# comment\n/opt/one\ninclude /etc/ld.so.conf.d/*.conf\n")
+    (etc / "ld.so.conf").write_text("# comment\n/opt/one\ninclude\t/etc/ld.so.conf.d/*.conf\n")
     (etc / "ld.so.conf.d" / "b.conf").write_text("/opt/three\n")
     (etc / "ld.so.conf.d" / "a.conf").write_text("/opt/two/  # trailing slash\n/opt/one\n")
     assert read_ld_so_conf(RootPaths(tmp_path)) == ["/opt/one", "/opt/two", "/opt/three"]
