@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its times and the ratio against a baseline measured in the same run."""
