@@ -93,6 +93,10 @@ def compressing(
             yield writer
 
 
+def _setting(option: str, value: str | None) -> str:
+    return f"{option}={value}" if value else f"{option} not set"
+
+
 def check_kernel_support(
     compression: str,
     config: Mapping[str, str],
@@ -109,8 +113,8 @@ def check_kernel_support(
     initrd = config.get("CONFIG_BLK_DEV_INITRD")
     if initrd != "y":
         raise ConfigError(
-            f"The kernel configuration {where} has CONFIG_BLK_DEV_INITRD "
-            f"{'=' + initrd if initrd else 'not set'}: that kernel cannot load an initrd at all.",
+            f"The kernel configuration {where} has "
+            f"{_setting('CONFIG_BLK_DEV_INITRD', initrd)}: that kernel cannot load an initrd.",
             hint="Build the rescue media with a kernel that has CONFIG_BLK_DEV_INITRD=y.",
         )
     option = KERNEL_OPTIONS.get(compression)
@@ -122,8 +126,7 @@ def check_kernel_support(
     usable = [kind for kind, opt in KERNEL_OPTIONS.items() if config.get(opt) == "y"]
     usable.append("none")
     raise ConfigError(
-        f"The kernel configuration {where} has {option} "
-        f"{'=' + value if value else 'not set'}, so that kernel cannot unpack a "
-        f"{compression}-compressed initrd.",
+        f"The kernel configuration {where} has {_setting(option, value)}, so that kernel "
+        f"cannot unpack a {compression}-compressed initrd.",
         hint=f"Choose an initrd compression this kernel supports: {', '.join(usable)}.",
     )

@@ -96,7 +96,7 @@ def header_bytes(entry: Entry) -> bytes:
                 f"value ({value}) does not fit in 32 bits (files must be under 4 GiB).",
                 hint="Exclude that file from the rescue tree.",
             )
-    head = MAGIC + b"".join(b"%08x" % v for v in fields) + name
+    head = MAGIC + b"".join(b"%08X" % v for v in fields) + name
     return head + b"\0" * _pad(len(head))
 
 
