@@ -17,6 +17,7 @@ from mkmedia.log import default_log_path, setup_logging
 from mkmedia.paths import DEFAULT_CONFIG_DIR
 from mkmedia.settings import SETTINGS
 from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, make_build_dir, run_workflow
+from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
 
 log = logging.getLogger("mkmedia.cli")
 
@@ -88,11 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _workflow_options(p)
         p.set_defaults(workflow=workflow.name)
+    demo = sub.add_parser(
+        "demo",
+        help="build the default rescue media for this machine and boot it in QEMU",
+        parents=[common],
+    )
+    _workflow_options(demo)
+    demo.add_argument(
+        "--firmware", choices=("bios", "uefi"), default="bios", help="QEMU firmware to boot with"
+    )
     dump = sub.add_parser(
         "dump", help="show the system definition, layers and settings", parents=[common]
     )
     dump.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
     dump.add_argument("--json", action="store_true", help="machine-readable output")
+    add_layout_parser(sub)
+    add_checklayout_parser(sub)
     settings = sub.add_parser(
         "settings", help="list every setting with its default and help", parents=[common]
     )
@@ -154,6 +166,19 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mkmedia.demo import boot_and_check
+    from mkmedia.steps.output import output_directory
+
+    args.workflow = "build"
+    cmd_workflow(args)
+    if args.simulate:
+        return EXIT_OK
+    manifest = output_directory(_load(args)) / "manifest.json"
+    boot_and_check(manifest, firmware=args.firmware)
+    return EXIT_OK
+
+
 def cmd_workflow(args: argparse.Namespace) -> int:
     load_steps()
     config = _load(args)
@@ -177,12 +202,17 @@ def cmd_workflow(args: argparse.Namespace) -> int:
 
 
 def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "demo":
+        return cmd_demo(args)
     if getattr(args, "workflow", None):
         return cmd_workflow(args)
     if args.command == "dump":
         return cmd_dump(args)
     if args.command == "settings":
         return cmd_settings(args)
+    if hasattr(args, "func"):  # layout, checklayout: the rescue runtime's own commands
+        result: int = args.func(args)
+        return result
     parser.print_help()
     return EXIT_OK
 
@@ -190,7 +220,8 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    needs_log = bool(getattr(args, "workflow", None)) and not getattr(args, "simulate", False)
+    builds = bool(getattr(args, "workflow", None)) or args.command == "demo"
+    needs_log = builds and not getattr(args, "simulate", False)
     log_path = args.log_file or (default_log_path() if needs_log else None)
     args.log_file = setup_logging(log_path, verbose=args.verbose, debug=args.debug)
     try:

@@ -19,6 +19,20 @@ def default_log_path() -> Path:
     return Path(state) / "mkmedia" / f"mkmedia-{host}.log"
 
 
+PROGRESS = "mkmedia.progress"
+
+
+class _TerminalFilter(logging.Filter):
+    """The terminal gets step lines, warnings and errors; module chatter goes to the log only."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.verbose or record.levelno >= logging.WARNING or record.name == PROGRESS
+
+
 class _TerminalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
@@ -42,6 +56,7 @@ def setup_logging(
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if (debug or verbose) else logging.INFO)
     console.setFormatter(_TerminalFormatter())
+    console.addFilter(_TerminalFilter(verbose or debug))
     logger.addHandler(console)
     if log_path is None:
         return None
@@ -61,4 +76,4 @@ def setup_logging(
 
 def say(message: str) -> None:
     """A short progress line on the terminal (and in the log)."""
-    logging.getLogger(LOGGER).info(message)
+    logging.getLogger(PROGRESS).info(message)

@@ -8,6 +8,7 @@ import sys
 
 from rescue_runtime import __version__
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
+from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("dump", help="show the rescue system's definition and settings")
+    add_layout_parser(sub)
+    add_checklayout_parser(sub)
     recover = sub.add_parser("recover", help="recreate the disk layout, restore, reinstall boot")
     recover.add_argument("--unattended", action="store_true", help="ask no questions")
     return parser
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_dump()
         if args.command == "recover":
             return cmd_recover(args.unattended)
+        if hasattr(args, "func"):
+            result: int = args.func(args)
+            return result
     except MkmediaError as exc:
         if args.debug:
             raise

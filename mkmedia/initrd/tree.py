@@ -46,6 +46,10 @@ class DeviceNode:
 DEFAULT_DEVICE_NODES: tuple[DeviceNode, ...] = (
     DeviceNode("dev/console", "c", 5, 1, 0o600),
     DeviceNode("dev/null", "c", 1, 3, 0o666),
+    # before /init mounts devtmpfs: CPython reads /dev/urandom when getrandom() would block
+    DeviceNode("dev/random", "c", 1, 8, 0o666),
+    DeviceNode("dev/urandom", "c", 1, 9, 0o666),
+    DeviceNode("dev/zero", "c", 1, 5, 0o666),
 )
 
 SYNTHETIC_DIR_MODE = stat.S_IFDIR | 0o755

@@ -2,22 +2,60 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
-from mkmedia.artifacts import write_manifest
+from mkmedia.artifacts import Artifact, write_manifest
+from mkmedia.config import Config
 from mkmedia.errors import ConfigError
 from mkmedia.log import say
 from mkmedia.workflow import Context, step
 
 
 def output_dir(ctx: Context) -> Path:
-    url = ctx.config.get_str("OUTPUT_URL")
+    return output_directory(ctx.config)
+
+
+def output_directory(config: Config) -> Path:
+    """Where this configuration's media and manifest are written (OUTPUT_URL/OUTPUT_PREFIX)."""
+    url = config.get_str("OUTPUT_URL")
     if not url.startswith("file://"):
         raise ConfigError(
             f"OUTPUT_URL {url!r}: only file:// destinations can be written so far.",
             hint="Use file:///DIRECTORY.",
         )
-    return Path(url.removeprefix("file://")) / ctx.config.get_str("OUTPUT_PREFIX")
+    return Path(url.removeprefix("file://")) / config.get_str("OUTPUT_PREFIX")
+
+
+def copy_artifact(source: Path, destination: Path, kind: str) -> Artifact:
+    """Copy to a temporary name beside the destination, then rename: never half a file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, destination)
+    return Artifact.of(destination, kind)
+
+
+@step("output", 100, when=lambda c: c.get_str("OUTPUT") == "RAMDISK")
+def write_ramdisk(ctx: Context) -> None:
+    """RAMDISK output: the kernel and initrd, for boot loaders and QEMU -kernel/-initrd."""
+    directory = output_dir(ctx)
+    prefix = ctx.config.get_str("OUTPUT_PREFIX")
+    kernel = ctx.state["kernel_image"]
+    initrd = ctx.state["initrd"]
+    assert isinstance(kernel, Path) and isinstance(initrd, Path)
+    ctx.artifacts.append(copy_artifact(kernel, directory / f"{prefix}-kernel", "kernel"))
+    ctx.artifacts.append(copy_artifact(initrd, directory / f"{prefix}-initrd.img", "initrd"))
+
+
+@step("output", 800, when=lambda c: c.get_bool("REPORT"))
+def write_size_report(ctx: Context) -> None:
+    """Put the rescue system's size report beside the media."""
+    report = ctx.build_dir / "rootfs-report.txt"
+    if report.exists():
+        name = f"{ctx.config.get_str('OUTPUT_PREFIX')}-report.txt"
+        ctx.artifacts.append(copy_artifact(report, output_dir(ctx) / name, "report"))
 
 
 @step("output", 900)

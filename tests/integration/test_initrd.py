@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mkmedia.initrd import pack_tree
+from mkmedia.initrd.tree import DEFAULT_DEVICE_NODES
 from mkmedia.run import run, which
 
 pytestmark = pytest.mark.integration
@@ -112,8 +113,8 @@ def test_unpacked_tree_matches(tmp_path: Path, compression: str, extractor: str)
     expected = snapshot(tree, clamp=SDE)
     if IS_ROOT:
         expected["dev"] = (stat.S_IFDIR, 0o755, None, None)
-        expected["dev/console"] = (stat.S_IFCHR, 0o600, (5, 1), SDE)
-        expected["dev/null"] = (stat.S_IFCHR, 0o666, (1, 3), SDE)
+        for node in DEFAULT_DEVICE_NODES:
+            expected[node.name] = (stat.S_IFCHR, node.perm, (node.major, node.minor), SDE)
     got = snapshot(dest)
     assert sorted(got) == sorted(expected)
     for name in expected:
@@ -137,7 +138,8 @@ def test_gnu_cpio_lists_the_archive_like_ours(tmp_path: Path) -> None:
     pack_tree(tree, initrd, compression="none", source_date_epoch=SDE)
     listed = run(["cpio", "-t", "--quiet", "-F", initrd]).stdout.splitlines()
     names = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
-    assert sorted(listed) == sorted([*names, "dev", "dev/console", "dev/null"])
+    nodes = [node.name for node in DEFAULT_DEVICE_NODES]
+    assert sorted(listed) == sorted([*names, "dev", *nodes])
     # Parents come before their children in the archive.
     position = {name: i for i, name in enumerate(listed)}
     for name in listed:

@@ -1,0 +1,73 @@
+"""Files that make a tree a mkmedia rescue system: /init, rescue.json, the shell profile."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mkmedia import __version__
+from mkmedia.config import Config
+from rescue_runtime.rescueconf import RescueConfig
+
+INIT_SCRIPT = """\
+#!/usr/bin/python3 -I
+# The rescue system's PID 1: see rescue_runtime/init.
+from rescue_runtime.init import entry
+
+entry()
+"""
+
+PROFILE = r"""# mkmedia rescue system
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PS1='RESCUE \h:\w # '
+export HISTFILE=/root/.bash_history
+alias ll='ls -l'
+# no init system to ask: reboot and power off through sysrq, after a sync
+sysrq() { sync; for key in s u "$1"; do echo "$key" > /proc/sysrq-trigger; done; }
+reboot() { sysrq b; }
+poweroff() { sysrq o; }
+"""
+
+
+def build_time(source_date_epoch: int | None) -> str:
+    stamp = source_date_epoch if source_date_epoch is not None else int(time.time())
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def rescue_config(config: Config, *, created: str) -> RescueConfig:
+    return RescueConfig(
+        hostname=config.system.hostname,
+        created=created,
+        mkmedia_version=__version__,
+        os_pretty_name=config.system.os_pretty_name,
+        kernel_version=config.kernel_version,
+        backup=config.get_str("BACKUP"),
+        backup_url=config.get_str("BACKUP_URL"),
+        output=config.get_str("OUTPUT"),
+        network=config.get_str("NETWORK"),
+        modules_load=config.get_list("MODULES_LOAD"),
+        ssh_authorized_keys=config.get_list("SSH_AUTHORIZED_KEYS"),
+        ssh_root_password_hash=config.get_str("SSH_ROOT_PASSWORD_HASH"),
+        unattended_action=config.get_str("UNATTENDED_ACTION"),
+        settings={name: value for name, value in config.values.items()},
+    )
+
+
+def write_rescue_files(tree: Path, rescue: RescueConfig) -> None:
+    init = tree / "init"
+    init.write_text(INIT_SCRIPT)
+    init.chmod(0o755)
+    conf = tree / "etc/mkmedia/rescue.json"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(rescue.to_json())
+    (tree / "etc/profile").write_text(PROFILE)
+    bashrc = tree / "root/.bashrc"
+    bashrc.parent.mkdir(parents=True, exist_ok=True)
+    bashrc.write_text(". /etc/profile\n")
+    (tree / "etc/hostname").write_text(rescue.hostname + "\n")

@@ -1,0 +1,34 @@
+"""layout stage: capture the host's disk layout, save it, and carry it into the rescue system."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mkmedia.log import say
+from mkmedia.steps.rootfs import tree_of
+from mkmedia.workflow import Context, step
+from rescue_runtime.layout import capture, store
+
+
+@step("layout", 100)
+def save_layout(ctx: Context) -> None:
+    """Capture what the mounted file systems and swap depend on; save it as JSON and text."""
+    layout_dir = Path(ctx.config.get_str("LAYOUT_DIR"))
+    header_dir = str(layout_dir) if ctx.config.get_bool("LUKS_HEADER_BACKUP") else None
+    layout = capture.capture(
+        exclude=ctx.config.get_list("EXCLUDE_RECREATE"), luks_header_dir=header_dir
+    )
+    path = store.save(layout, layout_dir)
+    ctx.state["layout_dir"] = layout_dir
+    say(f"  layout saved in {path}")
+
+
+@step("rootfs", 700)
+def copy_layout(ctx: Context) -> None:
+    """Carry the saved layout into the rescue system (/var/lib/mkmedia/layout)."""
+    source = ctx.state.get("layout_dir")
+    if not isinstance(source, Path) or not source.is_dir():
+        return
+    target = tree_of(ctx) / "var/lib/mkmedia/layout"
+    shutil.copytree(source, target, dirs_exist_ok=True)

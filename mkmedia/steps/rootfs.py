@@ -1,0 +1,80 @@
+"""rootfs stage: assemble the rescue root file system in the build area."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mkmedia.kernel import choose_kernel
+from mkmedia.log import say
+from mkmedia.modules import install_firmware, install_modules, select_modules
+from mkmedia.pyembed import embed_python
+from mkmedia.rescuefiles import build_time, rescue_config, source_date_epoch, write_rescue_files
+from mkmedia.rootfs.assemble import assemble_tree
+from mkmedia.rootfs.size import size_report
+from mkmedia.workflow import Context, step
+
+
+def tree_of(ctx: Context) -> Path:
+    return ctx.build_dir / "rootfs"
+
+
+@step("rootfs", 100)
+def embed_python_runtime(ctx: Context) -> None:
+    """Embed the interpreter and the standard-library modules the rescue runtime needs."""
+    embedded = embed_python(
+        tree_of(ctx),
+        python=ctx.config.get_str("PYTHON"),
+        source_date_epoch=source_date_epoch(),
+    )
+    ctx.state["python"] = embedded
+    say(f"  {embedded.summary()}")
+
+
+@step("rootfs", 200)
+def assemble_programs(ctx: Context) -> None:
+    """Copy programs, libraries and COPY_AS_IS with their dependencies; check the tree."""
+    embedded = ctx.state["python"]
+    elf_files = [str(p) for p in embedded.elf_files]  # type: ignore[attr-defined]
+    result = assemble_tree(
+        tree_of(ctx),
+        programs=ctx.config.get_list("PROGS"),
+        required_programs=ctx.config.get_list("REQUIRED_PROGS"),
+        libraries=[*ctx.config.get_list("LIBS"), *elf_files],
+        copy_as_is=ctx.config.get_list("COPY_AS_IS"),
+        exclude=ctx.config.get_list("EXCLUDE"),
+    )
+    for warning in result.warnings:
+        ctx.warn(warning)
+    say(f"  {len(result.programs)} programs, {result.files_copied} files copied")
+
+
+@step("rootfs", 300)
+def kernel_modules(ctx: Context) -> None:
+    """Choose the kernel and copy its modules (MODULES_POLICY + MODULES) and firmware."""
+    kernel = choose_kernel(ctx.config.get_str("KERNEL"))
+    ctx.state["kernel"] = kernel
+    policy = ctx.config.get_str("MODULES_POLICY")
+    requests = ctx.config.get_list("MODULES") + ([] if policy == "explicit" else [policy])
+    selection = select_modules(kernel, requests, base=(), firmware=ctx.config.get_list("FIRMWARE"))
+    for missing in selection.not_found:
+        ctx.warn(f"kernel module {missing}: not in kernel {kernel.version}")
+    install_modules(selection, tree_of(ctx))
+    install_firmware(selection, tree_of(ctx))
+    say(f"  kernel {kernel.version}: {selection.summary()}")
+
+
+@step("rootfs", 800)
+def rescue_system_files(ctx: Context) -> None:
+    """Write /init, /etc/mkmedia/rescue.json and the shell profile."""
+    rescue = rescue_config(ctx.config, created=build_time(source_date_epoch()))
+    write_rescue_files(tree_of(ctx), rescue)
+
+
+@step("rootfs", 900, when=lambda c: c.get_bool("REPORT"))
+def size_report_file(ctx: Context) -> None:
+    """Report the tree's size by part and its largest files."""
+    report = size_report(tree_of(ctx))
+    (ctx.build_dir / "rootfs-report.txt").write_text(report.as_text())
+    (ctx.build_dir / "rootfs-report.json").write_text(json.dumps(report.as_dict(), indent=2))
+    ctx.state["report"] = report
