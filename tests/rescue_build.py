@@ -19,6 +19,7 @@ def build_media(
     recipe: Path = VM_RECIPE,
     sets: tuple[str, ...] = (),
     epoch: str | None = EPOCH,
+    keep_build_dir: bool = False,
 ) -> Path:
     """Run `mkmedia build` into workdir/out; return the output directory (host subdirectory)."""
     out = workdir / "out"
@@ -47,6 +48,8 @@ def build_media(
         "--set",
         "OUTPUT_PREFIX=rescue",
     ]
+    if keep_build_dir:
+        argv.append("--keep-build-dir")
     for item in sets:
         argv += ["--set", item]
     result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, check=False)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mkmedia.log import say
+from mkmedia.rescuefiles import source_date_epoch
 from mkmedia.steps.rootfs import tree_of
 from mkmedia.workflow import Context, step
 from rescue_runtime.layout import capture, store
@@ -19,6 +21,10 @@ def save_layout(ctx: Context) -> None:
     layout = capture.capture(
         exclude=ctx.config.get_list("EXCLUDE_RECREATE"), luks_header_dir=header_dir
     )
+    epoch = source_date_epoch()
+    if epoch is not None:
+        # SOURCE_DATE_EPOCH stands for every time of a reproducible build, this one included
+        layout.captured_at = datetime.fromtimestamp(epoch, tz=UTC).isoformat()
     path = store.save(layout, layout_dir)
     ctx.state["layout_dir"] = layout_dir
     say(f"  layout saved in {path}")

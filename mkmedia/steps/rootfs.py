@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+from mkmedia.errors import StepError
 from mkmedia.kernel import choose_kernel
 from mkmedia.log import say
 from mkmedia.modules import install_firmware, install_modules, select_modules
@@ -12,7 +14,23 @@ from mkmedia.pyembed import embed_python
 from mkmedia.rescuefiles import build_time, rescue_config, source_date_epoch, write_rescue_files
 from mkmedia.rootfs.assemble import assemble_tree
 from mkmedia.rootfs.size import size_report
+from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
 from mkmedia.workflow import Context, step
+
+# Each must start inside the tree; together they cover shell, storage stack, python, mkmedia.
+SMOKE_COMMANDS: list[list[str]] = [
+    ["bash", "-c", "true"],
+    ["lvm", "version"],
+    ["mdadm", "--version"],
+    ["cryptsetup", "--version"],
+    ["parted", "--version"],
+    ["mkfs.ext4", "-V"],
+    ["mkfs.xfs", "-V"],
+    ["tar", "--version"],
+    ["zstd", "--version"],
+    ["python3", "-c", "import rescue_runtime"],
+    ["mkmedia", "--help"],
+]
 
 
 def tree_of(ctx: Context) -> Path:
@@ -69,6 +87,23 @@ def rescue_system_files(ctx: Context) -> None:
     """Write /init, /etc/mkmedia/rescue.json and the shell profile."""
     rescue = rescue_config(ctx.config, created=build_time(source_date_epoch()))
     write_rescue_files(tree_of(ctx), rescue)
+
+
+@step("rootfs", 850)
+def smoke_run(ctx: Context) -> None:
+    """Start the essential programs inside a chroot of the tree (root only)."""
+    if os.geteuid() != 0:
+        ctx.warn("not root: the chroot smoke run of the rescue tree was skipped")
+        return
+    result = smoke_run_tree(tree_of(ctx), SMOKE_COMMANDS)
+    failed = [r for r in result if not r.ok]
+    if failed:
+        lines = "; ".join(f"`{' '.join(r.command)}`: {r.output.strip()[-200:]}" for r in failed)
+        raise StepError(
+            f"The rescue tree is not self-sufficient: these commands fail in a chroot of it: "
+            f"{lines}",
+            hint="Add the missing programs or libraries to PROGS/LIBS, or report a bug.",
+        )
 
 
 @step("rootfs", 900, when=lambda c: c.get_bool("REPORT"))
