@@ -16,6 +16,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where the sample tree and outputs go")
     parser.add_argument("--levels", default="", help="zstd levels to tabulate, e.g. 1,3,6,19")
     args = parser.parse_args(argv)
+    # A plain `kill` still removes the sample tree (finally runs on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for program in ("cp", "cpio", "zstd", "gzip", "find", "sort"):
         require(program)
 
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(
                 f"{row.name:36} {row.seconds:8.2f} {row.size / 1e6:8.1f} "
-                f"{row.seconds / ours.seconds:10.2f} {row.size / ours.size:10.3f}"
+                f"{row.seconds / ours.seconds:10.2f} {row.size / ours.size:10.3f}",
+                flush=True,
             )
 
         levels = [int(x) for x in args.levels.split(",") if x.strip()]

@@ -280,7 +280,10 @@ class TreeScan:
             group = self._links.get(key)
             if group is not None:
                 # newc stores a hard-linked file once: every link carries the same ino and
-                # nlink, the data goes with the last one (what GNU cpio and the kernel expect).
+                # nlink, the data goes with the last one. GNU cpio defers size-0 links until
+                # the data arrives; the kernel (init/initramfs.c) creates the first name, links
+                # the later ones to it (matching nlink >= 2, ino and mode) and writes the data
+                # of whichever entry carries it, without truncating.
                 ino = inodes.setdefault(key, ino)
                 nlink = len(group)
                 if item.name == group[-1]:
