@@ -63,7 +63,7 @@ def frozen_clock(epoch: int) -> Iterator[None]:
                 module.time = original  # type: ignore[attr-defined]
 
 
-class _BiosOnlyHybrid(pycdlib.isohybrid.IsoHybrid):  # type: ignore[misc]
+class _BiosOnlyHybrid(pycdlib.isohybrid.IsoHybrid):
     """pycdlib tells the hybrid record where the EFI entry lies whatever its efi flag says, and
     a record made without EFI refuses that; ours has nothing to update (hybrid.py adds the
     EFI partition)."""
