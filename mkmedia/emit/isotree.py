@@ -38,6 +38,8 @@ _JOLIET_BAD = re.compile(r"[*/:;?\\]")
 _CLOCK_LOCK = threading.Lock()
 _PATCHED_MODULES = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib, pycdlib.utils)
 
+WRITE_BLOCK = 1 << 20
+_ZERO_BLOCK = bytes(WRITE_BLOCK)
 FILE_MODE = 0o100444
 DIR_MODE = 0o040555
 
@@ -61,6 +63,45 @@ def frozen_clock(epoch: int) -> Iterator[None]:
         finally:
             for module, original in saved:
                 module.time = original  # type: ignore[attr-defined]
+
+
+class SparseWriter:
+    """A file wrapper that seeks over blocks of zeros never written before (leaving holes).
+
+    Payloads such as preallocated backup files are mostly zeros; the holes save the disk writes
+    and the space, and read back as zeros. Only ground beyond the high-water mark is skipped,
+    so nothing written earlier is ever left stale.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._end = raw.seek(0, os.SEEK_END)
+        raw.seek(0)
+
+    def write(self, data: bytes) -> int:
+        pos = self._raw.tell()
+        size = len(data)
+        if size >= 4096 and pos >= self._end and data == self._zeros(size):
+            self._raw.seek(size, os.SEEK_CUR)
+        else:
+            self._raw.write(data)
+        self._end = max(self._end, pos + size)
+        return size
+
+    @staticmethod
+    def _zeros(size: int) -> bytes:
+        return _ZERO_BLOCK if size == len(_ZERO_BLOCK) else bytes(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def finish(self) -> None:
+        """Give the file its full length (a hole at the very end is not a length)."""
+        self._raw.truncate(self._end)
+        self._raw.flush()
 
 
 class _BiosOnlyHybrid(pycdlib.isohybrid.IsoHybrid):
@@ -306,7 +347,9 @@ class IsoTree:
                 # BIOS part only: hybrid.py adds the EFI partition (pycdlib's GPT is broken)
                 iso.add_isohybrid(efi=False, part_type=0, mbr_id=mbr_id)
                 iso.isohybrid_mbr.__class__ = _BiosOnlyHybrid
-            iso.write_fp(out)
+            sparse = SparseWriter(out)
+            iso.write_fp(sparse, blocksize=WRITE_BLOCK)
+            sparse.finish()
             blocks = {
                 entry.path: int(iso.get_record(iso_path=names[entry.path]).extent_location())
                 for entry in boot
