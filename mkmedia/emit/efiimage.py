@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mkmedia.run import require, run
+from rescue_runtime.errors import MkmediaError
 
 SECTOR = 512
 # FAT12/16 overhead (boot sector, two FATs, root directory) plus slack for directory clusters.
@@ -37,7 +38,12 @@ def fat_image(
     size_kib = payload + _SLACK_KIB
     size_kib += (-size_kib) % 64  # whole 64 KiB steps, stable across small changes
     if size_kib > MAX_KIB:
-        raise ValueError(f"the EFI boot image would be {size_kib} KiB, over {MAX_KIB} KiB")
+        raise MkmediaError(
+            f"The EFI boot image would be {size_kib} KiB, over the {MAX_KIB} KiB an El Torito "
+            "entry can describe.",
+            hint="Keep only boot loader files in the EFI image; the kernel and initrd stay in "
+            "the ISO9660 tree.",
+        )
     tmp = output.with_name(output.name + ".tmp")
     tmp.unlink(missing_ok=True)
     run(
