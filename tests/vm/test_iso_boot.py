@@ -28,16 +28,17 @@ def need(firmware: str) -> None:
         pytest.skip(f"firmware {firmware} is not installed")
 
 
-def boot_to_prompt(machine: Machine, log: Path) -> tuple[Guest, str]:
-    guest = Guest(machine, deadline=DEADLINE, console_log=log, name="rescue ISO guest")
-    guest.start()
-    try:
-        guest.expect(ISO_MARKER, timeout=BOOT_TIMEOUT)
-        cmdline = guest.expect(r"CMDLINE: ([^\r\n]*)", timeout=120).group(1)
-    except BaseException:
-        guest.close()
-        raise
-    return guest, cmdline
+def guest(machine: Machine, log: Path) -> Guest:
+    """Use as `with guest(...) as g:`; entering starts QEMU, leaving kills it by pid."""
+    return Guest(machine, deadline=DEADLINE, console_log=log, name="rescue ISO guest")
+
+
+def reach_prompt(running: Guest) -> str:
+    """Wait for the test initrd's marker and shell prompt; return the kernel command line."""
+    running.expect(ISO_MARKER, timeout=BOOT_TIMEOUT)
+    cmdline = running.expect(r"CMDLINE: ([^\r\n]*)", timeout=120).group(1)
+    running.expect(r"/ # ", timeout=120)  # input sent before the shell runs may be lost
+    return cmdline
 
 
 def assert_recover_entry(cmdline: str) -> None:
@@ -59,10 +60,9 @@ def test_boots_to_rescue_prompt(
         machine = Machine(firmware=firmware, cdrom=iso, boot_order="d", network=False)
     else:
         machine = Machine(firmware=firmware, boot_disk=iso, network=False)
-    guest, cmdline = boot_to_prompt(machine, tmp_path / "console.log")
-    with guest:
-        assert_recover_entry(cmdline)
-        status, output = guest.shell("echo shell-$((6 * 7))", timeout=120)
+    with guest(machine, tmp_path / "console.log") as running:
+        assert_recover_entry(reach_prompt(running))
+        status, output = running.shell("echo shell-$((6 * 7))", timeout=120)
         assert status == 0 and "shell-42" in output
 
 
@@ -84,21 +84,18 @@ def test_uefi_partition_path_without_el_torito(
 ) -> None:
     need("uefi")
     disk = blank_el_torito(iso_build("recover"), tmp_path / "no-eltorito.iso")
-    guest, cmdline = boot_to_prompt(
-        Machine(firmware="uefi", boot_disk=disk, network=False), tmp_path / "console.log"
-    )
-    with guest:
-        assert_recover_entry(cmdline)
+    machine = Machine(firmware="uefi", boot_disk=disk, network=False)
+    with guest(machine, tmp_path / "console.log") as running:
+        assert_recover_entry(reach_prompt(running))
 
 
 def test_secure_boot_from_cd(iso_build: Callable[..., Path], tmp_path: Path) -> None:
     need("uefi-secure")
     iso = iso_build("secure", secure_boot=True, boot_default="unattended")
     machine = Machine(firmware="uefi-secure", cdrom=iso, boot_order="d", network=False)
-    guest, cmdline = boot_to_prompt(machine, tmp_path / "console.log")
-    with guest:
-        assert "unattended" in cmdline.split()
-        status, output = guest.shell("dmesg | grep -i 'secure boot'", timeout=120)
+    with guest(machine, tmp_path / "console.log") as running:
+        assert "unattended" in reach_prompt(running).split()
+        status, output = running.shell("dmesg | grep -i 'secure boot'", timeout=120)
         assert status == 0 and "Secure boot enabled" in output, output
 
 
@@ -111,7 +108,7 @@ def test_default_entry_boots_the_local_disk(
     machine = Machine(
         firmware="bios", cdrom=iso, disks=[iso_local_disk], boot_order="dc", network=False
     )
-    with Guest(machine, deadline=DEADLINE, console_log=tmp_path / "console.log") as guest:
-        guest.expect("Boot from the first local disk", timeout=BOOT_TIMEOUT)  # the menu
-        guest.expect(ISO_LOCAL_MARKER, timeout=BOOT_TIMEOUT)
-        assert ISO_MARKER not in guest.output
+    with guest(machine, tmp_path / "console.log") as running:
+        running.expect("Boot from the first local disk", timeout=BOOT_TIMEOUT)  # the menu
+        running.expect(ISO_LOCAL_MARKER, timeout=BOOT_TIMEOUT)
+        assert ISO_MARKER not in running.output
