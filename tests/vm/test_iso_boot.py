@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.qemu import Guest, Machine, which_firmware
+from mkmedia.qemu import Guest, GuestError, Machine, which_firmware
 
 pytestmark = pytest.mark.vm
 
@@ -36,9 +36,18 @@ def guest(machine: Machine, log: Path) -> Guest:
 def reach_prompt(running: Guest) -> str:
     """Wait for the test initrd's marker and shell prompt; return the kernel command line."""
     running.expect(ISO_MARKER, timeout=BOOT_TIMEOUT)
-    cmdline = running.expect(r"CMDLINE: ([^\r\n]*)", timeout=120).group(1)
-    running.expect(r"/ # ", timeout=120)  # input sent before the shell runs may be lost
-    return cmdline
+    cmdline = running.expect(r"CMDLINE: ([^\r\n]*)\r?\n", timeout=120).group(1)
+    running.expect(r"/ # ", timeout=120)
+    # Keystrokes can be lost while the shell sets up its line editing: press Enter until a
+    # fresh prompt answers, then the console is in step.
+    for _attempt in range(6):
+        running.send("\r")
+        try:
+            running.expect(r"\r?\n/ # ", timeout=30)
+            return cmdline
+        except GuestError:
+            continue
+    raise GuestError(f"The rescue shell never answered on the serial console:\n{running.tail()}")
 
 
 def assert_recover_entry(cmdline: str) -> None:
