@@ -79,7 +79,7 @@ def write_iso(
     *,
     kernel: Path,
     initrd: Path,
-    volume_label: str,
+    volume_label: str | None,
     host: str,
     kernel_cmdline: str = "",
     boot_default: str = "local",
@@ -91,7 +91,13 @@ def write_iso(
     source_date_epoch: int | None = None,
     work_dir: Path,
 ) -> list[Artifact]:
-    """Write the hybrid rescue ISO to `output` (atomically) and return it as an artifact."""
+    """Write the hybrid rescue ISO to `output` (atomically) and return it as an artifact.
+
+    `volume_label` None means RESCUE_<HOST>; `source_date_epoch` None means $SOURCE_DATE_EPOCH
+    or now; `payload_dirs` maps a top-level directory name in the ISO to a local directory.
+    """
+    if volume_label is None:
+        volume_label = default_volume_label(host)
     _check_inputs(kernel, initrd, volume_label, secure_boot)
     epoch = _epoch(source_date_epoch)
     menu = bootmenu.build_menu(

@@ -230,6 +230,11 @@ def test_bad_inputs_are_refused(inputs: dict[str, Path]) -> None:
     assert default_volume_label("web-01.example.com") == "RESCUE_WEB_01"
 
 
+def test_volume_label_defaults_to_the_host(inputs: dict[str, Path]) -> None:
+    iso = build(inputs, "label.iso", volume_label=None, host="db-7.example.org", payload_dirs={})
+    assert "Volume id: RESCUE_DB_7" in run(["isoinfo", "-d", "-i", iso]).stdout
+
+
 def test_output_url() -> None:
     assert destination.output_dir(None) == Path("/var/lib/mkmedia/output")
     assert destination.output_dir("file:///srv/media") == Path("/srv/media")
