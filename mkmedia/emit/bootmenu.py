@@ -6,6 +6,7 @@ ISO, USB and PXE menus all come from `menu_entries()`, so "Recover <host>", "Aut
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ def build_menu(
     )
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),

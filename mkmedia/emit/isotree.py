@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import re
 import stat
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
@@ -187,30 +188,28 @@ class IsoTree:
 
     @staticmethod
     def _norm(path: str) -> str:
-        norm = str(PurePosixPath("/") / path)
-        if ".." in PurePosixPath(norm).parts:
+        if "/../" in f"/{path}/":
             raise ValueError(f"ISO path {path!r} leaves the tree")
-        return norm
+        return posixpath.normpath("/" + path.lstrip("/")) if path.strip("/") else "/"
 
     def add_dir(self, path: str) -> None:
         path = self._norm(path)
         if path in self._dirs:
             return
-        parts = PurePosixPath(path).parts
-        if len(parts) - 1 > MAX_DEPTH:
+        depth = path.count("/")
+        if depth > MAX_DEPTH:
             raise ConfigError(
-                f"The directory {path} is {len(parts) - 1} levels deep; an ISO9660 image allows "
-                f"at most {MAX_DEPTH}.",
+                f"The directory {path} is {depth} levels deep; an ISO9660 image allows at most "
+                f"{MAX_DEPTH}.",
                 hint="Put deep trees into an archive (e.g. the backup's tar file) instead.",
             )
         self._dirs[path] = _Dir("", "")  # placeholder: names are assigned in sorted order
         self._dir_order.append(path)
-        parent = str(PurePosixPath(path).parent)
-        self.add_dir(parent)
+        self.add_dir(posixpath.dirname(path))
 
     def add_file(self, path: str, source: Path, mode: int = FILE_MODE) -> None:
         path = self._norm(path)
-        self.add_dir(str(PurePosixPath(path).parent))
+        self.add_dir(posixpath.dirname(path))
         self._files[path] = _File(path, source, source.stat().st_size, mode)
 
     def add_bytes(self, path: str, data: bytes, work_dir: Path) -> None:
@@ -222,31 +221,33 @@ class IsoTree:
 
     def add_symlink(self, path: str, target: str) -> None:
         path = self._norm(path)
-        self.add_dir(str(PurePosixPath(path).parent))
+        self.add_dir(posixpath.dirname(path))
         self._links[path] = _Link(path, target)
 
     def add_tree(self, path: str, source: Path) -> None:
         """Copy a directory tree in: files keep their permission bits, symlinks stay links."""
         base = self._norm(path)
         self.add_dir(base)
-        for root, dirnames, filenames in os.walk(source):
+        top = os.fspath(source)
+        for root, dirnames, filenames in os.walk(top):
             dirnames.sort()
-            rel = Path(root).relative_to(source)
-            for name in sorted(dirnames):
-                full = Path(root) / name
-                dest = str(PurePosixPath(base) / rel.as_posix() / name)
-                if full.is_symlink():
-                    self.add_symlink(dest, os.readlink(full))
+            rel = os.path.relpath(root, top)
+            dest_dir = base if rel == "." else posixpath.join(base, rel)
+            for name in dirnames:
+                full = os.path.join(root, name)
+                if os.path.islink(full):
+                    self.add_symlink(posixpath.join(dest_dir, name), os.readlink(full))
                 else:
-                    self.add_dir(dest)
+                    self.add_dir(posixpath.join(dest_dir, name))
             for name in sorted(filenames):
-                full = Path(root) / name
-                dest = str(PurePosixPath(base) / rel.as_posix() / name)
-                info = full.lstat()
+                full = os.path.join(root, name)
+                dest = posixpath.join(dest_dir, name)
+                info = os.lstat(full)
                 if stat.S_ISLNK(info.st_mode):
-                    self.add_symlink(dest, os.readlink(full))
+                    self._links[dest] = _Link(dest, os.readlink(full))
                 elif stat.S_ISREG(info.st_mode):
-                    self.add_file(dest, full, mode=stat.S_IFREG | stat.S_IMODE(info.st_mode))
+                    mode = stat.S_IFREG | stat.S_IMODE(info.st_mode)
+                    self._files[dest] = _File(dest, Path(full), info.st_size, mode)
                 else:
                     raise ConfigError(
                         f"{full} is neither a file, a directory nor a symbolic link; an ISO "
@@ -261,20 +262,20 @@ class IsoTree:
     # -- names -------------------------------------------------------------------------------
     def _assign_names(self) -> None:
         for path in sorted(self._dir_order, key=lambda p: (p.count("/"), p)):
-            posix = PurePosixPath(path)
-            parent = self._dirs[str(posix.parent)]
-            iso = _iso_name(posix.name, parent.iso_names, directory=True)
-            joliet = _joliet_name(posix.name, parent.joliet_names)
+            head, name = posixpath.split(path)
+            parent = self._dirs[head]
+            iso = _iso_name(name, parent.iso_names, directory=True)
+            joliet = _joliet_name(name, parent.joliet_names)
             self._dirs[path] = _Dir(
-                str(PurePosixPath(parent.iso) / iso), str(PurePosixPath(parent.joliet) / joliet)
+                posixpath.join(parent.iso, iso), posixpath.join(parent.joliet, joliet)
             )
 
     def _leaf_names(self, path: str) -> tuple[str, str]:
-        posix = PurePosixPath(path)
-        parent = self._dirs[str(posix.parent)]
-        iso = _iso_name(posix.name, parent.iso_names, directory=False)
-        joliet = _joliet_name(posix.name, parent.joliet_names)
-        return str(PurePosixPath(parent.iso) / iso), str(PurePosixPath(parent.joliet) / joliet)
+        head, name = posixpath.split(path)
+        parent = self._dirs[head]
+        iso = _iso_name(name, parent.iso_names, directory=False)
+        joliet = _joliet_name(name, parent.joliet_names)
+        return posixpath.join(parent.iso, iso), posixpath.join(parent.joliet, joliet)
 
     # -- writing -----------------------------------------------------------------------------
     def write(
@@ -290,7 +291,7 @@ class IsoTree:
     ) -> dict[str, int]:
         """Master the image to `out`; return the first 2 KiB block of each boot file."""
         catalog = self._norm(boot_catalog)
-        self.add_dir(str(PurePosixPath(catalog).parent))
+        self.add_dir(posixpath.dirname(catalog))
         with frozen_clock(epoch):
             iso: Any = pycdlib.PyCdlib()
             # Level 3 allows files over 4 GiB (multi-extent); names stay 8.3 for old readers.
@@ -307,7 +308,7 @@ class IsoTree:
                 names_of = self._dirs[path]
                 iso.add_directory(
                     names_of.iso,
-                    rr_name=PurePosixPath(path).name,
+                    rr_name=posixpath.basename(path),
                     joliet_path=names_of.joliet,
                     file_mode=DIR_MODE,
                 )
@@ -316,7 +317,7 @@ class IsoTree:
             for path in leaves:
                 iso_path, joliet_path = self._leaf_names(path)
                 names[path] = iso_path
-                rr_name = PurePosixPath(path).name
+                rr_name = posixpath.basename(path)
                 if path in self._files:
                     item = self._files[path]
                     iso.add_file(
@@ -336,7 +337,7 @@ class IsoTree:
                 iso.add_eltorito(
                     names[entry.path],
                     bootcatfile=names[catalog],
-                    rr_bootcatname=PurePosixPath(catalog).name if index == 0 else None,
+                    rr_bootcatname=posixpath.basename(catalog) if index == 0 else None,
                     joliet_bootcatfile=None,
                     boot_load_size=entry.load_size,
                     boot_info_table=entry.boot_info_table,
