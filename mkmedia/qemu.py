@@ -245,10 +245,12 @@ class Guest:
         end = time.monotonic() + timeout
         with self._cond:
             while True:
-                text = self._buffer[self._pos :].decode(errors="replace")
+                # surrogateescape round-trips invalid bytes (boot loaders draw boxes in CP437),
+                # so the consumed length in bytes below is exact
+                text = self._buffer[self._pos :].decode(errors="surrogateescape")
                 match = regex.search(text)
                 if match:
-                    consumed = len(text[: match.end()].encode(errors="replace"))
+                    consumed = len(text[: match.end()].encode(errors="surrogateescape"))
                     self._pos += consumed
                     return match
                 remaining = end - time.monotonic()

@@ -1,0 +1,147 @@
+"""The boot menu, as data: one list of entries rendered by every boot loader template.
+
+ISO, USB and PXE menus all come from `menu_entries()`, so "Recover <host>", "Automatic recover
+<host>" and "Boot from the first local disk" mean the same thing on every medium.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from rescue_runtime.errors import ConfigError
+
+BOOT_DEFAULTS = ("local", "recover", "unattended")
+DEFAULT_CONSOLES = ("tty0", "ttyS0,115200")
+# Extra entries for a serial console that the configured consoles do not cover (many servers
+# put their BMC's serial-over-LAN on the second port).
+DEFAULT_SERIAL_VARIANTS = ("ttyS0,115200", "ttyS1,115200")
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "bootloaders"
+
+_SERIAL = re.compile(r"^ttyS(\d+)(?:,(\d+))?")
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    id: str  # stable identifier: local, recover, unattended, recover-ttyS1, ...
+    label: str
+    kind: str  # "linux" (kernel + initrd) or "local" (hand over to the first local disk)
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class SerialPort:
+    unit: int
+    speed: int
+
+
+@dataclass(frozen=True)
+class BootMenu:
+    title: str
+    entries: tuple[MenuEntry, ...]
+    default: str
+    timeout: int  # seconds; 0 boots the default at once
+    serial: SerialPort | None  # where the boot loader itself talks, besides the screen
+
+    def entry(self, entry_id: str) -> MenuEntry:
+        for entry in self.entries:
+            if entry.id == entry_id:
+                return entry
+        raise KeyError(entry_id)
+
+
+def serial_port(consoles: Sequence[str]) -> SerialPort | None:
+    """The first serial console in a console= list (the boot loader mirrors its menu there)."""
+    for console in consoles:
+        match = _SERIAL.match(console)
+        if match:
+            return SerialPort(int(match.group(1)), int(match.group(2) or 9600))
+    return None
+
+
+def _console_args(consoles: Sequence[str]) -> str:
+    # The last console= becomes /dev/console, where the rescue shell runs.
+    return " ".join(f"console={console}" for console in consoles)
+
+
+def _join(*parts: str) -> str:
+    return " ".join(part for part in parts if part.strip())
+
+
+def build_menu(
+    *,
+    host: str,
+    kernel_cmdline: str,
+    consoles: Sequence[str] = DEFAULT_CONSOLES,
+    boot_default: str = "local",
+    boot_timeout: int = 30,
+    serial_variants: Sequence[str] = DEFAULT_SERIAL_VARIANTS,
+) -> BootMenu:
+    if boot_default not in BOOT_DEFAULTS:
+        raise ConfigError(
+            f"BOOT_DEFAULT is {boot_default!r}, which is not one of {', '.join(BOOT_DEFAULTS)}.",
+            hint="Set BOOT_DEFAULT to local (the safe choice), recover or unattended.",
+        )
+    if boot_timeout < 0:
+        raise ConfigError(
+            f"BOOT_TIMEOUT is {boot_timeout}, but it must be a number of seconds (0 or more).",
+            hint="Set BOOT_TIMEOUT to the seconds the boot menu waits before its default entry.",
+        )
+    if not consoles:
+        raise ConfigError(
+            "The console list is empty, so the rescue system would have no console.",
+            hint="Configure at least one console, e.g. tty0 and ttyS0,115200.",
+        )
+    base = _join(kernel_cmdline, _console_args(consoles))
+    entries = [
+        MenuEntry("recover", f"Recover {host}", "linux", base),
+        MenuEntry("unattended", f"Automatic recover {host}", "linux", _join(base, "unattended")),
+        MenuEntry("local", "Boot from the first local disk", "local"),
+    ]
+    # Serial variants: the screen plus a serial port the configured consoles do not name.
+    configured = {console.split(",")[0] for console in consoles}
+    screens = [console for console in consoles if not _SERIAL.match(console)]
+    for variant in serial_variants:
+        device = variant.split(",")[0]
+        if device in configured:
+            continue
+        args = _join(kernel_cmdline, _console_args([*screens, variant]))
+        label = f"Recover {host} (serial console {device})"
+        entries.append(MenuEntry(f"recover-{device}", label, "linux", args))
+        entries.append(
+            MenuEntry(
+                f"unattended-{device}",
+                f"Automatic recover {host} (serial console {device})",
+                "linux",
+                _join(args, "unattended"),
+            )
+        )
+    return BootMenu(
+        title=f"mkmedia rescue system for {host}",
+        entries=tuple(entries),
+        default=boot_default,
+        timeout=boot_timeout,
+        serial=serial_port(consoles),
+    )
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # boot loader configs, not HTML
+    )
+
+
+def render(template: str, **context: object) -> str:
+    """Render one template from bootloaders/ (StrictUndefined: a missing value is an error)."""
+    return _environment().get_template(template).render(**context)

@@ -1,0 +1,74 @@
+"""The FAT image behind the El Torito UEFI entry (and the hybrid's 0xEF partition).
+
+mkfs.fat --invariant plus a fixed volume id, and mtools with SOURCE_DATE_EPOCH and source
+mtimes set to the same instant, make the image depend only on its contents and that date.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from mkmedia.run import require, run
+from rescue_runtime.errors import MkmediaError
+
+SECTOR = 512
+# FAT12/16 overhead (boot sector, two FATs, root directory) plus slack for directory clusters.
+_SLACK_KIB = 256
+# pycdlib sizes the El Torito entry and the hybrid partition from a 16-bit sector count.
+MAX_KIB = 65535 * SECTOR // 1024
+
+
+def fat_image(
+    output: Path,
+    files: Mapping[str, Path],
+    *,
+    work_dir: Path,
+    epoch: int,
+    volume_id: int = 0x4D4B4D44,  # "MKMD"
+    label: str = "EFIBOOT",
+) -> Path:
+    """Write a FAT image holding `files` (path inside the image -> source) and return it."""
+    mkfs = require("mkfs.fat", package="dosfstools")
+    mmd = require("mmd", package="mtools")
+    mcopy = require("mcopy", package="mtools")
+    payload = sum(-(-path.stat().st_size // 4096) * 4 for path in files.values())
+    size_kib = payload + _SLACK_KIB
+    size_kib += (-size_kib) % 64  # whole 64 KiB steps, stable across small changes
+    if size_kib > MAX_KIB:
+        raise MkmediaError(
+            f"The EFI boot image would be {size_kib} KiB, over the {MAX_KIB} KiB an El Torito "
+            "entry can describe.",
+            hint="Keep only boot loader files in the EFI image; the kernel and initrd stay in "
+            "the ISO9660 tree.",
+        )
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    run(
+        [mkfs, "--invariant", "-i", f"{volume_id:08X}", "-n", label, "-C", tmp, str(size_kib)],
+        what="formatting the EFI boot image",
+    )
+    env = {"SOURCE_DATE_EPOCH": str(epoch), "TZ": "UTC", "MTOOLS_SKIP_CHECK": "1"}
+    staging = work_dir / "efi-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    directories = sorted({str(Path(name).parent) for name in files} - {"."})
+    made: set[str] = set()
+    for directory in directories:
+        parts = Path(directory).parts
+        for depth in range(1, len(parts) + 1):
+            sub = "/".join(parts[:depth])
+            if sub not in made:
+                run([mmd, "-i", tmp, f"::/{sub}"], env=env, what="creating the EFI boot image")
+                made.add(sub)
+    for index, (name, source) in enumerate(sorted(files.items())):
+        # a private copy whose mtime we may set (mcopy -m keeps it)
+        copy = staging / f"{index}"
+        shutil.copyfile(source, copy)
+        os.utime(copy, (epoch, epoch))
+        run([mcopy, "-m", "-i", tmp, copy, f"::/{name}"], env=env, what="filling the EFI image")
+    shutil.rmtree(staging, ignore_errors=True)
+    os.replace(tmp, output)
+    return output

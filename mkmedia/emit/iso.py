@@ -1,0 +1,184 @@
+"""OUTPUT=ISO: a hybrid ISO that boots BIOS and UEFI machines from a CD or a USB stick.
+
+Layout of the image (Rock Ridge names; ISO9660 8.3 and Joliet names are derived):
+
+    isolinux/        isolinux.bin (BIOS El Torito entry), ldlinux.c32, menu.c32, ..., isolinux.cfg
+    boot/vmlinuz     the kernel, boot/initrd the rescue initrd
+    boot/grub/       grub.cfg (the UEFI menu) and efiboot.img (the UEFI El Torito entry: FAT)
+    EFI/debian/      grub.cfg for the signed GRUB (Secure Boot only)
+    mkmedia/         id-<hex>: the marker file GRUB finds this medium by
+    <payload>/       extra directories (a backup with BACKUP_URL=iso://, ...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux, register
+from mkmedia.emit.isotree import BootEntry, IsoTree
+from rescue_runtime.errors import ConfigError, MissingError
+
+KERNEL = "/boot/vmlinuz"
+INITRD = "/boot/initrd"
+EFI_IMAGE = "/boot/grub/efiboot.img"
+BOOT_CATALOG = "/isolinux/boot.cat"
+RESERVED = ("isolinux", "boot", "efi", "mkmedia")
+_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+def default_volume_label(host: str) -> str:
+    """RESCUE_<HOST>, upper case, in ISO9660's 32 characters."""
+    clean = re.sub(r"[^A-Z0-9_]", "_", host.split(".")[0].upper())
+    return f"RESCUE_{clean}"[:32]
+
+
+def iso_file_name(host: str) -> str:
+    return f"mkmedia-{host.split('.')[0]}.iso"
+
+
+def _epoch(source_date_epoch: int | None) -> int:
+    if source_date_epoch is not None:
+        return int(source_date_epoch)
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(env) if env and env.isdigit() else int(time.time())
+
+
+def _medium_id(*parts: object) -> str:
+    digest = hashlib.sha256("\0".join(str(part) for part in parts).encode())
+    return digest.hexdigest()[:16].upper()
+
+
+def _check_inputs(kernel: Path, initrd: Path, volume_label: str, secure_boot: bool) -> None:
+    for what, path in (("kernel", kernel), ("initrd", initrd)):
+        if not path.is_file():
+            raise MissingError(f"The {what} {path} for the ISO does not exist.")
+    if not _LABEL.match(volume_label):
+        raise ConfigError(
+            f"The ISO volume label {volume_label!r} is not usable: it must be 1 to 32 letters, "
+            "digits, '_', '.' or '-'.",
+            hint="Change ISO_VOLUME_LABEL in the recipe (or leave it unset for RESCUE_<HOST>).",
+        )
+    if secure_boot and not grub.kernel_is_signed(kernel):
+        raise ConfigError(
+            f"secure_boot is on but the kernel {kernel} carries no signature, so Secure Boot "
+            "firmware would refuse to start it.",
+            hint="Use the distribution's signed kernel (Debian: linux-image-amd64), or set "
+            "secure_boot: false.",
+        )
+
+
+@register("ISO")
+def write_iso(
+    output: Path,
+    *,
+    kernel: Path,
+    initrd: Path,
+    volume_label: str | None,
+    host: str,
+    kernel_cmdline: str = "",
+    boot_default: str = "local",
+    boot_timeout: int = 30,
+    consoles: Sequence[str] = bootmenu.DEFAULT_CONSOLES,
+    serial_variants: Sequence[str] = bootmenu.DEFAULT_SERIAL_VARIANTS,
+    secure_boot: bool = False,
+    payload_dirs: Mapping[str, Path] | None = None,
+    source_date_epoch: int | None = None,
+    work_dir: Path,
+) -> list[Artifact]:
+    """Write the hybrid rescue ISO to `output` (atomically) and return it as an artifact.
+
+    `volume_label` None means RESCUE_<HOST>; `source_date_epoch` None means $SOURCE_DATE_EPOCH
+    or now; `payload_dirs` maps a top-level directory name in the ISO to a local directory.
+    """
+    if volume_label is None:
+        volume_label = default_volume_label(host)
+    _check_inputs(kernel, initrd, volume_label, secure_boot)
+    epoch = _epoch(source_date_epoch)
+    menu = bootmenu.build_menu(
+        host=host,
+        kernel_cmdline=kernel_cmdline,
+        consoles=consoles,
+        boot_default=boot_default,
+        boot_timeout=boot_timeout,
+        serial_variants=serial_variants,
+    )
+    work = work_dir / "iso"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    medium_id = _medium_id(
+        volume_label, host, epoch, kernel.stat().st_size, initrd.stat().st_size, kernel_cmdline
+    )
+    marker = f"/mkmedia/id-{medium_id.lower()}"
+
+    tree = IsoTree()
+    for name, source in isolinux.isolinux_files().items():
+        tree.add_file(f"/isolinux/{name}", source)
+    paths = {"kernel": KERNEL, "initrd": INITRD}
+    tree.add_bytes(
+        "/isolinux/isolinux.cfg",
+        bootmenu.render("isolinux.cfg.j2", menu=menu, **paths).encode(),
+        work,
+    )
+    tree.add_bytes(
+        "/boot/grub/grub.cfg", bootmenu.render("grub.cfg.j2", menu=menu, **paths).encode(), work
+    )
+    tree.add_file(KERNEL, kernel)
+    tree.add_file(INITRD, initrd)
+    tree.add_bytes(marker, f"mkmedia rescue medium {medium_id} for {host}\n".encode(), work)
+
+    find_medium = work / "find-medium.cfg"
+    if secure_boot:
+        find_medium.write_text(
+            bootmenu.render("grub-find-medium.cfg.j2", marker=marker, load_menu=True)
+        )
+        efi_files = grub.secure_boot_efi_files(find_medium)
+        tree.add_file(f"/{grub.SIGNED_GRUB_CONFIG}", find_medium)
+    else:
+        find_medium.write_text(
+            bootmenu.render("grub-find-medium.cfg.j2", marker=marker, load_menu=False)
+        )
+        efi_files = grub.plain_efi_files(grub.build_grub_efi(work / "bootx64.efi", find_medium))
+    esp = efiimage.fat_image(work / "efiboot.img", efi_files.files, work_dir=work, epoch=epoch)
+    tree.add_file(EFI_IMAGE, esp)
+
+    for name, source in sorted((payload_dirs or {}).items()):
+        if name.strip("/").split("/")[0].lower() in RESERVED:
+            raise ConfigError(
+                f"The ISO payload directory {name!r} clashes with the boot files "
+                f"({', '.join(RESERVED)} are taken).",
+                hint="Choose another directory name for the payload.",
+            )
+        if not source.is_dir():
+            raise MissingError(f"The ISO payload directory {source} does not exist.")
+        tree.add_tree(name, source)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
+    boot = [
+        BootEntry("/isolinux/isolinux.bin", boot_info_table=True, load_size=4),
+        BootEntry(EFI_IMAGE, efi=True),
+    ]
+    try:
+        with open(partial, "wb") as out:
+            blocks = tree.write(
+                out,
+                volume_label=volume_label,
+                epoch=epoch,
+                boot=boot,
+                boot_catalog=BOOT_CATALOG,
+                hybrid=True,
+                mbr_id=int(medium_id[:8], 16),
+            )
+        esp_sectors = -(-esp.stat().st_size // hybrid.SECTOR)
+        hybrid.add_esp_partition(partial, blocks[EFI_IMAGE] * 4, esp_sectors)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return [Artifact.of(output, "iso")]
