@@ -171,6 +171,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mkmedia.steps.output import output_directory
 
     args.workflow = "build"
+    # The menu's default boots the local disk (a forgotten disc must not wipe a machine); the
+    # demo has no local disk, so it boots the "Recover" entry. Later --set values still win.
+    args.sets = ["BOOT_DEFAULT=recover", "BOOT_TIMEOUT=2", *args.sets]
     cmd_workflow(args)
     if args.simulate:
         return EXIT_OK

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from mkmedia.emit import destination
 from mkmedia.errors import ConfigError, MissingError
 from mkmedia.kernel import choose_kernel
 from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
@@ -257,12 +258,12 @@ def semantic_checks(values: Mapping[str, object], origins: Mapping[str, list[Ori
             "Set BACKUP_URL to where the backup goes (for example file:///srv/backup), "
             "or set BACKUP to NONE."
         )
-    output_url = str(values["OUTPUT_URL"])
-    if not re.match(r"^(file|nfs|cifs)://", output_url):
+    try:
+        destination.output_dir(str(values["OUTPUT_URL"]))
+    except ConfigError as exc:
         raise ConfigError(
-            f"OUTPUT_URL {output_url!r} (from {where('OUTPUT_URL')}) is not a supported URL; "
-            "use file:///DIRECTORY (nfs:// and cifs:// when mounting is available)."
-        )
+            f"{exc.message} (OUTPUT_URL is set in {where('OUTPUT_URL')}.)", hint=exc.hint
+        ) from None
     timeout = values["BOOT_TIMEOUT"]
     if isinstance(timeout, int) and timeout < 0:
         raise ConfigError(f"BOOT_TIMEOUT (from {where('BOOT_TIMEOUT')}) must be 0 or more.")

@@ -75,6 +75,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--output-url",
     ),
     _s("OUTPUT_PREFIX", STR, "${HOSTNAME}", "Subdirectory and file-name prefix of the output."),
+    _s("CDROM_DEVICE", STR, "", "Optical drive OUTPUT=CDROM burns to; empty: the first writer."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s("BACKUP", CHOICE, "NONE", "Backup method.", choices=BACKUP_METHODS, flag="--backup"),
     _s(

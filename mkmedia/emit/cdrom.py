@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mkmedia.emit import Artifact, register
+from mkmedia.emit import Artifact
 from mkmedia.run import require, run
 from rescue_runtime.errors import MissingError
 
@@ -49,7 +49,6 @@ def check_medium(device: str) -> str:
     return kind
 
 
-@register("CDROM")
 def burn_iso(iso: Path, *, device: str | None = None, speed: str | None = None) -> list[Artifact]:
     """Write the ISO to an optical medium; return the ISO artifact (the disc holds the same)."""
     if not iso.is_file():

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux, register
+from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux
 from mkmedia.emit.isotree import BootEntry, IsoTree
 from rescue_runtime.errors import ConfigError, MissingError
 
@@ -73,7 +73,6 @@ def _check_inputs(kernel: Path, initrd: Path, volume_label: str, secure_boot: bo
         )
 
 
-@register("ISO")
 def write_iso(
     output: Path,
     *,

@@ -8,8 +8,12 @@ from pathlib import Path
 
 from mkmedia.artifacts import Artifact, write_manifest
 from mkmedia.config import Config
-from mkmedia.errors import ConfigError
+from mkmedia.emit import cdrom, destination
+from mkmedia.emit.iso import write_iso
+from mkmedia.errors import MissingError
 from mkmedia.log import say
+from mkmedia.rescuefiles import source_date_epoch
+from mkmedia.sysinfo import secure_boot_enabled
 from mkmedia.workflow import Context, step
 
 
@@ -19,13 +23,7 @@ def output_dir(ctx: Context) -> Path:
 
 def output_directory(config: Config) -> Path:
     """Where this configuration's media and manifest are written (OUTPUT_URL/OUTPUT_PREFIX)."""
-    url = config.get_str("OUTPUT_URL")
-    if not url.startswith("file://"):
-        raise ConfigError(
-            f"OUTPUT_URL {url!r}: only file:// destinations can be written so far.",
-            hint="Use file:///DIRECTORY.",
-        )
-    return Path(url.removeprefix("file://")) / config.get_str("OUTPUT_PREFIX")
+    return destination.output_dir(config.get_str("OUTPUT_URL")) / config.get_str("OUTPUT_PREFIX")
 
 
 def copy_artifact(source: Path, destination: Path, kind: str) -> Artifact:
@@ -47,6 +45,67 @@ def write_ramdisk(ctx: Context) -> None:
     assert isinstance(kernel, Path) and isinstance(initrd, Path)
     ctx.artifacts.append(copy_artifact(kernel, directory / f"{prefix}-kernel", "kernel"))
     ctx.artifacts.append(copy_artifact(initrd, directory / f"{prefix}-initrd.img", "initrd"))
+
+
+def wants_secure_boot(config: Config) -> bool:
+    choice = config.get_str("SECURE_BOOT")
+    if choice == "auto":
+        return secure_boot_enabled()
+    return choice == "yes"
+
+
+def iso_path(config: Config) -> Path:
+    return output_directory(config) / f"{config.get_str('OUTPUT_PREFIX')}.iso"
+
+
+@step("output", 100, when=lambda c: c.get_str("OUTPUT") in ("ISO", "CDROM"))
+def write_iso_image(ctx: Context) -> None:
+    """Write the hybrid ISO (BIOS + UEFI, CD and USB stick) with the boot menus."""
+    kernel = ctx.state["kernel_image"]
+    initrd = ctx.state["initrd"]
+    assert isinstance(kernel, Path) and isinstance(initrd, Path)
+    config = ctx.config
+    artifacts = write_iso(
+        iso_path(config),
+        kernel=kernel,
+        initrd=initrd,
+        volume_label=config.get_str("ISO_VOLID") or None,
+        host=config.system.hostname,
+        kernel_cmdline=config.get_str("KERNEL_CMDLINE"),
+        boot_default=config.get_str("BOOT_DEFAULT"),
+        boot_timeout=config.get_int("BOOT_TIMEOUT"),
+        consoles=config.get_list("CONSOLES"),
+        secure_boot=wants_secure_boot(config),
+        source_date_epoch=source_date_epoch(),
+        work_dir=ctx.build_dir / "iso",
+    )
+    ctx.artifacts.extend(artifacts)
+
+
+@step("prep", 200, when=lambda c: c.get_str("OUTPUT") == "CDROM")
+def check_optical_drive(ctx: Context) -> None:
+    """OUTPUT=CDROM: find a writable drive before building anything."""
+    device = ctx.config.get_str("CDROM_DEVICE")
+    if device:
+        if not Path(device).exists():
+            raise MissingError(
+                f"The optical drive {device} (CDROM_DEVICE) does not exist.",
+                hint="Check the device name with `xorriso -devices`.",
+            )
+        return
+    if not cdrom.optical_writers():
+        raise MissingError(
+            "OUTPUT=CDROM but this machine has no writable optical drive (xorriso -devices "
+            "lists none).",
+            hint="Connect a CD/DVD writer, set CDROM_DEVICE, or use OUTPUT=ISO.",
+        )
+
+
+@step("output", 200, when=lambda c: c.get_str("OUTPUT") == "CDROM")
+def burn_cdrom(ctx: Context) -> None:
+    """OUTPUT=CDROM: burn the ISO to the optical medium."""
+    device = ctx.config.get_str("CDROM_DEVICE") or None
+    ctx.artifacts.extend(cdrom.burn_iso(iso_path(ctx.config), device=device))
 
 
 @step("output", 800, when=lambda c: c.get_bool("REPORT"))

@@ -37,7 +37,7 @@ def error_for(text: str, data_dir: Path, config_dir: Path, system: SystemInfo) -
         ("- a\n- b\n", ["must be a mapping"]),
         ("OUTPUT: ISO\n  bad: indent\n", ["not valid YAML", "line 2"]),
         ("BACKUP: NETFS\n", ["BACKUP_URL is empty"]),
-        ("OUTPUT_URL: ftp://x\n", ["not a supported URL"]),
+        ("OUTPUT_URL: ftp://x\n", ["has the scheme 'ftp'", "supported: file://"]),
     ],
 )
 def test_error_messages(
@@ -47,7 +47,7 @@ def test_error_messages(
     config_dir: Path,
     fake_system: SystemInfo,
 ) -> None:
-    if "BACKUP_URL is empty" in expected or "not a supported URL" in expected:
+    if "BACKUP_URL is empty" in expected or "supported: file://" in expected:
         (config_dir / "local.yaml").write_text(text)
         with pytest.raises(ConfigError) as err:
             load_config(config_dir=config_dir, system=fake_system)
