@@ -87,17 +87,5 @@ def detect(root: Path = Path("/")) -> SystemInfo:
     )
 
 
-SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-e0c58cf1e9c1"
-
-
-def secure_boot_enabled(root: Path = Path("/")) -> bool:
-    """True when the host booted with UEFI Secure Boot on (efivar: 4 attribute bytes, 1 value)."""
-    try:
-        data = (root / "sys/firmware/efi/efivars" / SECURE_BOOT_VAR).read_bytes()
-    except OSError:
-        return False
-    return len(data) >= 5 and data[4] == 1
-
-
 def is_root() -> bool:
     return os.geteuid() == 0

@@ -9,11 +9,11 @@ from pathlib import Path
 from mkmedia.artifacts import Artifact, write_manifest
 from mkmedia.config import Config
 from mkmedia.emit import cdrom, destination
+from mkmedia.emit.grub import host_secure_boot
 from mkmedia.emit.iso import write_iso
 from mkmedia.errors import MissingError
 from mkmedia.log import say
 from mkmedia.rescuefiles import source_date_epoch
-from mkmedia.sysinfo import secure_boot_enabled
 from mkmedia.workflow import Context, step
 
 
@@ -50,7 +50,7 @@ def write_ramdisk(ctx: Context) -> None:
 def wants_secure_boot(config: Config) -> bool:
     choice = config.get_str("SECURE_BOOT")
     if choice == "auto":
-        return secure_boot_enabled()
+        return host_secure_boot()
     return choice == "yes"
 
 
