@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from rescue_runtime.rescueconf import RescueConfig
-from rescue_runtime.run import run, spawn, which
+from rescue_runtime.run import run, which
 
 SSHD_CONFIG = """\
 # Written by the mkmedia rescue system at boot
@@ -42,7 +42,8 @@ def start_sshd(config: RescueConfig) -> str:
     permit = "yes" if config.ssh_root_password_hash else "prohibit-password"
     Path("/etc/ssh/sshd_config").write_text(SSHD_CONFIG.format(permit=permit, password=password))
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    spawn([sshd, "-f", "/etc/ssh/sshd_config"])
+    # sshd detaches itself once it listens; its exit status tells whether it could start
+    run([sshd, "-f", "/etc/ssh/sshd_config"], what="starting sshd")
     return "started"
 
 

@@ -20,7 +20,12 @@ BOOT_TIMEOUT = 300  # software emulation on a busy machine; not a timing asserti
 
 @pytest.fixture(scope="session")
 def ramdisk(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_media(tmp_path_factory.mktemp("ramdisk"), output="RAMDISK")
+    """The QEMU test recipe as kernel + initrd, with an ssh key so sshd must start."""
+    work = tmp_path_factory.mktemp("ramdisk")
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = (work / "id_ed25519.pub").read_text().strip()
+    return build_media(work, output="RAMDISK", sets=(f"SSH_AUTHORIZED_KEYS={public}",))
 
 
 def machine(ramdisk: Path, tmp: Path, append: str = "", **kwargs: object) -> Machine:
@@ -59,6 +64,18 @@ def test_prompt_banner_and_init_steps(booted: Guest) -> None:
     assert {"hostname", "kernel modules", "udev", "network", "sshd"} <= set(steps)
     failed = {name: s["message"] for name, s in steps.items() if not s["ok"]}
     assert not failed
+
+
+def test_sshd_runs_with_keys_and_fresh_host_keys(booted: Guest) -> None:
+    status, out = booted.shell(
+        "kill -0 $(cat /run/sshd.pid) && echo sshd-alive; "
+        "grep -c '^ssh-ed25519 ' /root/.ssh/authorized_keys; "
+        "grep '^PasswordAuthentication' /etc/ssh/sshd_config; "
+        "ls /etc/ssh/ssh_host_ed25519_key"
+    )
+    assert status == 0, out
+    lines = out.splitlines()
+    assert lines[:3] == ["sshd-alive", "1", "PasswordAuthentication no"], out
 
 
 def test_mkmedia_dump_runs_inside(booted: Guest) -> None:
