@@ -8,6 +8,8 @@ from pathlib import Path
 from rescue_runtime.rescueconf import RescueConfig
 from rescue_runtime.run import run, which
 
+HOST_KEY_TYPES = ("ed25519", "ecdsa")
+
 SSHD_CONFIG = """\
 # Written by the mkmedia rescue system at boot
 PermitRootLogin {permit}
@@ -36,11 +38,20 @@ def start_sshd(config: RescueConfig) -> str:
     if config.ssh_root_password_hash:
         set_root_password_hash(config.ssh_root_password_hash)
     Path("/etc/ssh").mkdir(parents=True, exist_ok=True)
-    # host keys are made here, at boot: media must not share one identity across machines
-    run(["ssh-keygen", "-A"], what="generating ssh host keys")
+    # Host keys are made here, at boot: media must not share one identity across machines.
+    # Ed25519 and ECDSA only: RSA key generation takes minutes on slow or emulated CPUs.
+    for kind in HOST_KEY_TYPES:
+        key = Path(f"/etc/ssh/ssh_host_{kind}_key")
+        if not key.exists():
+            run(
+                ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(key)],
+                what=f"generating the {kind} ssh host key",
+            )
     password = "yes" if config.ssh_root_password_hash else "no"
     permit = "yes" if config.ssh_root_password_hash else "prohibit-password"
-    Path("/etc/ssh/sshd_config").write_text(SSHD_CONFIG.format(permit=permit, password=password))
+    host_keys = "".join(f"HostKey /etc/ssh/ssh_host_{kind}_key\n" for kind in HOST_KEY_TYPES)
+    config_text = SSHD_CONFIG.format(permit=permit, password=password) + host_keys
+    Path("/etc/ssh/sshd_config").write_text(config_text)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     # sshd detaches itself once it listens; its exit status tells whether it could start
     run([sshd, "-f", "/etc/ssh/sshd_config"], what="starting sshd")
