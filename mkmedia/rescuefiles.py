@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mkmedia import __version__
 from mkmedia.config import Config
+from mkmedia.settings import BY_NAME
 from rescue_runtime.rescueconf import RescueConfig
 
 INIT_SCRIPT = """\
@@ -55,7 +56,9 @@ def rescue_config(config: Config, *, created: str) -> RescueConfig:
         ssh_authorized_keys=config.get_list("SSH_AUTHORIZED_KEYS"),
         ssh_root_password_hash=config.get_str("SSH_ROOT_PASSWORD_HASH"),
         unattended_action=config.get_str("UNATTENDED_ACTION"),
-        settings={name: value for name, value in config.values.items()},
+        # build-host paths (work area, output, layout directory) stay out: they differ between
+        # builds of the same recipe and mean nothing in the rescue system
+        settings={name: value for name, value in config.values.items() if BY_NAME[name].rescue},
     )
 
 

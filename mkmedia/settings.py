@@ -27,6 +27,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     flag: str | None = None  # the command-line flag of build-like commands, when there is one
     expand: bool = True  # ${VARIABLE} expansion applies to its values
+    rescue: bool = True  # carried into the rescue system (build-host paths are not)
 
     @property
     def is_list(self) -> bool:
@@ -48,8 +49,9 @@ def _s(
     choices: tuple[str, ...] = (),
     flag: str | None = None,
     expand: bool = True,
+    rescue: bool = True,
 ) -> Setting:
-    return Setting(name, kind, default, help, choices, flag, expand)
+    return Setting(name, kind, default, help, choices, flag, expand, rescue)
 
 
 STR, INT, BOOL, LIST, CHOICE = Kind.STR, Kind.INT, Kind.BOOL, Kind.LIST, Kind.CHOICE
@@ -73,8 +75,15 @@ SETTINGS: tuple[Setting, ...] = (
         "file:///var/lib/mkmedia/output",
         "Where the media goes (file://DIR; nfs:// and cifs:// when mounting is supported).",
         flag="--output-url",
+        rescue=False,
     ),
-    _s("OUTPUT_PREFIX", STR, "${HOSTNAME}", "Subdirectory and file-name prefix of the output."),
+    _s(
+        "OUTPUT_PREFIX",
+        STR,
+        "${HOSTNAME}",
+        "Subdirectory and file-name prefix of the output.",
+        rescue=False,
+    ),
     _s("CDROM_DEVICE", STR, "", "Optical drive OUTPUT=CDROM burns to; empty: the first writer."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s("BACKUP", CHOICE, "NONE", "Backup method.", choices=BACKUP_METHODS, flag="--backup"),
@@ -166,13 +175,31 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("reboot", "poweroff", "shell"),
     ),
     # --- layout ------------------------------------------------------------------------------
-    _s("LAYOUT_DIR", STR, "/var/lib/mkmedia/layout", "Where the saved disk layout lives."),
+    _s(
+        "LAYOUT_DIR",
+        STR,
+        "/var/lib/mkmedia/layout",
+        "Where the saved disk layout lives.",
+        rescue=False,
+    ),
     _s("EXCLUDE_RECREATE", LIST, [], "Layout components not recreated (e.g. fs:/data, vg:backup)."),
     _s("LUKS_HEADER_BACKUP", BOOL, False, "Keep LUKS header backups with the layout (sensitive)."),
     # --- the run itself ----------------------------------------------------------------------
-    _s("TMPDIR", STR, "/var/tmp", "Parent directory of the private build area."),
-    _s("STATE_DIR", STR, "/var/lib/mkmedia", "mkmedia's state: layout, output, manifests."),
-    _s("REPORT", BOOL, True, "Write a size report of the rescue system beside the media."),
+    _s("TMPDIR", STR, "/var/tmp", "Parent directory of the private build area.", rescue=False),
+    _s(
+        "STATE_DIR",
+        STR,
+        "/var/lib/mkmedia",
+        "mkmedia's state: layout, output, manifests.",
+        rescue=False,
+    ),
+    _s(
+        "REPORT",
+        BOOL,
+        True,
+        "Write a size report of the rescue system beside the media.",
+        rescue=False,
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
