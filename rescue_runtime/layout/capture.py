@@ -52,6 +52,8 @@ DISK_TYPES = ("disk", "loop")
 EXT_TYPES = ("ext2", "ext3", "ext4")
 # Types lsblk reports that are not file systems to recreate but layers of the stack.
 CONTAINER_TYPES = ("LVM2_member", "crypto_LUKS", "linux_raid_member", "mpath_member")
+# /dev/disk/by-id links named after a device's content, not its hardware.
+CONTENT_LINKS = ("lvm-pv-uuid-", "md-uuid-", "md-name-", "dm-uuid-", "dm-name-")
 
 
 @dataclass
@@ -148,6 +150,10 @@ class Capture:
         links: dict[str, list[str]] = {}
         for kind in ("by-id", "by-path"):
             for link, target in self.probe.links(f"/dev/disk/{kind}").items():
+                # udev also names devices by what they hold (a whole-disk LVM PV): not an
+                # identity of the disk, and gone once the disk is replaced.
+                if os.path.basename(link).startswith(CONTENT_LINKS):
+                    continue
                 links.setdefault(f"{kind}:{target}", []).append(link)
         for dev in devs.all:
             if dev.type not in DISK_TYPES or dev.parents:
@@ -444,11 +450,18 @@ class Capture:
         # xfs_info before xfsprogs 5.x takes only a mount point.
         if mountpoint is None and self.unreadable(fs.device):
             return
-        out = self.tool(
-            ["xfs_info", mountpoint or fs.device],
-            what=f"reading {fs.device}",
-            part=f"the XFS parameters of {fs.device}",
+        # xfsprogs 4.x and later make xfs_info a script around xfs_spaceman (mounted) or
+        # xfs_db: where the helper is missing (a trimmed rescue system) the script exits 127
+        # with nothing on stdout, and xfs_db's own `info` prints the same report.
+        out = self.probe.tool(
+            ["xfs_info", mountpoint or fs.device], what=f"reading {fs.device}", ok_codes=(0, 127)
         )
+        if not out and not self.unreadable(fs.device):
+            out = self.tool(
+                ["xfs_db", "-r", "-c", "info", fs.device],
+                what=f"reading {fs.device}",
+                part=f"the XFS parameters of {fs.device}",
+            )
         if out:
             fs.xfs = xfs.parse(out)
 

@@ -258,6 +258,9 @@ def test_lvm_lvs_thin_striped_raid1_segments() -> None:
     assert lvs["pool"].metadata_size == 8 * MiB
     assert lvs["thin1"].pool == "pool" and lvs["thin1"].size == 5 * 1024 * MiB
     assert lvs["thin1"].devices == []
+    # Through the hidden sub-LVs: the RAID images' PVs, the pool's data and metadata PVs.
+    assert lvs["mirrored"].devices == ["/dev/md0", "/dev/mapper/cryptpv"]
+    assert lvs["pool"].devices == ["/dev/md0", "/dev/mapper/cryptpv"]
 
 
 def test_mdadm_export_and_detail() -> None:

@@ -65,29 +65,54 @@ def _devices(value: Any) -> list[str]:
     return [re.sub(r"\(\d+\)$", "", d) for d in str(value or "").split(",") if d]
 
 
+def _pv_devices(
+    vg: str, names: list[str], hidden: dict[tuple[str, str], list[dict[str, Any]]], depth: int = 0
+) -> list[str]:
+    """PV paths behind a devices column: a RAID or thin-pool LV names its hidden sub-LVs
+    (mirror_rimage_0, pool_tdata), whose own rows name the PVs."""
+    found: list[str] = []
+    for name in names:
+        if name.startswith("/"):
+            subs = [name]
+        elif depth < 8:  # sub-LVs nest a few levels at most (a raid1 of a cache...)
+            rows = hidden.get((vg, name), [])
+            subs = _pv_devices(
+                vg, [d for r in rows for d in _devices(r.get("devices"))], hidden, depth + 1
+            )
+        else:
+            subs = []
+        found += [d for d in subs if d not in found]
+    return found
+
+
 def parse_lvs(text: str) -> list[LogicalVolume]:
     """Visible LVs; a thin pool gets its hidden metadata LV's size. An LV with several
-    segments has one row per segment: they are merged (devices collected)."""
+    segments has one row per segment: they are merged (devices collected). `devices` are
+    the PVs the LV's data sits on, also through hidden sub-LVs (RAID images, pool data and
+    metadata)."""
     rows = _rows("lvs", text, "lv")
-    hidden = {
-        (str(r["vg_name"]), str(r["lv_name"]).strip("[]")): r
-        for r in rows
-        if str(r["lv_name"]).startswith("[")
-    }
+    hidden: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if str(r["lv_name"]).startswith("["):
+            hidden.setdefault((str(r["vg_name"]), str(r["lv_name"]).strip("[]")), []).append(r)
     lvs: dict[str, LogicalVolume] = {}
     for r in rows:
         name = str(r["lv_name"])
         if name.startswith("["):
             continue
         uuid = str(r["lv_uuid"])
+        vg = str(r["vg_name"])
+        devices = _pv_devices(vg, _devices(r.get("devices")), hidden)
         if uuid in lvs:
-            for dev in _devices(r.get("devices")):
+            for dev in devices:
                 if dev not in lvs[uuid].devices:
                     lvs[uuid].devices.append(dev)
             continue
-        vg = str(r["vg_name"])
         segtype = str(r.get("segtype") or "linear")
-        meta = hidden.get((vg, f"{name}_tmeta"))
+        meta_rows = hidden.get((vg, f"{name}_tmeta"))
+        meta = meta_rows[0] if meta_rows else None
+        if meta_rows:
+            devices += [d for d in _pv_devices(vg, [f"{name}_tmeta"], hidden) if d not in devices]
         lvs[uuid] = LogicalVolume(
             vg=vg,
             name=name,
@@ -105,7 +130,7 @@ def parse_lvs(text: str) -> list[LogicalVolume]:
             or to_int(r.get("lv_metadata_size"))
             or None,
             origin=nonempty(r.get("origin")),
-            devices=[d for d in _devices(r.get("devices")) if d.startswith("/")],
+            devices=devices,
             tags=_tags(r.get("lv_tags")),
             active=str(r.get("lv_active") or "active") == "active",
         )
