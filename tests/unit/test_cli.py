@@ -92,7 +92,9 @@ def test_flags_from_the_settings_table(tmp_path: Path, config_dir: Path) -> None
 def test_build_runs_to_its_end_and_logs(tmp_path: Path, config_dir: Path) -> None:
     out = tmp_path / "out"
     log_file = tmp_path / "mkmedia.log"
-    (config_dir / "local.yaml").write_text(f"OUTPUT_URL: file://{out}\nTMPDIR: {tmp_path}\n")
+    (config_dir / "local.yaml").write_text(
+        f"OUTPUT_URL: file://{out}\nTMPDIR: {tmp_path}\nLAYOUT_DIR: {tmp_path / 'layout'}\n"
+    )
     result = mkmedia("build", "-c", str(config_dir), "--log-file", str(log_file), tmp=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / os.uname().nodename.split(".")[0] / "manifest.json").read_text())
