@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from mkmedia.kernel import choose_kernel
 from mkmedia.qemu import Guest, Machine
-from mkmedia.run import require, run
+from mkmedia.run import require, run, run_bytes
 from tests.rescue_build import REPO, build_media
 
 PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
@@ -35,21 +34,10 @@ def busybox_initrd(workdir: Path) -> Path:
     init.write_text(f"#!/bin/busybox sh\n/bin/busybox echo {MARKER}\nexec /bin/busybox sh\n")
     init.chmod(0o755)
     names = run(["find", "."], cwd=tree).stdout
-    archive = run_cpio(tree, names)
+    archive = run_bytes(["cpio", "-o", "-H", "newc", "--quiet"], input=names.encode(), cwd=tree)
     out = workdir / "busybox.cpio"
     out.write_bytes(archive)
     return out
-
-
-def run_cpio(tree: Path, names: str) -> bytes:
-    proc = subprocess.run(
-        ["cpio", "-o", "-H", "newc", "--quiet"],
-        input=names.encode(),
-        cwd=tree,
-        capture_output=True,
-        check=True,
-    )
-    return proc.stdout
 
 
 def time_to(machine: Machine, pattern: str, timeout: float = 900) -> tuple[float, Guest]:

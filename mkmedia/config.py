@@ -21,7 +21,7 @@ from mkmedia.errors import ConfigError, MissingError
 from mkmedia.kernel import choose_kernel
 from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
 from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
-from mkmedia.settings import BY_NAME, SETTINGS, Kind
+from mkmedia.settings import BY_NAME, SETTINGS
 from mkmedia.sysinfo import SystemInfo, detect
 
 log = logging.getLogger("mkmedia.config")
@@ -302,7 +302,3 @@ def load_config(
         config_dir=config_dir,
         variables=MappingProxyType(dict(variables)),
     )
-
-
-def settings_of_kind(kind: Kind) -> list[str]:
-    return [s.name for s in SETTINGS if s.kind is kind]

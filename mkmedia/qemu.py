@@ -285,10 +285,6 @@ class Guest:
         return time.monotonic() - self.started_at
 
 
-def boot(machine: Machine, **kwargs: object) -> Guest:
-    return Guest(machine, **kwargs).start()  # type: ignore[arg-type]
-
-
 @atexit.register
 def _kill_all() -> None:
     for guest in list(_live):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -34,11 +33,6 @@ poweroff() { sysrq o; }
 def build_time(source_date_epoch: int | None) -> str:
     stamp = source_date_epoch if source_date_epoch is not None else int(time.time())
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
-
-
-def source_date_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    return int(value) if value.isdigit() else None
 
 
 def rescue_config(config: Config, *, created: str) -> RescueConfig:

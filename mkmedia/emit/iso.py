@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux
 from mkmedia.emit.isotree import BootEntry, IsoTree
+from mkmedia.epoch import source_date_epoch as environment_epoch
 from rescue_runtime.errors import ConfigError, MissingError
 
 KERNEL = "/boot/vmlinuz"
@@ -45,8 +46,8 @@ def iso_file_name(host: str) -> str:
 def _epoch(source_date_epoch: int | None) -> int:
     if source_date_epoch is not None:
         return int(source_date_epoch)
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    return int(env) if env and env.isdigit() else int(time.time())
+    from_env = environment_epoch()
+    return from_env if from_env is not None else int(time.time())
 
 
 def _medium_id(*parts: object) -> str:

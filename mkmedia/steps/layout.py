@@ -6,8 +6,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mkmedia.epoch import source_date_epoch
 from mkmedia.log import say
-from mkmedia.rescuefiles import source_date_epoch
 from mkmedia.steps.rootfs import tree_of
 from mkmedia.workflow import Context, step
 from rescue_runtime.layout import capture, store

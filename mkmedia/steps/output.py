@@ -11,9 +11,9 @@ from mkmedia.config import Config
 from mkmedia.emit import cdrom, destination
 from mkmedia.emit.grub import host_secure_boot
 from mkmedia.emit.iso import write_iso
+from mkmedia.epoch import source_date_epoch
 from mkmedia.errors import MissingError
 from mkmedia.log import say
-from mkmedia.rescuefiles import source_date_epoch
 from mkmedia.workflow import Context, step
 
 

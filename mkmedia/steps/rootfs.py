@@ -6,12 +6,13 @@ import json
 import os
 from pathlib import Path
 
+from mkmedia.epoch import source_date_epoch
 from mkmedia.errors import StepError
 from mkmedia.kernel import choose_kernel
 from mkmedia.log import say
 from mkmedia.modules import install_firmware, install_modules, select_modules
 from mkmedia.pyembed import embed_python
-from mkmedia.rescuefiles import build_time, rescue_config, source_date_epoch, write_rescue_files
+from mkmedia.rescuefiles import build_time, rescue_config, write_rescue_files
 from mkmedia.rootfs.assemble import assemble_tree
 from mkmedia.rootfs.size import size_report
 from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
