@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from mkmedia.emit import destination
+from mkmedia import checks
 from mkmedia.errors import ConfigError, MissingError
 from mkmedia.kernel import choose_kernel
 from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
@@ -258,21 +258,6 @@ def semantic_checks(values: Mapping[str, object], origins: Mapping[str, list[Ori
             "Set BACKUP_URL to where the backup goes (for example file:///srv/backup), "
             "or set BACKUP to NONE."
         )
-    try:
-        destination.output_dir(str(values["OUTPUT_URL"]))
-    except ConfigError as exc:
-        raise ConfigError(
-            f"{exc.message} (OUTPUT_URL is set in {where('OUTPUT_URL')}.)", hint=exc.hint
-        ) from None
-    timeout = values["BOOT_TIMEOUT"]
-    if isinstance(timeout, int) and timeout < 0:
-        raise ConfigError(f"BOOT_TIMEOUT (from {where('BOOT_TIMEOUT')}) must be 0 or more.")
-    level = values["COMPRESSION_LEVEL"]
-    if isinstance(level, int) and not 0 <= level <= 22:
-        raise ConfigError(
-            f"COMPRESSION_LEVEL {level} (from {where('COMPRESSION_LEVEL')}) is out of range; "
-            "use 0 (the method's default) or 1..22 (zstd), 1..9 (gzip, xz)."
-        )
 
 
 def load_config(
@@ -293,6 +278,7 @@ def load_config(
     variables["KERNEL_VERSION"] = kernel_version
     values = expand_values(values, origins, variables)
     semantic_checks(values, origins)
+    checks.check_values(values, origins, host=system.hostname)
     return Config(
         values=MappingProxyType(values),
         origins=MappingProxyType({k: tuple(v) for k, v in origins.items()}),
