@@ -212,34 +212,27 @@ def test_folded_kernel_cmdline_is_refused(
     assert fine.get_str("KERNEL_CMDLINE") == "quiet loglevel=3"
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        'KERNEL_CMDLINE: "quiet\\n}\\nmenuentry evil {\\n"\n',
-        'KERNEL_CMDLINE: "quiet\\tx"\n',
-        'KERNEL_CMDLINE: "quiet\\x7f"\n',
-        'CONSOLES: ["tty0", "ttyS0,115200\\nAPPEND evil"]\n',
-    ],
-)
-def test_control_characters_are_refused(
-    text: str, config_dir: Path, data_dir: Path, fake_system: SystemInfo
-) -> None:
-    assert "control character" in refused(config_dir, fake_system, text)
+CONTROL = "control character"
+GRUB = "GRUB's menu parser"
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "fragment"),
     [
-        "KERNEL_CMDLINE: 'quiet; reboot'\n",
-        "KERNEL_CMDLINE: 'root=$root'\n",
-        "KERNEL_CMDLINE: 'a } menuentry x {'\n",
-        "CONSOLES: ['ttyS0;halt']\n",
+        ('KERNEL_CMDLINE: "quiet\\n}\\nmenuentry evil {\\n"\n', CONTROL),
+        ('KERNEL_CMDLINE: "quiet\\tx"\n', CONTROL),
+        ('KERNEL_CMDLINE: "quiet\\x7f"\n', CONTROL),
+        ('CONSOLES: ["tty0", "ttyS0,115200\\nAPPEND evil"]\n', CONTROL),
+        ("KERNEL_CMDLINE: 'quiet; reboot'\n", GRUB),
+        ("KERNEL_CMDLINE: 'root=$root'\n", GRUB),
+        ("KERNEL_CMDLINE: 'a } menuentry x {'\n", GRUB),
+        ("CONSOLES: ['ttyS0;halt']\n", GRUB),
     ],
 )
-def test_grub_script_characters_are_refused(
-    text: str, config_dir: Path, data_dir: Path, fake_system: SystemInfo
+def test_menu_breaking_characters_are_refused(
+    text: str, fragment: str, config_dir: Path, data_dir: Path, fake_system: SystemInfo
 ) -> None:
-    assert "GRUB's menu parser" in refused(config_dir, fake_system, text)
+    assert fragment in refused(config_dir, fake_system, text)
 
 
 def test_a_console_item_is_one_console(
