@@ -21,7 +21,7 @@ def test_layers_apply_in_documented_order(
     data_dir: Path, config_dir: Path, fake_system: SystemInfo, tmp_path: Path
 ) -> None:
     recipes = data_dir / "recipes"
-    # Each layer sets ISO_VOLID to its own name (upper case: a volume label) and appends one program.
+    # Each layer sets ISO_VOLID to its own name (a volume label) and appends one program.
     write(recipes / "default.yaml", "ISO_VOLID: DEFAULT\nPROGS: [p-default]\n")
     write(recipes / "arch/x86_64.yaml", "ISO_VOLID: ARCH\nPROGS: [p-arch]\n")
     write(recipes / "os/debian.yaml", "ISO_VOLID: OS\nPROGS: [p-os]\n")
