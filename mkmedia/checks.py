@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mkmedia.emit import cdrom, destination, labels
+from mkmedia.emit.bootmenu import control_character, grub_special
 from mkmedia.errors import ConfigError, MissingError
 from mkmedia.initrd.compress import DEFAULT_LEVELS, LEVEL_RANGES
 from mkmedia.recipe import Origin
@@ -18,25 +19,7 @@ from mkmedia.recipe import Origin
 # ISOLINUX counts its TIMEOUT in tenths of a second and stops at 35996 (about an hour).
 ISOLINUX_MAX_TENTHS = 35996
 MAX_BOOT_TIMEOUT = ISOLINUX_MAX_TENTHS // 10
-# Characters GRUB's script parser acts on in a `linux` line (expansion, command separators,
-# redirections, blocks, quoting): a kernel option holding one would not reach the kernel as
-# written. Double quotes are left out: GRUB regroups a quoted value the way the kernel does.
-GRUB_SPECIAL = frozenset("$;&|<>{}\\'`")
-
 Where = Callable[[str], str]
-
-
-def _control(text: str) -> str | None:
-    """The first control character in `text`, written readably; None when there is none."""
-    for char in text:
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            return repr(char)
-    return None
-
-
-def _grub_special(text: str) -> str | None:
-    found = sorted({char for char in text if char in GRUB_SPECIAL})
-    return " ".join(found) if found else None
 
 
 def check_compression_level(values: Mapping[str, object], where: Where) -> None:
@@ -91,16 +74,21 @@ def check_iso_volid(values: Mapping[str, object], where: Where) -> None:
 def check_output_prefix(values: Mapping[str, object], where: Where) -> None:
     """OUTPUT_PREFIX is one visible path component below OUTPUT_URL."""
     prefix = str(values["OUTPUT_PREFIX"])
+    parts = prefix.split("/")
     if not prefix:
         problem = "is empty (the ISO would be a hidden file named .iso)"
-    elif "/" in prefix or "\0" in prefix:
-        problem = "is more than one path component (media and manifest would part ways)"
     elif prefix in (".", ".."):
         problem = "names a directory, not a file-name prefix"
+    elif prefix.startswith("/"):
+        problem = "is an absolute path (it would ignore OUTPUT_URL)"
+    elif ".." in parts:
+        problem = "climbs out of OUTPUT_URL with '..'"
+    elif len(parts) > 1:
+        problem = "is more than one path component (media and manifest would part ways)"
     elif prefix.startswith("."):
         problem = "starts with a dot (the media would be hidden files)"
-    elif _control(prefix):
-        problem = f"holds the control character {_control(prefix)}"
+    elif control_character(prefix):
+        problem = f"holds the control character {control_character(prefix)}"
     else:
         return
     raise ConfigError(
@@ -152,7 +140,7 @@ def check_command_line(values: Mapping[str, object], where: Where) -> None:
     assert isinstance(consoles, list)
     items += [("CONSOLES", str(console)) for console in consoles]
     for name, text in items:
-        control = _control(text)
+        control = control_character(text)
         if control:
             raise ConfigError(
                 f"{name} {text!r} (from {where(name)}) holds the control character {control}: "
@@ -160,7 +148,7 @@ def check_command_line(values: Mapping[str, object], where: Where) -> None:
                 hint="Write the value on one line; in YAML a folded (>) or literal (|) block "
                 "ends in a newline, so use a plain scalar or `>-`.",
             )
-        special = _grub_special(text)
+        special = grub_special(text)
         if special:
             raise ConfigError(
                 f"{name} {text!r} (from {where(name)}) holds {special}, which GRUB's menu "
@@ -177,7 +165,7 @@ def check_command_line(values: Mapping[str, object], where: Where) -> None:
 
 def check_host_name(host: str) -> None:
     """The host name is written into the boot menus' titles and labels."""
-    control = _control(host)
+    control = control_character(host)
     if control:
         raise ConfigError(
             f"The host name {host!r} holds the control character {control}, which would break "

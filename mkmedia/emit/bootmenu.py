@@ -24,6 +24,27 @@ DEFAULT_SERIAL_VARIANTS = ("ttyS0,115200", "ttyS1,115200")
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "bootloaders"
 
 _SERIAL = re.compile(r"^ttyS(\d+)(?:,(\d+))?")
+# Characters GRUB's script parser acts on in a `linux` line (expansion, command separators,
+# redirections, blocks, quoting): a kernel option holding one would not reach the kernel as
+# written. Double quotes are left out: GRUB regroups a quoted value the way the kernel does.
+GRUB_SPECIAL = frozenset("$;&|<>{}\\'`")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character in `text`, written readably; None when there is none.
+
+    Every menu line is one line of a boot loader config: a newline would start a new command.
+    """
+    for char in text:
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return repr(char)
+    return None
+
+
+def grub_special(text: str) -> str | None:
+    """The GRUB script characters in `text`, space-separated; None when there are none."""
+    found = sorted({char for char in text if char in GRUB_SPECIAL})
+    return " ".join(found) if found else None
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,17 @@ def build_menu(
             "The console list is empty, so the rescue system would have no console.",
             hint="Configure at least one console, e.g. tty0 and ttyS0,115200.",
         )
+    # The configuration checks report these with the setting's origin; this guards callers.
+    # The host name only appears in quoted menu labels (GRUB's quotes are stripped from it).
+    texts = [("host name", host, False), ("kernel command line", kernel_cmdline, True)]
+    texts += [("console", console, True) for console in consoles]
+    for what, text, on_linux_line in texts:
+        if control_character(text) or (on_linux_line and grub_special(text)):
+            raise ConfigError(
+                f"The boot menu's {what} {text!r} would break the boot loader configurations.",
+                hint="Remove control characters (and GRUB's $ ; & | < > { } \\ ' ` from "
+                "kernel options).",
+            )
     base = _join(kernel_cmdline, _console_args(consoles))
     entries = [
         MenuEntry("recover", f"Recover {host}", "linux", base),

@@ -156,8 +156,8 @@ def test_empty_output_url_is_an_error(
 @pytest.mark.parametrize(
     ("prefix", "fragment"),
     [
-        ("../escape", "more than one path component"),
-        ("/srv/abs", "more than one path component"),
+        ("../escape", "climbs out of OUTPUT_URL"),
+        ("/srv/abs", "absolute path"),
         ("a/b", "more than one path component"),
         ("", "is empty"),
         (".", "names a directory"),
@@ -300,3 +300,19 @@ def test_set_splits_list_items_on_commas_for_every_operator(
     assert config.get_list("PROGS") == ["y"]
     config = load(config_dir, fake_system, "PROGS: [x, y, z]\n", "PROGS=a,b")
     assert config.get_list("PROGS") == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"host": "web01\nMENU LABEL evil"},
+        {"kernel_cmdline": "quiet\n}\nmenuentry evil {"},
+        {"kernel_cmdline": "quiet; reboot"},
+        {"consoles": ["tty0", "ttyS0\nAPPEND x"]},
+    ],
+)
+def test_the_menu_builder_guards_its_callers(overrides: dict[str, object]) -> None:
+    """Emitters other than the configured build (USB, PXE, tests) get the same guard."""
+    args: dict[str, object] = {"host": "web01", "kernel_cmdline": "quiet", **overrides}
+    with pytest.raises(ConfigError, match="would break the boot loader"):
+        bootmenu.build_menu(**args)  # type: ignore[arg-type]
