@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mkmedia.emit import cdrom, destination, labels
-from mkmedia.emit.bootmenu import control_character, grub_special
+from mkmedia.emit.menutext import control_character, grub_special
 from mkmedia.errors import ConfigError, MissingError
 from mkmedia.initrd.compress import DEFAULT_LEVELS, LEVEL_RANGES
 from mkmedia.recipe import Origin

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from mkmedia.emit.menutext import control_character, grub_special
 from rescue_runtime.errors import ConfigError
 
 BOOT_DEFAULTS = ("local", "recover", "unattended")
@@ -24,27 +25,6 @@ DEFAULT_SERIAL_VARIANTS = ("ttyS0,115200", "ttyS1,115200")
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "bootloaders"
 
 _SERIAL = re.compile(r"^ttyS(\d+)(?:,(\d+))?")
-# Characters GRUB's script parser acts on in a `linux` line (expansion, command separators,
-# redirections, blocks, quoting): a kernel option holding one would not reach the kernel as
-# written. Double quotes are left out: GRUB regroups a quoted value the way the kernel does.
-GRUB_SPECIAL = frozenset("$;&|<>{}\\'`")
-
-
-def control_character(text: str) -> str | None:
-    """The first control character in `text`, written readably; None when there is none.
-
-    Every menu line is one line of a boot loader config: a newline would start a new command.
-    """
-    for char in text:
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            return repr(char)
-    return None
-
-
-def grub_special(text: str) -> str | None:
-    """The GRUB script characters in `text`, space-separated; None when there are none."""
-    found = sorted({char for char in text if char in GRUB_SPECIAL})
-    return " ".join(found) if found else None
 
 
 @dataclass(frozen=True)
@@ -113,11 +93,6 @@ def build_menu(
             f"BOOT_TIMEOUT is {boot_timeout}, but it must be a number of seconds (0 or more).",
             hint="Set BOOT_TIMEOUT to the seconds the boot menu waits before its default entry.",
         )
-    if not consoles:
-        raise ConfigError(
-            "The console list is empty, so the rescue system would have no console.",
-            hint="Configure at least one console, e.g. tty0 and ttyS0,115200.",
-        )
     # The configuration checks report these with the setting's origin; this guards callers.
     # The host name only appears in quoted menu labels (GRUB's quotes are stripped from it).
     texts = [("host name", host, False), ("kernel command line", kernel_cmdline, True)]
@@ -129,6 +104,11 @@ def build_menu(
                 hint="Remove control characters (and GRUB's $ ; & | < > { } \\ ' ` from "
                 "kernel options).",
             )
+    if not consoles:
+        raise ConfigError(
+            "The console list is empty, so the rescue system would have no console.",
+            hint="Configure at least one console, e.g. tty0 and ttyS0,115200.",
+        )
     base = _join(kernel_cmdline, _console_args(consoles))
     entries = [
         MenuEntry("recover", f"Recover {host}", "linux", base),

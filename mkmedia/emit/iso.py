@@ -19,8 +19,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux, labels
+from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux
 from mkmedia.emit.isotree import BootEntry, IsoTree
+from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
 from mkmedia.epoch import source_date_epoch as environment_epoch
 from rescue_runtime.errors import ConfigError, MissingError
 
@@ -33,7 +34,7 @@ RESERVED = ("isolinux", "boot", "efi", "mkmedia")
 
 def default_volume_label(host: str) -> str:
     """RESCUE_<HOST> in ISO 9660's 32 d-characters (see labels.py for the shorter spaces)."""
-    return labels.default_label(host)
+    return default_label(host)
 
 
 def iso_file_name(host: str) -> str:
@@ -56,12 +57,12 @@ def _check_inputs(kernel: Path, initrd: Path, volume_label: str, secure_boot: bo
     for what, path in (("kernel", kernel), ("initrd", initrd)):
         if not path.is_file():
             raise MissingError(f"The {what} {path} for the ISO does not exist.")
-    problem = labels.label_problem(volume_label)
+    problem = label_problem(volume_label)
     if problem is not None:
         raise ConfigError(
             f"The ISO volume label {volume_label!r} is not usable: {problem}.",
-            hint=f"Set ISO_VOLID to 1 to {labels.ISO9660_MAX} characters A-Z, 0-9 or '_' (for "
-            f"example {labels.suggestion(volume_label)}), or leave it empty for RESCUE_<HOST>.",
+            hint=f"Set ISO_VOLID to 1 to {ISO9660_MAX} characters A-Z, 0-9 or '_' (for "
+            f"example {suggestion(volume_label)}), or leave it empty for RESCUE_<HOST>.",
         )
     if secure_boot and not grub.kernel_is_signed(kernel):
         raise ConfigError(
@@ -97,7 +98,7 @@ def write_iso(
     if volume_label is None:
         volume_label = default_volume_label(host)
     _check_inputs(kernel, initrd, volume_label, secure_boot)
-    names = labels.volume_labels(volume_label)
+    names = volume_labels(volume_label)
     epoch = _epoch(source_date_epoch)
     menu = bootmenu.build_menu(
         host=host,

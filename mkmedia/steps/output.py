@@ -12,6 +12,7 @@ from mkmedia.emit import cdrom, destination
 from mkmedia.emit.grub import host_secure_boot
 from mkmedia.emit.iso import write_iso
 from mkmedia.epoch import source_date_epoch
+from mkmedia.errors import MissingError
 from mkmedia.log import say
 from mkmedia.workflow import Context, step
 
@@ -79,6 +80,25 @@ def write_iso_image(ctx: Context) -> None:
         work_dir=ctx.build_dir / "iso",
     )
     ctx.artifacts.extend(artifacts)
+
+
+@step("prep", 200, when=lambda c: c.get_str("OUTPUT") == "CDROM")
+def check_optical_drive(ctx: Context) -> None:
+    """OUTPUT=CDROM: find a writable drive before building anything."""
+    device = ctx.config.get_str("CDROM_DEVICE")
+    if device:
+        if not Path(device).exists():
+            raise MissingError(
+                f"The optical drive {device} (CDROM_DEVICE) does not exist.",
+                hint="Check the device name with `xorriso -devices`.",
+            )
+        return
+    if not cdrom.optical_writers():
+        raise MissingError(
+            "OUTPUT=CDROM but this machine has no writable optical drive (xorriso -devices "
+            "lists none).",
+            hint="Connect a CD/DVD writer, set CDROM_DEVICE, or use OUTPUT=ISO.",
+        )
 
 
 @step("output", 200, when=lambda c: c.get_str("OUTPUT") == "CDROM")
