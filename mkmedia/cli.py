@@ -42,7 +42,7 @@ def _common_options() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a setting last (lists: NAME=a,b replaces, NAME+=a,b appends, NAME-=a,b removes)",
+        help="set a setting last (lists: NAME+=ITEM, NAME-=ITEM, NAME=a,b replaces)",
     )
     group.add_argument("--debug", action="store_true", help="tracebacks and debug output")
     group.add_argument("-v", "--verbose", action="store_true", help="show every command run")

@@ -88,13 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
         rescue=False,
     ),
     _s("CDROM_DEVICE", STR, "", "Optical drive OUTPUT=CDROM burns to; empty: the first writer."),
-    _s(
-        "ISO_VOLID",
-        STR,
-        "",
-        "ISO volume label: 1-32 of A-Z 0-9 _ (Joliet and EFI labels are cut from it); "
-        "empty: RESCUE_<HOST>.",
-    ),
+    _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s("BACKUP", CHOICE, "NONE", "Backup method.", choices=BACKUP_METHODS, flag="--backup"),
     _s(
         "BACKUP_URL",
