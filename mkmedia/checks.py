@@ -12,9 +12,9 @@ from pathlib import Path
 
 from mkmedia.emit import cdrom, destination, labels
 from mkmedia.emit.menutext import control_character, grub_special
-from mkmedia.errors import ConfigError, MissingError
 from mkmedia.initrd.compress import DEFAULT_LEVELS, LEVEL_RANGES
 from mkmedia.recipe import Origin
+from rescue_runtime.errors import ConfigError, MissingError
 
 # ISOLINUX counts its TIMEOUT in tenths of a second and stops at 35996 (about an hour).
 ISOLINUX_MAX_TENTHS = 35996

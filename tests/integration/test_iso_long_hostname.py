@@ -11,9 +11,9 @@ import pytest
 
 from mkmedia.emit import labels
 from mkmedia.emit.iso import write_iso
-from mkmedia.errors import MissingError
 from mkmedia.kernel import choose_kernel
-from mkmedia.run import run
+from rescue_runtime.errors import MissingError
+from rescue_runtime.run import run
 
 pytestmark = pytest.mark.integration
 

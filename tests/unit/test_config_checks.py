@@ -12,10 +12,10 @@ from mkmedia import checks
 from mkmedia.config import Config, load_config
 from mkmedia.emit import bootmenu, cdrom
 from mkmedia.emit.iso import write_iso
-from mkmedia.errors import ConfigError, MissingError
 from mkmedia.initrd.compress import LEVEL_RANGES, check_compression
-from mkmedia.run import which
 from mkmedia.sysinfo import SystemInfo
+from rescue_runtime.errors import ConfigError, MissingError
+from rescue_runtime.run import which
 
 
 def load(config_dir: Path, system: SystemInfo, text: str = "", *sets: str) -> Config:
