@@ -10,7 +10,7 @@ import importlib.resources
 import os
 from pathlib import Path
 
-from mkmedia.errors import MissingError
+from rescue_runtime.errors import MissingError
 
 DATA_DIR_VARIABLE = "MKMEDIA_DATA_DIR"
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.paths import DATA_DIR_VARIABLE
 from mkmedia.sysinfo import SystemInfo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +54,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "recipes" / "os" / "debian").mkdir(parents=True)
     (root / "recipes" / "default.yaml").write_text("")
     (root / "bootloaders").symlink_to(SHIPPED_DATA / "bootloaders")
-    monkeypatch.setenv(DATA_DIR_VARIABLE, str(root))
+    monkeypatch.setenv("MKMEDIA_DATA_DIR", str(root))
     return root
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from mkmedia.emit import bootmenu
 from mkmedia.qemu import Machine
 from mkmedia.run import run, run_bytes
 from tests.conftest import REPO
@@ -36,6 +37,12 @@ SOURCES = ("pyproject.toml", "README.md", "mkmedia", "rescue_runtime")
 # The checkout's own import paths and data override must not reach the installed mkmedia.
 LEAKS = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MKMEDIA_DATA_DIR")
 DECOMPRESS = {"zstd": "zstd -dc", "gzip": "gzip -dc", "xz": "xz -dc"}
+# The menu entry that boots the rescue system (to its prompt, not an unattended recovery).
+RESCUE_ENTRY = next(
+    entry.id
+    for entry in bootmenu.build_menu(host="h", kernel_cmdline="").entries
+    if entry.kind == "linux" and "unattended" not in entry.cmdline.split()
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,6 @@ def test_wheel_holds_recipes_and_templates(installed: Installed) -> None:
         "mkmedia/data/recipes/hwclass/generic-server.yaml",
         "mkmedia/data/bootloaders/grub.cfg.j2",
         "mkmedia/data/bootloaders/isolinux.cfg.j2",
-        "mkmedia/pyembed_probe.py",  # run by the target interpreter, read as a file
         "rescue_runtime/init/__init__.py",
     ):
         assert needed in names, f"{needed} is not in the wheel"
@@ -124,7 +130,7 @@ def iso(installed: Installed) -> Path:
         work,
         output="ISO",
         recipe=Path("examples/minimal"),  # a built-in recipe, found in the installed package
-        sets=("BOOT_DEFAULT=recover", "BOOT_TIMEOUT=1"),
+        sets=(f"BOOT_DEFAULT={RESCUE_ENTRY}", "BOOT_TIMEOUT=1"),
         command=(installed.mkmedia,),
         cwd=work,
         env=installed.env,
@@ -168,11 +174,12 @@ def test_iso_from_the_installed_wheel(iso: Path, dump: dict[str, Any], tmp_path:
     # Both menus come from the installed templates, with the configured default.
     grub_cfg = extract(iso, "/boot/grub/grub.cfg", tmp_path / "grub.cfg").read_text()
     isolinux_cfg = extract(iso, "/isolinux/isolinux.cfg", tmp_path / "isolinux.cfg").read_text()
-    assert "set default=recover\n" in grub_cfg
-    assert re.search(r"menuentry '[^']*' --id recover \{\n\tlinux /boot/vmlinuz ", grub_cfg)
+    assert f"set default={RESCUE_ENTRY}\n" in grub_cfg
+    entry = rf"menuentry '[^']*' --id {RESCUE_ENTRY} \{{\n\tlinux /boot/vmlinuz "
+    assert re.search(entry, grub_cfg), grub_cfg
     assert "\tinitrd /boot/initrd\n" in grub_cfg
     labels = re.split(r"\n(?=LABEL )", isolinux_cfg)
-    assert [b.split()[1] for b in labels if "MENU DEFAULT" in b] == ["recover"], isolinux_cfg
+    assert [b.split()[1] for b in labels if "MENU DEFAULT" in b] == [RESCUE_ENTRY], isolinux_cfg
     assert "MENU TITLE mkmedia rescue system for " in isolinux_cfg
     assert "  LINUX /boot/vmlinuz\n  INITRD /boot/initrd\n" in isolinux_cfg
 

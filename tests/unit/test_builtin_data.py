@@ -15,8 +15,8 @@ import pytest
 from mkmedia import paths
 from mkmedia.config import Config, load_config
 from mkmedia.emit import bootmenu
-from mkmedia.errors import ConfigError, MissingError
 from mkmedia.sysinfo import SystemInfo
+from rescue_runtime.errors import ConfigError, MissingError
 from tests.conftest import REPO
 
 
