@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         measure("QEMU test recipe", test / "rescue-kernel", test / "rescue-initrd.img", baseline)
         if args.default:
             default = build_media(
-                work / "default", output="RAMDISK", recipe=REPO / "recipes" / "default.yaml"
+                work / "default",
+                output="RAMDISK",
+                recipe=REPO / "mkmedia" / "data" / "recipes" / "default.yaml",
             )
             measure(
                 "default recipe",

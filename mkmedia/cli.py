@@ -50,8 +50,11 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+RECIPE_HELP = "recipe: a YAML file or a built-in name such as examples/minimal (optional)"
+
+
 def _workflow_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
+    parser.add_argument("recipe", nargs="?", type=Path, help=RECIPE_HELP)
     parser.add_argument("--simulate", action="store_true", help="list what would run, run nothing")
     parser.add_argument(
         "--keep-build-dir", action="store_true", help="keep the private build directory"
@@ -101,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     dump = sub.add_parser(
         "dump", help="show the system definition, layers and settings", parents=[common]
     )
-    dump.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
+    dump.add_argument("recipe", nargs="?", type=Path, help=RECIPE_HELP)
     dump.add_argument("--json", action="store_true", help="machine-readable output")
     add_layout_parser(sub)
     add_checklayout_parser(sub)

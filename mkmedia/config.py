@@ -1,9 +1,9 @@
 """Layered configuration: collect the layers, merge them, expand variables, check, freeze.
 
-Layers, first to last: the settings table's defaults, recipes/default.yaml, recipes/arch/ARCH.yaml,
-recipes/os/VENDOR.yaml, recipes/os/VENDOR/VERSION.yaml, the recipe named on the command line with
-its `extends:` chain (parents first), CONFIG_DIR/site.yaml, CONFIG_DIR/local.yaml, then --set.
-Scalars: the last layer wins. Lists: append, remove or replace.
+Layers, first to last: the settings table's defaults, the built-in recipes (mkmedia/data/recipes/:
+default.yaml, arch/ARCH.yaml, os/VENDOR.yaml, os/VENDOR/VERSION.yaml), the recipe named on the
+command line with its `extends:` chain (parents first), CONFIG_DIR/site.yaml, CONFIG_DIR/local.yaml,
+then --set. Scalars: the last layer wins. Lists: append, remove or replace.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from types import MappingProxyType
 from mkmedia import checks
 from mkmedia.errors import ConfigError, MissingError
 from mkmedia.kernel import choose_kernel
-from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
+from mkmedia.paths import DEFAULT_CONFIG_DIR, missing_data, recipes_dir
 from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
 from mkmedia.settings import BY_NAME, SETTINGS
 from mkmedia.sysinfo import SystemInfo, detect
@@ -96,21 +96,45 @@ def builtin_layer() -> Layer:
     return Layer(BUILTIN, None, "OK", assignments)
 
 
+def _builtin_candidate(name: str) -> Path | None:
+    """A relative recipe name (hwclass/generic-server) looked up among the built-in recipes."""
+    if os.path.isabs(name):
+        return None
+    return recipes_dir() / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+
+
 def _extends_path(name: str, including: Path | None, origin: Origin) -> Path:
     candidates: list[Path] = []
     base_name = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
     if os.path.isabs(base_name):
         candidates.append(Path(base_name))
-    else:
-        if including is not None:
-            candidates.append(including.parent / base_name)
-        candidates.append(recipes_dir() / base_name)
+    elif including is not None:
+        candidates.append(including.parent / base_name)
+    builtin = _builtin_candidate(name)
+    if builtin is not None:
+        candidates.append(builtin)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
     raise ConfigError(
         f"{origin.where()}: the recipe {name!r} named in extends was not found (looked at {tried})."
+    )
+
+
+def find_recipe(recipe: Path) -> Path:
+    """The command line's recipe: a file, else a built-in recipe of that name (examples/minimal)."""
+    if recipe.exists():
+        return recipe
+    builtin = _builtin_candidate(str(recipe))
+    if builtin is not None and builtin.is_file():
+        return builtin
+    raise ConfigError(
+        f"The recipe {recipe} does not exist"
+        + (f" (nor does the built-in {builtin})." if builtin is not None else "."),
+        hint="Give the path of a YAML recipe or the name of a built-in one (such as "
+        "examples/minimal or hwclass/generic-server), or leave it out to build with the "
+        "defaults.",
     )
 
 
@@ -141,14 +165,19 @@ def collect_layers(
 ) -> list[Layer]:
     base = recipes_dir()
     layers = [builtin_layer()]
-    layers.append(load_file(base / "default.yaml", "default"))
+    default = load_file(base / "default.yaml", "default")
+    # The default recipe is what makes a rescue system at all (shell, storage tools, ...): an
+    # installation without it must stop here, not build an empty system.
+    if default.status == "missing":
+        raise missing_data("default recipe", base / "default.yaml")
+    layers.append(default)
     layers.append(load_file(base / "arch" / f"{system.arch}.yaml", "arch"))
     layers.append(load_file(base / "os" / f"{system.os_vendor}.yaml", "os"))
     layers.append(
         load_file(base / "os" / system.os_vendor / f"{system.os_version}.yaml", "os version")
     )
     if recipe is not None:
-        layers += recipe_chain(recipe)
+        layers += recipe_chain(find_recipe(recipe))
     layers.append(load_file(config_dir / "site.yaml", "site"))
     layers.append(load_file(config_dir / "local.yaml", "local"))
     set_layer = Layer("--set", None, "OK" if sets else "empty", [parse_set(s) for s in sets])

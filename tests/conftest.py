@@ -9,6 +9,8 @@ import pytest
 from mkmedia.sysinfo import SystemInfo
 
 REPO = Path(__file__).resolve().parent.parent
+# The package's own data (recipes, templates), where the product finds it without an override.
+SHIPPED_DATA = REPO / "mkmedia" / "data"
 
 
 @pytest.fixture
@@ -45,10 +47,13 @@ def fake_kernel_chooser(system: SystemInfo):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty mkmedia data directory (recipes/...) the test fills in."""
+    """A mkmedia data directory the test fills in: an empty default recipe, the shipped boot
+    loader templates."""
     root = tmp_path / "data"
     (root / "recipes" / "arch").mkdir(parents=True)
     (root / "recipes" / "os" / "debian").mkdir(parents=True)
+    (root / "recipes" / "default.yaml").write_text("")
+    (root / "bootloaders").symlink_to(SHIPPED_DATA / "bootloaders")
     monkeypatch.setenv("MKMEDIA_DATA_DIR", str(root))
     return root
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,19 +21,22 @@ def build_media(
     sets: tuple[str, ...] = (),
     epoch: str | None = EPOCH,
     keep_build_dir: bool = False,
+    command: Sequence[str] = (sys.executable, "-m", "mkmedia"),
+    cwd: Path = REPO,
+    env: Mapping[str, str] = os.environ,
 ) -> Path:
-    """Run `mkmedia build` into workdir/out; return the output directory (host subdirectory)."""
+    """Run `mkmedia build` into workdir/out; return the output directory (host subdirectory).
+
+    `command`, `cwd` and `env`: another mkmedia than the checkout's (an installed wheel's)."""
     out = workdir / "out"
     config_dir = workdir / "etc"
     config_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = dict(env)
     env["MKMEDIA_LOCK_FILE"] = str(workdir / "lock")
     if epoch is not None:
         env["SOURCE_DATE_EPOCH"] = epoch
     argv = [
-        sys.executable,
-        "-m",
-        "mkmedia",
+        *command,
         "build",
         str(recipe),
         "-c",
@@ -52,7 +56,7 @@ def build_media(
         argv.append("--keep-build-dir")
     for item in sets:
         argv += ["--set", item]
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, check=False)
     if result.returncode != 0:
         raise AssertionError(
             f"mkmedia build failed ({result.returncode}):\n{result.stderr[-4000:]}"

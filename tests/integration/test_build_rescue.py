@@ -28,7 +28,10 @@ def manifest_of(out: Path) -> dict[str, dict[str, object]]:
 
 def test_default_recipe_tree_is_self_sufficient(tmp_path: Path) -> None:
     out = build_media(
-        tmp_path, output="RAMDISK", recipe=REPO / "recipes" / "default.yaml", keep_build_dir=True
+        tmp_path,
+        output="RAMDISK",
+        recipe=REPO / "mkmedia" / "data" / "recipes" / "default.yaml",
+        keep_build_dir=True,
     )
     (build_dir,) = tmp_path.glob("mkmedia.*")
     tree = build_dir / "rootfs"
