@@ -8,9 +8,8 @@ from pathlib import Path
 
 from mkmedia.epoch import source_date_epoch
 from mkmedia.errors import StepError
-from mkmedia.kernel import choose_kernel
+from mkmedia.kernel.modules import install_firmware, install_modules, select_modules
 from mkmedia.log import say
-from mkmedia.modules import install_firmware, install_modules, select_modules
 from mkmedia.pyembed import embed_python
 from mkmedia.rescuefiles import build_time, rescue_config, write_rescue_files
 from mkmedia.rootfs.assemble import assemble_tree
@@ -70,8 +69,8 @@ def assemble_programs(ctx: Context) -> None:
 
 @step("rootfs", 300)
 def kernel_modules(ctx: Context) -> None:
-    """Choose the kernel and copy its modules (MODULES_POLICY + MODULES) and firmware."""
-    kernel = choose_kernel(ctx.config.get_str("KERNEL"))
+    """Copy the chosen kernel's modules (MODULES_POLICY + MODULES) and firmware."""
+    kernel = ctx.config.kernel.kernel()
     ctx.state["kernel"] = kernel
     policy = ctx.config.get_str("MODULES_POLICY")
     requests = ctx.config.get_list("MODULES") + ([] if policy == "explicit" else [policy])

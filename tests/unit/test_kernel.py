@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mkmedia.errors import MissingError
-from mkmedia.kernel import (
+from mkmedia.kernel.choice import (
     choose_kernel,
     find_kernels,
     image_version,
