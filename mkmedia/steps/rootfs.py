@@ -10,7 +10,7 @@ from mkmedia.epoch import source_date_epoch
 from mkmedia.errors import StepError
 from mkmedia.kernel.modules import install_firmware, install_modules, select_modules
 from mkmedia.log import say
-from mkmedia.pyembed import embed_python
+from mkmedia.pyembed.embed import embed_python
 from mkmedia.rescuefiles import build_time, rescue_config, write_rescue_files
 from mkmedia.rootfs.assemble import assemble_tree
 from mkmedia.rootfs.size import size_report

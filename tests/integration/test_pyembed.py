@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from mkmedia.pyembed import EmbeddedPython, embed_python
+from mkmedia.pyembed.embed import EmbeddedPython, embed_python
 from mkmedia.run import Result, run
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mkmedia.errors import ConfigError, MkmediaError
-from mkmedia.pyembed import DEFAULT_EXCLUDES, module_closure, startup_modules
+from mkmedia.pyembed.embed import DEFAULT_EXCLUDES, module_closure, startup_modules
 
 pytestmark = pytest.mark.integration
 
