@@ -12,7 +12,7 @@ import argparse
 import os
 import time
 
-from mkmedia.elf import ElfResolver, is_elf
+from mkmedia.elf.resolver import ElfResolver, is_elf
 from mkmedia.run import run
 
 

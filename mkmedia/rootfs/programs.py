@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mkmedia.elf import RootPaths
+from mkmedia.elf.resolver import RootPaths
 from rescue_runtime.errors import MissingError
 
 # Searched after PATH: a non-root PATH often lacks the sbin directories.

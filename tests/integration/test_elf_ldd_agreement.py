@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mkmedia.elf import ElfResolver
+from mkmedia.elf.resolver import ElfResolver
 from mkmedia.run import run
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.elf import (
+from mkmedia.elf.resolver import (
     ElfResolver,
     RootPaths,
     env_program,
