@@ -12,7 +12,8 @@ import argparse
 import os
 import time
 
-from mkmedia.elf.resolver import ElfResolver, is_elf
+from mkmedia.elf.reader import is_elf
+from mkmedia.elf.resolver import ElfResolver
 from mkmedia.run import run
 
 

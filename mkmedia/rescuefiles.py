@@ -9,6 +9,7 @@ from mkmedia import __version__
 from mkmedia.config import Config
 from mkmedia.settings import BY_NAME
 from rescue_runtime.rescueconf import RescueConfig
+from rescue_runtime.run import SYSTEM_PATH
 
 INIT_SCRIPT = """\
 #!/usr/bin/python3 -I
@@ -18,9 +19,11 @@ from rescue_runtime.init import entry
 entry()
 """
 
-PROFILE = r"""# mkmedia rescue system
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export PS1='RESCUE \h:\w # '
+PROFILE = (
+    f"""# mkmedia rescue system
+export PATH={":".join(SYSTEM_PATH)}
+"""
+    + r"""export PS1='RESCUE \h:\w # '
 export HISTFILE=/root/.bash_history
 alias ll='ls -l'
 # no init system to ask: reboot and power off through sysrq, after a sync
@@ -28,6 +31,7 @@ sysrq() { sync; for key in s u "$1"; do echo "$key" > /proc/sysrq-trigger; done;
 reboot() { sysrq b; }
 poweroff() { sysrq o; }
 """
+)
 
 
 def build_time(source_date_epoch: int | None) -> str:

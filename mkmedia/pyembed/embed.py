@@ -28,7 +28,7 @@ from typing import Any
 
 from mkmedia.errors import ConfigError, MissingError, MkmediaError
 from mkmedia.pyembed.archive import ZipEntry, write_zip
-from mkmedia.run import run
+from mkmedia.run import run, which
 
 log = logging.getLogger("mkmedia.pyembed")
 
@@ -388,7 +388,7 @@ def copy_interpreter(
     """
     start = Path(python)
     if not start.is_absolute():
-        found = shutil.which(python)
+        found = which(python)
         if found is None:
             raise MissingError(f"The rescue interpreter {python!r} is not on PATH.")
         start = Path(found)
