@@ -14,7 +14,7 @@ import time
 
 from mkmedia.elf.reader import is_elf
 from mkmedia.elf.resolver import ElfResolver
-from mkmedia.run import run
+from rescue_runtime.run import run
 
 
 def candidates(dirs: list[str]) -> list[str]:

@@ -17,12 +17,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 from mkmedia.emit import destination
-from mkmedia.errors import ConfigError
+from mkmedia.host.paths import DEFAULT_CONFIG_DIR, recipes_dir
+from mkmedia.host.sysinfo import SystemInfo, detect
 from mkmedia.kernel.choice import KernelChoice, choose_once
-from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
 from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
 from mkmedia.settings import BY_NAME, SETTINGS
-from mkmedia.sysinfo import SystemInfo, detect
+from rescue_runtime.errors import ConfigError
 
 log = logging.getLogger("mkmedia.config")
 

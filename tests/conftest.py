@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.kernel.choice import Kernel, KernelChoice
-from mkmedia.sysinfo import SystemInfo
 from rescue_runtime.errors import MissingError
 
 REPO = Path(__file__).resolve().parent.parent

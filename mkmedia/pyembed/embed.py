@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mkmedia.errors import ConfigError, MissingError, MkmediaError
 from mkmedia.pyembed.archive import ZipEntry, write_zip
-from mkmedia.run import run, which
+from rescue_runtime.errors import ConfigError, MissingError, MkmediaError
+from rescue_runtime.run import run, which
 
 log = logging.getLogger("mkmedia.pyembed")
 

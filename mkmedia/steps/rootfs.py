@@ -6,16 +6,16 @@ import json
 import os
 from pathlib import Path
 
-from mkmedia.epoch import source_date_epoch
-from mkmedia.errors import StepError
 from mkmedia.kernel.modules import install_firmware, install_modules, select_modules
-from mkmedia.log import say
 from mkmedia.pyembed.embed import embed_python
 from mkmedia.rescuefiles import build_time, rescue_config, write_rescue_files
 from mkmedia.rootfs.assemble import assemble_tree
 from mkmedia.rootfs.size import size_report
 from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
+from mkmedia.session.epoch import source_date_epoch
+from mkmedia.session.log import say
 from mkmedia.workflow import Context, step
+from rescue_runtime.errors import StepError
 
 # Each must start inside the tree; together they cover shell, storage stack, python, mkmedia.
 SMOKE_COMMANDS: list[list[str]] = [

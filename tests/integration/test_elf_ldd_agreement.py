@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mkmedia.elf.resolver import ElfResolver
-from mkmedia.run import run
+from rescue_runtime.run import run
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from mkmedia.pyembed.embed import EmbeddedPython, embed_python
-from mkmedia.run import Result, run
+from rescue_runtime.run import Result, run
 
 pytestmark = pytest.mark.integration
 

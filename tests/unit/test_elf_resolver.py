@@ -13,9 +13,9 @@ from mkmedia.elf.reader import read_elf
 from mkmedia.elf.resolver import ElfResolver
 from mkmedia.elf.scripts import env_program, parse_shebang
 from mkmedia.elf.searchpath import host_x86_hwcaps, read_ld_so_conf
-from mkmedia.errors import MissingError, MkmediaError
 from mkmedia.rootpaths import RootPaths
-from mkmedia.run import run
+from rescue_runtime.errors import MissingError, MkmediaError
+from rescue_runtime.run import run
 from tests.elf_reference import read_elf_pyelftools
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")

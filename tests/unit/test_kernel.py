@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import MissingError
 from mkmedia.kernel.choice import (
     choose_kernel,
     find_kernels,
@@ -16,6 +15,7 @@ from mkmedia.kernel.choice import (
     parse_kernel_config,
     version_key,
 )
+from rescue_runtime.errors import MissingError
 
 
 def test_version_key_orders_numbers_numerically() -> None:
