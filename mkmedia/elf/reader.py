@@ -79,6 +79,12 @@ class ElfInfo:
         )
 
 
+def read_head(path: str, size: int = 64) -> bytes:
+    """The first `size` bytes of a file (ELF header, or a script's shebang line)."""
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
 def parse_dlopen_notes(data: bytes, little: bool) -> list[tuple[str, str, str, tuple[str, ...]]]:
     """Parse the notes of a .note.dlopen section (systemd's FDO dlopen JSON format)."""
     out: list[tuple[str, str, str, tuple[str, ...]]] = []

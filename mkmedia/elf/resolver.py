@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mkmedia.elf.reader import EM_X86_64, ElfInfo, read_elf
+from mkmedia.elf.reader import EM_X86_64, ElfInfo, read_elf, read_head
 from mkmedia.elf.scripts import MAX_SHEBANG_DEPTH, script_needs
 from mkmedia.elf.searchpath import LoadedObject, SearchPath, host_x86_hwcaps, read_ld_so_conf
 from mkmedia.rootpaths import RootPaths
@@ -114,8 +114,7 @@ class ElfResolver:
             return self._heads[real]
         except KeyError:
             pass
-        with open(self.paths.host(real), "rb") as f:
-            head = f.read(256)
+        head = read_head(self.paths.host(real), 256)
         self._heads[real] = head
         return head
 
@@ -125,10 +124,8 @@ class ElfResolver:
         return self._info_real(real)
 
     def _info_real(self, real: str) -> ElfInfo | None:
-        try:
+        if real in self._info:
             return self._info[real]
-        except KeyError:
-            pass
         try:
             info = read_elf(self.paths.host(real))
         except OSError as exc:
