@@ -309,10 +309,15 @@ class KernelChoice:
         return self.chosen
 
 
-def choose_once(spec: str) -> KernelChoice:
+def choose_once(
+    spec: str,
+    *,
+    boot_dir: str | os.PathLike[str] = "/boot",
+    modules_root: str | os.PathLike[str] = "/lib/modules",
+) -> KernelChoice:
     """What a KERNEL setting means on this machine, as a KernelChoice (never raises)."""
     try:
-        return KernelChoice(choose_kernel(spec))
+        return KernelChoice(choose_kernel(spec, boot_dir=boot_dir, modules_root=modules_root))
     except MissingError as exc:
         return KernelChoice(None, exc)
 
