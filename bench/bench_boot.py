@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mkmedia.kernel import choose_kernel
+from mkmedia.kernel.choice import choose_kernel
 from mkmedia.qemu import Guest, Machine
-from mkmedia.run import require, run, run_bytes
+from rescue_runtime.run import require, run, run_bytes
 from tests.rescue_build import REPO, build_media
 
 PROMPT = r"RESCUE [^\s:]+:[^\n]*# "

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from mkmedia import __version__
 from mkmedia.config import Config, load_config
-from mkmedia.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, MkmediaError, UsageError
-from mkmedia.lock import RunLock
-from mkmedia.log import default_log_path, setup_logging
-from mkmedia.paths import DEFAULT_CONFIG_DIR
+from mkmedia.host.paths import DEFAULT_CONFIG_DIR
+from mkmedia.session.lock import RunLock
+from mkmedia.session.log import default_log_path, setup_logging
 from mkmedia.settings import SETTINGS
 from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, make_build_dir, run_workflow
+from rescue_runtime.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, MkmediaError, UsageError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
 
 log = logging.getLogger("mkmedia.cli")

@@ -17,12 +17,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 from mkmedia import checks
-from mkmedia.errors import ConfigError, MissingError
-from mkmedia.kernel import choose_kernel
-from mkmedia.paths import DEFAULT_CONFIG_DIR, missing_data, recipes_dir
+from mkmedia.host.paths import DEFAULT_CONFIG_DIR, missing_data, recipes_dir
+from mkmedia.host.sysinfo import SystemInfo, detect
+from mkmedia.kernel.choice import KernelChoice, choose_once
 from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
 from mkmedia.settings import BY_NAME, SETTINGS
-from mkmedia.sysinfo import SystemInfo, detect
+from rescue_runtime.errors import ConfigError
 
 log = logging.getLogger("mkmedia.config")
 
@@ -38,9 +38,13 @@ class Config:
     origins: Mapping[str, tuple[Origin, ...]]
     layers: tuple[Layer, ...]
     system: SystemInfo
-    kernel_version: str
+    kernel: KernelChoice  # chosen once here; the build's kernel step raises its problem
     config_dir: Path
     variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def kernel_version(self) -> str:
+        return self.kernel.version
 
     def __getitem__(self, name: str) -> object:
         return self.values[name]
@@ -248,15 +252,6 @@ def expand(text: str, variables: Mapping[str, str], *, where: str, env_allowed: 
     return _VAR.sub(replace, text)
 
 
-def choose_kernel_version(spec: str) -> str:
-    """The kernel version a KERNEL setting means here; '' when there is none (the build's
-    kernel step then stops with the full explanation)."""
-    try:
-        return choose_kernel(spec).version
-    except MissingError:
-        return ""
-
-
 def expand_values(
     values: dict[str, object], origins: Mapping[str, list[Origin]], variables: Mapping[str, str]
 ) -> dict[str, object]:
@@ -295,7 +290,7 @@ def load_config(
     config_dir: Path = DEFAULT_CONFIG_DIR,
     sets: Sequence[str] = (),
     system: SystemInfo | None = None,
-    kernel_chooser: Callable[[str], str] | None = None,
+    kernel_chooser: Callable[[str], KernelChoice] | None = None,
 ) -> Config:
     """Collect, merge, expand, check and freeze the configuration."""
     system = system or detect()
@@ -303,8 +298,8 @@ def load_config(
     values, origins = merge(layers)
     variables = system.variables()
     kernel_spec = expand(str(values["KERNEL"]), variables, where="KERNEL")
-    kernel_version = (kernel_chooser or choose_kernel_version)(kernel_spec)
-    variables["KERNEL_VERSION"] = kernel_version
+    kernel = (kernel_chooser or choose_once)(kernel_spec)
+    variables["KERNEL_VERSION"] = kernel.version
     values = expand_values(values, origins, variables)
     semantic_checks(values, origins)
     checks.check_values(values, origins, host=system.hostname)
@@ -313,7 +308,7 @@ def load_config(
         origins=MappingProxyType({k: tuple(v) for k, v in origins.items()}),
         layers=tuple(layers),
         system=system,
-        kernel_version=kernel_version,
+        kernel=kernel,
         config_dir=config_dir,
         variables=MappingProxyType(dict(variables)),
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from mkmedia.errors import ConfigError
 from mkmedia.settings import BY_NAME, RECIPE_KEYWORDS, Kind, Setting
+from rescue_runtime.errors import ConfigError
 
 LIST_OPS = ("replace", "remove", "append")  # applied in this order within one layer
 

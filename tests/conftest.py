@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.sysinfo import SystemInfo
+from mkmedia.host.sysinfo import SystemInfo
+from mkmedia.kernel.choice import Kernel, KernelChoice
+from rescue_runtime.errors import MissingError
 
 REPO = Path(__file__).resolve().parent.parent
 # The package's own data (recipes, templates), where the product finds it without an override.
@@ -28,19 +30,25 @@ def fake_system(monkeypatch: pytest.MonkeyPatch) -> SystemInfo:
         running_kernel="6.1.0-9-amd64",
         kernels=["6.1.0-9-amd64", "6.1.0-10-amd64"],
     )
-    monkeypatch.setattr("mkmedia.config.choose_kernel_version", fake_kernel_chooser(system))
+    monkeypatch.setattr("mkmedia.config.choose_once", fake_kernel_chooser(system))
     return system
 
 
 def fake_kernel_chooser(system: SystemInfo):  # type: ignore[no-untyped-def]
     """KERNEL=auto on the fake system: the running kernel if installed, else the newest."""
 
-    def choose(spec: str) -> str:
+    def version(spec: str) -> str:
         if spec != "auto":
             return spec.rsplit("/", 1)[-1].removeprefix("vmlinuz-")
         if system.running_kernel in system.kernels:
             return system.running_kernel
         return system.kernels[-1] if system.kernels else ""
+
+    def choose(spec: str) -> KernelChoice:
+        found = version(spec)
+        if not found:
+            return KernelChoice(None, MissingError("The fake system has no kernel."))
+        return KernelChoice(Kernel(found, Path("/boot") / f"vmlinuz-{found}"))
 
     return choose
 

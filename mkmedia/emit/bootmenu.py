@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from mkmedia.emit.menutext import control_character, grub_special
-from mkmedia.paths import bootloaders_dir, missing_data
+from mkmedia.host.paths import bootloaders_dir, missing_data
 from rescue_runtime.errors import ConfigError
 
 BOOT_DEFAULTS = ("local", "recover", "unattended")

@@ -22,7 +22,7 @@ from pathlib import Path
 from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux
 from mkmedia.emit.isotree import BootEntry, IsoTree
 from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
-from mkmedia.epoch import source_date_epoch as environment_epoch
+from mkmedia.session.epoch import source_date_epoch as environment_epoch
 from rescue_runtime.errors import ConfigError, MissingError
 
 KERNEL = "/boot/vmlinuz"

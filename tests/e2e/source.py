@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkmedia.qemu import Guest, Machine
-from mkmedia.run import run
+from rescue_runtime.run import run
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("MKMEDIA_TEST_CACHE", "/var/tmp/mkmedia-test-cache"))

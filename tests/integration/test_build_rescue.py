@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.artifacts import sha256_file
 from mkmedia.rootfs.check import check_tree
 from mkmedia.rootfs.smoke import smoke_run
+from mkmedia.session.artifacts import sha256_file
 from mkmedia.steps.rootfs import SMOKE_COMMANDS
 from tests.rescue_build import REPO, build_media
 

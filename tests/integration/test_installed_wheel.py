@@ -24,7 +24,7 @@ import pytest
 
 from mkmedia.emit import bootmenu
 from mkmedia.qemu import Machine
-from mkmedia.run import run, run_bytes
+from rescue_runtime.run import run, run_bytes
 from tests.conftest import REPO
 from tests.integration.test_iso_structure import extract
 from tests.rescue_build import build_media

@@ -11,7 +11,7 @@ import pytest
 
 from mkmedia.emit import labels
 from mkmedia.emit.iso import write_iso
-from mkmedia.kernel import choose_kernel
+from mkmedia.kernel.choice import choose_kernel
 from rescue_runtime.errors import MissingError
 from rescue_runtime.run import run
 

@@ -15,7 +15,7 @@ import pytest
 from mkmedia import paths
 from mkmedia.config import Config, load_config
 from mkmedia.emit import bootmenu
-from mkmedia.sysinfo import SystemInfo
+from mkmedia.host.sysinfo import SystemInfo
 from rescue_runtime.errors import ConfigError, MissingError
 from tests.conftest import REPO
 

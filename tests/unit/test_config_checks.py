@@ -12,8 +12,8 @@ from mkmedia import checks
 from mkmedia.config import Config, load_config
 from mkmedia.emit import bootmenu, cdrom
 from mkmedia.emit.iso import write_iso
+from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.initrd.compress import LEVEL_RANGES, check_compression
-from mkmedia.sysinfo import SystemInfo
 from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.run import which
 

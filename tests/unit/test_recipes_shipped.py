@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mkmedia.config import load_config
-from mkmedia.sysinfo import SystemInfo
+from mkmedia.host.sysinfo import SystemInfo
 
 REPO = Path(__file__).resolve().parents[2]
 BUILTIN = REPO / "mkmedia" / "data" / "recipes"
