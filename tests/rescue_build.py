@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from mkmedia.qemu import Guest, Machine
 
 REPO = Path(__file__).resolve().parent.parent
 VM_RECIPE = REPO / "tests" / "data" / "recipes" / "vm-test.yaml"
@@ -62,3 +65,24 @@ def build_media(
             f"mkmedia build failed ({result.returncode}):\n{result.stderr[-4000:]}"
         )
     return out / "rescue"
+
+
+# The rescue shell prompt, and a generous boot limit (software emulation on a shared machine;
+# not a timing assertion).
+PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
+BOOT_TIMEOUT = 600.0
+
+
+def boot_to_prompt(machine: Machine, log: Path) -> str:
+    with Guest(machine, deadline=BOOT_TIMEOUT + 300, console_log=log, name="rescue ISO") as guest:
+        guest.expect(PROMPT, BOOT_TIMEOUT)
+        status, cmdline = guest.shell("cat /proc/cmdline", timeout=120)
+        assert status == 0
+        status, out = guest.shell("mkmedia dump | head -1; cat /run/mkmedia/init.status")
+        assert status == 0 and "mkmedia rescue system" in out, out
+        failed = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+        assert all(step["ok"] for step in failed), out
+        if machine.firmware == "uefi-secure":
+            _, dmesg = guest.shell("dmesg | grep -i -E 'secure boot|lockdown'")
+            assert "Secure boot enabled" in dmesg, dmesg
+        return cmdline

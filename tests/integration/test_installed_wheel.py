@@ -27,8 +27,7 @@ from mkmedia.qemu import Machine
 from rescue_runtime.run import run, run_bytes
 from tests.conftest import REPO
 from tests.integration.test_iso_structure import extract
-from tests.rescue_build import build_media
-from tests.vm.test_iso_rescue import boot_to_prompt
+from tests.rescue_build import boot_to_prompt, build_media
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia import paths
 from mkmedia.config import Config, load_config
 from mkmedia.emit import bootmenu
+from mkmedia.host import paths
 from mkmedia.host.sysinfo import SystemInfo
 from rescue_runtime.errors import ConfigError, MissingError
 from tests.conftest import REPO
