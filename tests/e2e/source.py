@@ -132,6 +132,8 @@ class Spec:
     # Shell that takes the stack down after unmounting.
     teardown: str
     data_dirs: tuple[str, ...] = ("/srv/testdata",)
+    # Shell run after GRUB is installed, the target still mounted (e.g. copy a mirrored ESP).
+    after_grub: str = ""
     # Host-side /etc files written into the initramfs chroot (name -> content).
     initramfs_etc: dict[str, str] = field(default_factory=dict)
 
@@ -172,7 +174,138 @@ EOF
     initramfs_etc={"etc/fstab": "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n"},
 )
 
-SPECS: dict[str, Spec] = {s.name: s for s in (BIOS_LVM,)}
+# UEFI, a mirrored machine: both disks carry an ESP (the second a copy, not mounted), a RAID1
+# for /boot and a RAID1 holding LUKS2 (key file named in crypttab, unlocked by the initramfs)
+# with LVM inside. UUIDs are fixed so the host-side initramfs knows them.
+MD_BOOT_UUID = "5eed0001:00000000:00000000:00000001"
+MD_CRYPT_UUID = "5eed0001:00000000:00000000:00000002"
+LUKS_UUID = "5eed0001-0000-4000-8000-000000000003"
+LUKS_KEY = "mkmedia-test-key-file-not-a-secret"
+CRYPTTAB = f"cryptpv UUID={LUKS_UUID} /etc/keys/cryptpv.key luks,discard,initramfs\n"
+MDADM_CONF = (
+    "HOMEHOST <system>\n"
+    f"ARRAY /dev/md/boot metadata=1.2 UUID={MD_BOOT_UUID} name=srcmachine:boot\n"
+    f"ARRAY /dev/md/crypt metadata=1.2 UUID={MD_CRYPT_UUID} name=srcmachine:crypt\n"
+)
+CRYPT_ETC = {
+    "etc/crypttab": CRYPTTAB,
+    "etc/keys/cryptpv.key": LUKS_KEY,
+    "etc/cryptsetup-initramfs/conf-hook": 'KEYFILE_PATTERN="/etc/keys/*.key"\n',
+    "etc/initramfs-tools/conf.d/umask": "UMASK=0077\n",
+    "etc/mdadm/mdadm.conf": MDADM_CONF,
+}
+
+
+def _write_files(files: dict[str, str]) -> str:
+    """Shell that writes these files below /target, each from base64 (no quoting pitfalls)."""
+    import base64
+
+    lines = []
+    for name, text in files.items():
+        encoded = base64.b64encode(text.encode()).decode()
+        lines.append(f'mkdir -p "$(dirname /target/{name})"')
+        lines.append(f"echo {encoded} | base64 -d > /target/{name}")
+    lines.append("chmod 0700 /target/etc/keys && chmod 0400 /target/etc/keys/*")
+    return "\n".join(lines) + "\n"
+
+
+UEFI_RAID_LUKS = Spec(
+    name="uefi-raid-luks",
+    firmware="uefi",
+    disks_mib=(4096, 4096),
+    storage=f"""
+for d in vda vdb; do
+    sgdisk -q -Z -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:+384MiB -t 2:fd00 -c 2:boot \\
+        -n 3:0:0 -t 3:fd00 -c 3:crypt /dev/$d >/dev/null
+done
+udevadm settle
+mdadm --create /dev/md/boot --run --assume-clean --level=1 --raid-devices=2 --metadata=1.2 \\
+    --homehost=srcmachine --name=boot --uuid={MD_BOOT_UUID} /dev/vda2 /dev/vdb2
+mdadm --create /dev/md/crypt --run --assume-clean --level=1 --raid-devices=2 --metadata=1.2 \\
+    --homehost=srcmachine --name=crypt --uuid={MD_CRYPT_UUID} /dev/vda3 /dev/vdb3
+udevadm settle
+printf %s '{LUKS_KEY}' > /run/luks.key
+cryptsetup luksFormat -q --type luks2 --uuid {LUKS_UUID} --pbkdf pbkdf2 \\
+    --pbkdf-force-iterations 1000 --key-file /run/luks.key /dev/md/crypt
+cryptsetup open --key-file /run/luks.key /dev/md/crypt cryptpv
+pvcreate -q /dev/mapper/cryptpv
+vgcreate -q vgcrypt /dev/mapper/cryptpv
+lvcreate -q -y -n root -L 2300M vgcrypt
+lvcreate -q -y -n swap -L 192M vgcrypt
+mkfs.vfat -F 32 -n ESP /dev/vda1 >/dev/null
+mkfs.vfat -F 32 -n ESP /dev/vdb1 >/dev/null
+mkfs.ext4 -q -L boot /dev/md/boot
+mkfs.ext4 -q -L root /dev/vgcrypt/root
+mkswap -L swap /dev/vgcrypt/swap >/dev/null
+mount /dev/vgcrypt/root /target
+mkdir -p /target/boot
+mount /dev/md/boot /target/boot
+mkdir -p /target/boot/efi
+mount /dev/vda1 /target/boot/efi
+GRUB_TARGETS="--target=x86_64-efi --efi-directory=/boot/efi --removable --no-nvram"
+""",
+    etc="""
+uuid() { blkid -o value -s UUID "$1"; }
+{
+    echo "UUID=$(uuid /dev/vgcrypt/root) / ext4 errors=remount-ro 0 1"
+    echo "UUID=$(uuid /dev/md/boot) /boot ext4 defaults 0 2"
+    echo "UUID=$(uuid /dev/vda1) /boot/efi vfat umask=0077 0 1"
+    echo "UUID=$(uuid /dev/vgcrypt/swap) none swap sw 0 0"
+} > /target/etc/fstab
+"""
+    + _write_files(CRYPT_ETC),
+    after_grub="""
+mkdir -p /run/esp2
+mount /dev/vdb1 /run/esp2
+cp -a /target/boot/efi/. /run/esp2/
+umount /run/esp2
+""",
+    teardown="vgchange -q -an vgcrypt\ncryptsetup close cryptpv\nmdadm --stop --scan",
+    initramfs_etc={
+        "etc/fstab": "/dev/mapper/vgcrypt-root / ext4 errors=remount-ro 0 1\n",
+        **CRYPT_ETC,
+    },
+)
+
+# UEFI with btrfs: subvolumes @ (the default, mounted as /), @home, and @/srv/nested, a
+# subvolume nested inside @ that is not mounted on its own (one-file-system archivers skip it).
+BTRFS = Spec(
+    name="uefi-btrfs",
+    firmware="uefi",
+    disks_mib=(4096,),
+    storage="""
+sgdisk -q -Z -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:0 -t 2:8300 -c 2:root /dev/vda >/dev/null
+udevadm settle
+mkfs.vfat -F 32 -n ESP /dev/vda1 >/dev/null
+mkfs.btrfs -q -L root /dev/vda2
+mkdir -p /run/top
+mount /dev/vda2 /run/top
+btrfs -q subvolume create /run/top/@
+btrfs -q subvolume create /run/top/@home
+mkdir -p /run/top/@/srv
+btrfs -q subvolume create /run/top/@/srv/nested
+btrfs -q subvolume set-default /run/top/@
+umount /run/top
+mount /dev/vda2 /target
+mkdir -p /target/home /target/boot/efi
+mount -o subvol=@home /dev/vda2 /target/home
+mount /dev/vda1 /target/boot/efi
+GRUB_TARGETS="--target=x86_64-efi --efi-directory=/boot/efi --removable --no-nvram"
+""",
+    etc="""
+uuid() { blkid -o value -s UUID "$1"; }
+{
+    echo "UUID=$(uuid /dev/vda2) / btrfs defaults 0 0"
+    echo "UUID=$(uuid /dev/vda2) /home btrfs subvol=@home 0 0"
+    echo "UUID=$(uuid /dev/vda1) /boot/efi vfat umask=0077 0 1"
+} > /target/etc/fstab
+""",
+    teardown="true",
+    data_dirs=("/srv/testdata", "/home/testdata", "/srv/nested/testdata"),
+    initramfs_etc={"etc/fstab": "/dev/vda2 / btrfs defaults 0 0\n"},
+)
+
+SPECS: dict[str, Spec] = {s.name: s for s in (BIOS_LVM, UEFI_RAID_LUKS, BTRFS)}
 
 
 @dataclass(frozen=True)
@@ -327,7 +460,6 @@ def build_initramfs(base: Path, spec: Spec, output: Path) -> None:
 def _provision_script(spec: Spec, version: str) -> str:
     excludes = " ".join(f"--exclude=./{p}" for p in ("provision", "init", "target"))
     data = "\n".join(f"sh /provision/make-testdata.sh /target{d} 400 8" for d in spec.data_dirs)
-    grub_efi = "mkdir -p /target/boot/efi\n" if spec.firmware == "uefi" else ""
     return f"""#!/bin/bash
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
@@ -343,7 +475,7 @@ udevadm trigger --action=add
 udevadm settle
 mkdir -p /target
 {spec.storage}
-{grub_efi}tar -C / --one-file-system {excludes} --xattrs --xattrs-include='*' --acls -cf - . \\
+tar -C / --one-file-system {excludes} --xattrs --xattrs-include='*' --acls -cf - . \\
     | tar -C /target --xattrs --xattrs-include='*' --acls -xpf -
 {spec.etc}
 cp /provision/initrd.img /target/boot/initrd.img-{version}
@@ -355,6 +487,7 @@ done <<EOF
 $GRUB_TARGETS
 EOF
 chroot /target grub-mkconfig -o /boot/grub/grub.cfg 2>&1 | tail -3
+{spec.after_grub}
 umount -R /target
 {spec.teardown}
 sync
