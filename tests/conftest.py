@@ -6,9 +6,26 @@ from pathlib import Path
 
 import pytest
 
+from mkmedia.kernel import Kernel
 from mkmedia.sysinfo import SystemInfo
+from tests import hostkernel
+
+# Under CI=true a skip fails unless the test opted in (tests/ciskip.py).
+pytest_plugins = ["tests.ciskip"]
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def host_kernel() -> Kernel:
+    """The kernel KERNEL=auto chooses on this machine (the product's own chooser)."""
+    return hostkernel.host_kernel()
+
+
+@pytest.fixture(scope="session")
+def secure_boot_kernel() -> Kernel:
+    """The chosen kernel, checked to carry Debian's Secure Boot signature."""
+    return hostkernel.secure_boot_kernel()
 
 
 @pytest.fixture
