@@ -8,10 +8,14 @@ it when its deadline passes, so no QEMU outlives the test that started it.
 from __future__ import annotations
 
 import atexit
+import base64
+import binascii
 import contextlib
+import hashlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +37,10 @@ OVMF_CODE_SECURE = OVMF_DIR / "OVMF_CODE_4M.ms.fd"
 OVMF_VARS_SECURE = OVMF_DIR / "OVMF_VARS_4M.ms.fd"
 
 _live: set[Guest] = set()
+
+# Guest.shell(): how often a garbled answer is read again
+_SHELL_READS = 4
+_BASE64_LINE = re.compile(r"[A-Za-z0-9+/=]+")
 
 
 class GuestError(MkmediaError):
@@ -131,8 +139,10 @@ class Guest:
         deadline: float = 600.0,
         console_log: Path | None = None,
         name: str = "guest",
+        shell_dir: str = "/tmp",
     ) -> None:
         self.machine = machine
+        self.shell_dir = shell_dir  # where shell() keeps a command's answer in the guest
         self.deadline = deadline
         self.name = name
         self.console_log = console_log
@@ -140,6 +150,7 @@ class Guest:
         self._buffer = bytearray()
         self._cond = threading.Condition()
         self._pos = 0  # where the next expect() starts searching
+        self._last_answer = ""  # the guest file of the previous shell() answer
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._watchdog: threading.Timer | None = None
@@ -272,14 +283,54 @@ class Guest:
         self.send(line + "\n")
 
     def shell(self, command: str, timeout: float = 120.0) -> tuple[int, str]:
-        """Run a command at a shell prompt on the console; return (exit status, output)."""
-        token = f"{time.monotonic_ns():x}"
-        # The markers are built by the shell so the echoed command line never matches them.
-        self.sendline(f"echo B{token}''B; {command}; echo E{token}''E:$?:; ")
-        self.expect(f"B{token}B\r?\n", timeout)
-        match = self.expect(rf"(?s)(.*?)E{token}E:(\d+):", timeout)
-        body = match.group(1).replace("\r", "")
-        return int(match.group(2)), body
+        """Run a command at a shell prompt on the console; return (exit status, output).
+
+        The answer is not read off the console as it scrolls by, where a kernel message or
+        the echo of a prompt can land in the middle of it: the command's output (stdout and
+        stderr) goes to a file in the guest, which comes back base64-encoded between markers
+        unique to this call, with the exit status and the file's sha256. An answer that does
+        not match its sha256 is read again.
+        """
+        token = secrets.token_hex(8)
+        answer = f"{self.shell_dir}/.mkmedia-answer-{token}"
+        # Built by the shell from two quoted halves, so the echoed command line never holds them.
+        start, end = f"R{token}''R", f"Z{token}''Z"
+        read = f"echo {start}; base64 {answer}; echo {end}$_mkmedia_rc:$(sha256sum <{answer})"
+        cleanup = f"rm -f {self._last_answer}; " if self._last_answer else ""
+        # `{ ...\n}` runs it in this shell (cd, export stay) and ends a trailing comment
+        self.sendline(f"{cleanup}{{ {command}\n}} >{answer} 2>&1; _mkmedia_rc=$?; {read}")
+        self._last_answer = answer
+        for _attempt in range(_SHELL_READS):
+            decoded = self._answer(token, timeout)
+            if decoded is not None:
+                status, data = decoded
+                return status, data.decode(errors="replace")
+            log.debug(
+                "qemu %s: answer %s garbled on the console, reading it again", self.name, token
+            )
+            self.sendline(read)
+        raise GuestError(
+            f"The {self.name} answered {command!r}, but {_SHELL_READS} readings of the answer "
+            f"through the console were garbled. Last console lines:\n{self.tail()}"
+        )
+
+    def _answer(self, token: str, timeout: float) -> tuple[int, bytes] | None:
+        """The (status, output) of one reading of an answer; None when it came back garbled."""
+        match = self.expect(rf"(?s)(.*?)Z{token}Z([^\r\n]*)\r?\n", timeout)
+        _, started, body = match.group(1).rpartition(f"R{token}R")
+        trailer = re.fullmatch(r"(\d+):([0-9a-f]{64})\s+-\s*", match.group(2))
+        if not started or trailer is None:
+            return None
+        # keep only whole base64 lines: a kernel line or a line spliced by one is dropped,
+        # then the digest no longer matches
+        lines = [x for x in body.replace("\r", "").split("\n") if _BASE64_LINE.fullmatch(x)]
+        try:
+            data = base64.b64decode("".join(lines), validate=True)
+        except binascii.Error:
+            return None
+        if hashlib.sha256(data).hexdigest() != trailer.group(2):
+            return None
+        return int(trailer.group(1)), data
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at

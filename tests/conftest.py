@@ -9,10 +9,26 @@ import pytest
 from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.kernel.choice import Kernel, KernelChoice
 from rescue_runtime.errors import MissingError
+from tests import hostkernel
+
+# Under CI=true a skip fails unless the test opted in (tests/ciskip.py).
+pytest_plugins = ["tests.ciskip"]
 
 REPO = Path(__file__).resolve().parent.parent
 # The package's own data (recipes, templates), where the product finds it without an override.
 SHIPPED_DATA = REPO / "mkmedia" / "data"
+
+
+@pytest.fixture(scope="session")
+def host_kernel() -> Kernel:
+    """The kernel KERNEL=auto chooses on this machine (the product's own chooser)."""
+    return hostkernel.host_kernel()
+
+
+@pytest.fixture(scope="session")
+def secure_boot_kernel() -> Kernel:
+    """The chosen kernel, checked to carry Debian's Secure Boot signature."""
+    return hostkernel.secure_boot_kernel()
 
 
 @pytest.fixture

@@ -159,6 +159,7 @@ def main() -> None:
         boot.say("mkmedia init: mkmedia.shell given: stopped before anything ran")
         consoles.supervise_shells(devices, config.hostname)
         return
+    boot.step("kernel messages", lambda: system.quiet_kernel_console(options.debug))
     boot.step("hostname", lambda: _hostname(config.hostname))
     boot.step("kernel modules", lambda: _load_recipe_modules(config))
     boot.step("udev", udev_step)

@@ -10,6 +10,11 @@ from rescue_runtime.run import run, spawn, which
 
 log = logging.getLogger("mkmedia.init")
 
+PRINTK = Path("/proc/sys/kernel/printk")
+# Kernel messages of a level below this reach the consoles: 4 lets errors and worse through
+# (as the `quiet` boot option does) and keeps routine ones off; dmesg keeps them all.
+CONSOLE_LOGLEVEL = 4
+
 MOUNTS = [
     # (type, target, options, mode of the mount point)
     ("proc", "/proc", "nosuid,nodev,noexec", 0o555),
@@ -41,6 +46,26 @@ def mount_pseudo_filesystems() -> None:
     for directory in ("/run/mkmedia", "/var/log/mkmedia", "/var/lib/mkmedia", "/tmp", "/mnt/local"):
         os.makedirs(directory, exist_ok=True)
     os.chmod("/tmp", 0o1777)
+
+
+def quiet_kernel_console(
+    debug: bool = False, printk: Path = PRINTK, level: int = CONSOLE_LOGLEVEL
+) -> str:
+    """Lower the kernel's console log level, the first field of /proc/sys/kernel/printk.
+
+    People type on the consoles: a driver's routine message would land in the middle of
+    their command line (or of a shell answer a test reads). The kernel log keeps every
+    message for dmesg. A level already as low (`quiet`, `loglevel=`) is left alone, and
+    `debug` (mkmedia.debug: someone watches the boot) keeps every message on the consoles.
+    """
+    if debug:
+        return "kept on the consoles (mkmedia.debug)"
+    fields = printk.read_text().split()
+    current = int(fields[0])
+    if current <= level:
+        return f"console log level {current} kept"
+    printk.write_text(" ".join([str(level), *fields[1:]]) + "\n")
+    return f"console log level {current} -> {level}: routine messages only in dmesg"
 
 
 def load_modules(names: list[str]) -> list[str]:

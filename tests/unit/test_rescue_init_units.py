@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rescue_runtime.init import cmdline, consoles, network
+from pathlib import Path
+
+from rescue_runtime.init import cmdline, consoles, network, system
 from rescue_runtime.rescueconf import RescueConfig, SavedInterface
 
 
@@ -17,6 +19,19 @@ def test_cmdline_options_and_unknown_ignored() -> None:
     assert cmdline.console_devices(options.consoles) == ["/dev/tty1", "/dev/ttyS0"]
     assert cmdline.console_devices([]) == ["/dev/console"]
     assert cmdline.parse("mkmedia.shell").shell
+
+
+def test_console_log_level_is_lowered_not_raised(tmp_path: Path) -> None:
+    printk = tmp_path / "printk"
+    printk.write_text("7\t4\t1\t7\n")  # a boot without `quiet`: info messages on the console
+    assert "mkmedia.debug" in system.quiet_kernel_console(debug=True, printk=printk)
+    assert printk.read_text().split() == ["7", "4", "1", "7"]  # debug: every message shown
+    assert "7 -> 4" in system.quiet_kernel_console(printk=printk)
+    # only the console level changes; the default levels stay as the kernel had them
+    assert printk.read_text().split() == ["4", "4", "1", "7"]
+    printk.write_text("3 4 1 7\n")  # already lower (loglevel=3): left alone
+    assert "kept" in system.quiet_kernel_console(printk=printk)
+    assert printk.read_text() == "3 4 1 7\n"
 
 
 def test_netmask_prefix() -> None:

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from mkmedia.emit.iso import write_iso
+from mkmedia.kernel.choice import Kernel
 from rescue_runtime.run import run_bytes
 
-ISO_KERNEL = Path("/boot/vmlinuz-6.1.0-56-amd64")  # Debian-signed: boots under Secure Boot too
 ISO_BUSYBOX = Path("/bin/busybox")  # busybox-static
 ISO_MARKER = "MKMEDIA-RESCUE-PROMPT"
 ISO_LOCAL_MARKER = "LOCAL-DISK-BOOTED"
 
 _INIT = f"""#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys
+/bin/busybox mkdir -p /proc /sys /tmp
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s /bin
 echo "{ISO_MARKER}"
@@ -31,8 +31,8 @@ exec sh
 @pytest.fixture(scope="session")
 def iso_test_initrd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A newc cpio (gzip) with a static busybox and an /init that prints the marker line."""
-    if not ISO_KERNEL.is_file() or not ISO_BUSYBOX.is_file():
-        pytest.skip("the test kernel or busybox-static is not installed")
+    if not ISO_BUSYBOX.is_file():
+        pytest.skip(f"{ISO_BUSYBOX} is missing: install busybox-static")
     base = tmp_path_factory.mktemp("iso-initrd")
     root = base / "root"
     (root / "bin").mkdir(parents=True)
@@ -51,9 +51,12 @@ def iso_test_initrd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def iso_build(
-    tmp_path_factory: pytest.TempPathFactory, iso_test_initrd: Path
+    tmp_path_factory: pytest.TempPathFactory, iso_test_initrd: Path, secure_boot_kernel: Kernel
 ) -> Callable[..., Path]:
-    """Build (once per variant name) an ISO of the test initrd; keyword overrides per variant."""
+    """Build (once per variant name) an ISO of the test initrd; keyword overrides per variant.
+
+    The kernel is the one KERNEL=auto picks, checked to be Debian-signed: the variants with
+    secure_boot=True must pass shim's verification."""
     cache: dict[str, Path] = {}
     base = tmp_path_factory.mktemp("iso-builds")
 
@@ -61,7 +64,7 @@ def iso_build(
         if variant not in cache:
             output = base / f"{variant}.iso"
             args: dict[str, object] = {
-                "kernel": ISO_KERNEL,
+                "kernel": secure_boot_kernel.image,
                 "initrd": iso_test_initrd,
                 "volume_label": "RESCUE_VMTEST",
                 "host": "vmtest",

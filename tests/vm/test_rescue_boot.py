@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mkmedia.qemu import Guest, Machine
+from rescue_runtime.init.system import CONSOLE_LOGLEVEL
 from tests.rescue_build import build_media
 
 pytestmark = pytest.mark.vm
@@ -61,7 +62,9 @@ def test_prompt_banner_and_init_steps(booted: Guest) -> None:
     status, out = booted.shell("cat /run/mkmedia/init.status")
     assert status == 0
     steps = {json.loads(line)["step"]: json.loads(line) for line in out.splitlines() if line}
-    assert {"hostname", "kernel modules", "udev", "network", "sshd"} <= set(steps)
+    assert {"kernel messages", "hostname", "kernel modules", "udev", "network", "sshd"} <= set(
+        steps
+    )
     failed = {name: s["message"] for name, s in steps.items() if not s["ok"]}
     assert not failed
 
@@ -76,6 +79,23 @@ def test_sshd_runs_with_keys_and_fresh_host_keys(booted: Guest) -> None:
     assert status == 0, out
     lines = out.splitlines()
     assert lines[:3] == ["sshd-alive", "1", "PasswordAuthentication no"], out
+
+
+def test_kernel_messages_stay_off_the_console_but_reach_dmesg(booted: Guest) -> None:
+    status, out = booted.shell("cat /proc/sys/kernel/printk")
+    assert status == 0 and int(out.split()[0]) <= CONSOLE_LOGLEVEL, out  # booted without quiet
+    # Logged now, after /init lowered the level: a routine message and an error. The shell
+    # builds the texts, so the echoed command line never holds them.
+    status, out = booted.shell(
+        'echo "<6>mkmedia-routine-$((6 * 7))" >/dev/kmsg; '
+        'echo "<3>mkmedia-error-$((6 * 7))" >/dev/kmsg'
+    )
+    assert status == 0, out
+    status, dmesg = booted.shell("dmesg")
+    assert status == 0 and "mkmedia-routine-42" in dmesg and "mkmedia-error-42" in dmesg, dmesg
+    # shell() answers come base64-encoded: plain text on the console is the kernel's own
+    assert "mkmedia-error-42" in booted.output  # errors still show, so the next line can fail
+    assert "mkmedia-routine-42" not in booted.output
 
 
 def test_mkmedia_dump_runs_inside(booted: Guest) -> None:
@@ -113,12 +133,15 @@ def test_python_and_tools_run(booted: Guest) -> None:
 
 
 def test_unattended_runs_recover_entry_point(ramdisk: Path, tmp_path: Path) -> None:
-    m = machine(ramdisk, tmp_path, "unattended", network=False)
+    # with mkmedia.debug too, which keeps every kernel message on the consoles
+    m = machine(ramdisk, tmp_path, "unattended mkmedia.debug", network=False)
     with Guest(m, deadline=600, name="unattended rescue") as guest:
         guest.expect("mkmedia recover: starting \\(unattended\\)", BOOT_TIMEOUT)
         # the stub recover fails, so nothing reboots and the shell stays usable
         guest.expect("unattended recovery FAILED", 120)
         guest.expect(PROMPT, 120)
+        status, out = guest.shell("cat /proc/sys/kernel/printk")
+        assert status == 0 and int(out.split()[0]) > CONSOLE_LOGLEVEL, out
 
 
 def test_shell_option_stops_before_anything_runs(ramdisk: Path, tmp_path: Path) -> None:
