@@ -96,6 +96,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s("BACKUP_OPTIONS", STR, "", "Mount options for the backup location."),
     _s("BACKUP_PROG_EXCLUDE", LIST, [], "Paths and globs the backup leaves out."),
+    _s(
+        "BACKUP_TARGET_ON_BACKED_UP_FS",
+        BOOL,
+        False,
+        "Allow a file:// backup on a file system the backup covers (the target is left out).",
+    ),
+    _s(
+        "NETFS_KEEP_OLD_BACKUP_COPY",
+        BOOL,
+        False,
+        "Keep the previous NETFS backup as <host>.old once the new one is complete.",
+    ),
     # --- what goes into the rescue system ----------------------------------------------------
     _s("PROGS", LIST, [], "Programs carried when present (names on PATH/sbin, or absolute paths)."),
     _s("REQUIRED_PROGS", LIST, [], "Programs the build fails without."),

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from rescue_runtime.run import run
+import pytest
+
+from rescue_runtime.run import run, which
 
 MiB = 1024 * 1024
+
+# What the backup round trips need: root (loop devices, mknod, setcap, chown) and the tools.
+BACKUP_TEST_MARKS = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices, mknod and setcap need root"),
+    pytest.mark.skipif(
+        any(which(p) is None for p in ("losetup", "setfacl", "setcap", "tar", "zstd")),
+        reason="losetup, setfacl (acl), setcap (libcap2-bin), tar or zstd missing",
+    ),
+]
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from mkmedia.rootfs.assemble import assemble_tree
 from mkmedia.rootfs.size import size_report
 from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
 from mkmedia.workflow import Context, step
+from rescue_runtime.backup import method_class
 
 # Each must start inside the tree; together they cover shell, storage stack, python, mkmedia.
 SMOKE_COMMANDS: list[list[str]] = [
@@ -58,7 +59,11 @@ def assemble_programs(ctx: Context) -> None:
     result = assemble_tree(
         tree_of(ctx),
         programs=ctx.config.get_list("PROGS"),
-        required_programs=ctx.config.get_list("REQUIRED_PROGS"),
+        required_programs=[
+            *ctx.config.get_list("REQUIRED_PROGS"),
+            # what the backup method's restore side runs in the rescue system
+            *method_class(ctx.config.get_str("BACKUP")).rescue_programs,
+        ],
         libraries=[*ctx.config.get_list("LIBS"), *elf_files],
         copy_as_is=ctx.config.get_list("COPY_AS_IS"),
         exclude=ctx.config.get_list("EXCLUDE"),

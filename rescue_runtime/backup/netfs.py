@@ -111,7 +111,8 @@ def target_source(directory: Path, plan: BackupPlan) -> Source | None:
 class Netfs(BackupMethod):
     name = "NETFS"
     url_schemes = ("file", "iso")
-    rescue_programs = ("tar", "zstd", "mount", "umount", "losetup", "stat", "btrfs")
+    # btrfs (subvolumes) comes with the default PROGS when the host has it.
+    rescue_programs = ("tar", "zstd", "mount", "umount", "losetup", "stat")
 
     @classmethod
     def check_url(cls, url: str) -> None:

@@ -110,7 +110,7 @@ def _live_mounts() -> list[tuple[str, str]]:
     return result
 
 
-def _inside(path: str, root: str) -> str | None:
+def system_path(path: str, root: str) -> str | None:
     """`path` (a host path) as a path of the system mounted at `root`, or None."""
     if root == "/":
         return path
@@ -208,7 +208,7 @@ def plan_backup(
         plan.exclusions.append(Exclusion(excluded.id, reason))
     backed = {s.path for s in plan.sources if s.kind == "mount"}
     for target, fstype in _live_mounts():
-        path = _inside(target, root)
+        path = system_path(target, root)
         if path is None or path in backed or path == "/":
             continue
         if not any(path.startswith(b.rstrip("/") + "/") for b in backed):

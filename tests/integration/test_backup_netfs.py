@@ -22,17 +22,10 @@ from rescue_runtime.errors import CommandError
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.run import run, which
-from tests.loopfs import loop_filesystem
+from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
 from tests.metadata import ODD_NAMES, differences, make_rich_tree, snapshot
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices, mknod and setcap need root"),
-    pytest.mark.skipif(
-        any(which(p) is None for p in ("losetup", "setfacl", "setcap", "tar", "zstd")),
-        reason="losetup, setfacl (acl), setcap (libcap2-bin), tar or zstd missing",
-    ),
-]
+pytestmark = BACKUP_TEST_MARKS
 
 
 def quiet(done: int, total: int) -> None:
