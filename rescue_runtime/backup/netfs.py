@@ -169,8 +169,12 @@ class Netfs(BackupMethod):
         keep_old: bool = False,
         progress: ProgressFunc | None = None,
         zstd_level: int = 3,
+        tar_options: Sequence[str] = (),
     ) -> dict[str, object]:
-        """Back up `plan` into `directory`; return the manifest written beside the volume."""
+        """Back up `plan` into `directory`; return the manifest written beside the volume.
+
+        `tar_options` go to tar's create command before the member names.
+        """
         if not plan.sources:
             raise BackupError(
                 "The saved layout mounts no file system, so there is nothing to back up.",
@@ -200,6 +204,7 @@ class Netfs(BackupMethod):
                 "--totals",
                 "--verbose",
                 f"--index-file={index}",
+                *tar_options,
                 "--",
                 *[s.member for s in plan.sources],
             ]

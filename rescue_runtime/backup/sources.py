@@ -139,7 +139,9 @@ def _mounted_file_systems(layout: Layout, exclusions: list[Exclusion]) -> list[M
     return chosen
 
 
-def _unmounted_subvolumes(layout: Layout, mounts: Sequence[Mount], root: str) -> list[Source]:
+def _unmounted_subvolumes(
+    layout: Layout, mounts: Sequence[Mount], root: str, exclusions: list[Exclusion]
+) -> list[Source]:
     """btrfs subvolumes not mounted on their own, at the place a mount shows them."""
     found: list[Source] = []
     for fs in layout.filesystems:
@@ -159,10 +161,13 @@ def _unmounted_subvolumes(layout: Layout, mounts: Sequence[Mount], root: str) ->
                 rest = sub.path[len(prefix) :].lstrip("/")
                 if best is None or len(prefix) > best[0]:
                     best = (len(prefix), os.path.join(m.mountpoint, rest))
+            where = f"btrfs subvolume {sub.path} on {fs.device}"
             if best is None:
+                exclusions.append(Exclusion(where, "under no mount point: not backed up"))
                 continue
             location = best[1]
             if not os.path.isdir(os.path.join(root, location.lstrip("/"))):
+                exclusions.append(Exclusion(where, f"{location} is not there: not backed up"))
                 continue
             found.append(
                 Source(
@@ -201,7 +206,7 @@ def plan_backup(
                 used_bytes=_used_bytes(plan.host_path(m.mountpoint)),
             )
         )
-    plan.sources += _unmounted_subvolumes(layout, mounts, root)
+    plan.sources += _unmounted_subvolumes(layout, mounts, root, plan.exclusions)
     plan.sources.sort(key=lambda s: s.path)
     for excluded in layout.excluded:
         reason = f"excluded from the layout: {excluded.reason}"

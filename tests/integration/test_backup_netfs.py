@@ -162,6 +162,32 @@ def test_failed_backup_leaves_the_previous_one(source: tuple[Path, Layout], tmp_
     Netfs.verify(backup_dir)
 
 
+def test_interrupted_backup_leaves_the_previous_one(
+    source: tuple[Path, Layout], tmp_path: Path
+) -> None:
+    mnt, layout = source
+    backup_dir = tmp_path / "backups" / "host"
+    backup_of(mnt, layout, backup_dir)
+    previous = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while tar and zstd are streaming
+
+    # tar sleeps at every record, so the interruption surely comes while it is working.
+    slow = ["--checkpoint=1", "--checkpoint-action=sleep=1"]
+    with pytest.raises(KeyboardInterrupt):
+        Netfs.backup(
+            plan_backup(layout),
+            backup_dir,
+            url="file:///x",
+            layout_sha256=None,
+            progress=interrupt,
+            tar_options=slow,
+        )
+    assert {p.name: p.read_bytes() for p in backup_dir.iterdir()} == previous
+    assert run(["pgrep", "-f", "checkpoint-action=sleep"], check=False).returncode == 1
+
+
 def test_keep_old_backup_copy(source: tuple[Path, Layout], tmp_path: Path) -> None:
     mnt, layout = source
     backup_dir = tmp_path / "backups" / "host"
