@@ -54,6 +54,14 @@ def backup_of(
     )
 
 
+def backed_up(source: tuple[Path, Layout], tmp_path: Path) -> tuple[Layout, Path, dict[str, bytes]]:
+    """A first backup: the layout, its directory and the bytes of each of its files."""
+    mnt, layout = source
+    backup_dir = tmp_path / "backups" / "host"
+    backup_of(mnt, layout, backup_dir)
+    return layout, backup_dir, {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+
+
 def restored(tmp_path: Path, backup_dir: Path) -> Path:
     target = tmp_path / "restored"
     target.mkdir()
@@ -149,10 +157,7 @@ def test_verify_finds_truncated_and_corrupt_volumes_before_writing(
 
 
 def test_failed_backup_leaves_the_previous_one(source: tuple[Path, Layout], tmp_path: Path) -> None:
-    mnt, layout = source
-    backup_dir = tmp_path / "backups" / "host"
-    backup_of(mnt, layout, backup_dir)
-    previous = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+    layout, backup_dir, previous = backed_up(source, tmp_path)
     # A source directory tar cannot read makes tar fail (exit status 2) half way.
     plan = plan_backup(layout)
     plan.sources[0].path = "/does-not-exist"
@@ -165,10 +170,7 @@ def test_failed_backup_leaves_the_previous_one(source: tuple[Path, Layout], tmp_
 def test_interrupted_backup_leaves_the_previous_one(
     source: tuple[Path, Layout], tmp_path: Path
 ) -> None:
-    mnt, layout = source
-    backup_dir = tmp_path / "backups" / "host"
-    backup_of(mnt, layout, backup_dir)
-    previous = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+    layout, backup_dir, previous = backed_up(source, tmp_path)
 
     def interrupt(done: int, total: int) -> None:
         raise KeyboardInterrupt  # Ctrl-C while tar and zstd are streaming
