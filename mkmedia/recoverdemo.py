@@ -62,13 +62,17 @@ def demo_restore(config: Config, target: Path, progress: ProgressFunc) -> dict[s
     _check_target(target)
     target.mkdir(parents=True, exist_ok=True)
     parsed = parse_url(url)
-    if parsed.scheme == "file":
-        return Netfs.restore(
-            Netfs.backup_dir(url, config.system.hostname), target, progress=progress
-        )
     parent = Path(config.get_str("TMPDIR"))
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mkmedia-demo.", dir=parent) as work:
+        if parsed.scheme != "iso":
+            with Netfs.target(
+                url,
+                config.system.hostname,
+                options=config.get_str("BACKUP_OPTIONS"),
+                work_dir=Path(work),
+            ) as directory:
+                return Netfs.restore(directory, target, progress=progress)
         name = parsed.path.strip("/")
         copy = extract_iso_directory(iso_path(config), name, Path(work))
         os.chmod(copy, 0o700)

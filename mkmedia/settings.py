@@ -91,10 +91,15 @@ SETTINGS: tuple[Setting, ...] = (
         "BACKUP_URL",
         STR,
         "",
-        "Where the backup goes (file://, nfs://, cifs://, iso://, tape://).",
+        "Where the backup goes (NETFS: file:///DIR, sshfs://USER@HOST/DIR, iso:///NAME).",
         flag="--backup-url",
     ),
-    _s("BACKUP_OPTIONS", STR, "", "Mount options for the backup location."),
+    _s(
+        "BACKUP_OPTIONS",
+        STR,
+        "",
+        "Mount options for the backup location (sshfs: -o options, e.g. IdentityFile=KEY).",
+    ),
     _s("BACKUP_PROG_EXCLUDE", LIST, [], "Paths and globs the backup leaves out."),
     _s(
         "BACKUP_TARGET_ON_BACKED_UP_FS",

@@ -19,11 +19,34 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 class Url:
     text: str  # the URL as written
     scheme: str  # lower case: file, iso, nfs, cifs, ...
-    host: str  # empty for file:// and iso://
+    host: str  # the network location as written ("user@nas:2222"); empty for file://
     path: str  # percent-decoded, absolute ("/srv/backup")
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def user(self) -> str | None:
+        return urlsplit(self.text).username
+
+    @property
+    def password(self) -> str | None:
+        return urlsplit(self.text).password
+
+    @property
+    def hostname(self) -> str:
+        """The host alone (IPv6 addresses without their brackets)."""
+        return urlsplit(self.text).hostname or ""
+
+    @property
+    def port(self) -> int | None:
+        try:
+            return urlsplit(self.text).port
+        except ValueError:
+            raise ConfigError(
+                f"BACKUP_URL={self.text!r} has a port that is not a number from 1 to 65535.",
+                hint="Write it as scheme://host:PORT/path.",
+            ) from None
 
 
 EXAMPLE = "file:///srv/backup or iso:///backup"

@@ -8,8 +8,10 @@ the layout (sha256 of layout.json) the backup was taken with.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -48,13 +50,22 @@ def _saved_layout(ctx: Context) -> tuple[Layout, str]:
     return layout, hashlib.sha256(to_json(layout).encode()).hexdigest()
 
 
-def backup_directory(ctx: Context) -> Path:
-    """Where this run writes the backup: DIR/<host> (file://) or the ISO payload (iso://)."""
+@contextlib.contextmanager
+def backup_directory(ctx: Context) -> Iterator[Path]:
+    """Where this run writes the backup: DIR/<host> (file://, sshfs:// mounted in the build
+    area meanwhile) or the ISO payload (iso://)."""
     url = ctx.config.get_str("BACKUP_URL")
     parsed = parse_url(url)
     if parsed.scheme == "iso":
-        return ctx.build_dir / ISO_PAYLOAD / parsed.path.strip("/")
-    return Netfs.backup_dir(url, ctx.config.system.hostname)
+        yield ctx.build_dir / ISO_PAYLOAD / parsed.path.strip("/")
+        return
+    with Netfs.target(
+        url,
+        ctx.config.system.hostname,
+        options=ctx.config.get_str("BACKUP_OPTIONS"),
+        work_dir=ctx.build_dir,
+    ) as directory:
+        yield directory
 
 
 def _plan(ctx: Context) -> BackupPlan:
@@ -74,13 +85,15 @@ def _plan(ctx: Context) -> BackupPlan:
         (f"{output_directory(config)}/*", "mkmedia's output directory"),
         (str(ctx.build_dir), "mkmedia's build area"),
     ]
-    directory = backup_directory(ctx)
     excludes = [(p, "BACKUP_PROG_EXCLUDE") for p in config.get_list("BACKUP_PROG_EXCLUDE")]
     for host_path, reason in host_excludes:
         inside = system_path(host_path, root)
         if inside is not None:
             excludes.append((inside, reason))
     plan = plan_backup(layout, root=root, excludes=excludes)
+    if parse_url(url).scheme != "file":
+        return plan  # iso:// lives in the build area, sshfs:// on another machine
+    directory = Netfs.backup_dir(url, config.system.hostname)
     source = target_source(directory, plan)
     if source is not None:
         if not config.get_bool("BACKUP_TARGET_ON_BACKED_UP_FS"):
@@ -129,23 +142,23 @@ def make_backup(ctx: Context) -> None:
     plan = ctx.state.get("backup_plan")
     if not isinstance(plan, BackupPlan):
         plan = _plan(ctx)
-    directory = backup_directory(ctx)
     url = ctx.config.get_str("BACKUP_URL")
-    if directory.is_dir():
-        for stale in directory.glob(".*.partial"):
-            stale.unlink()
     bar = ProgressBar("backup")
-    try:
-        manifest = Netfs.backup(
-            plan,
-            directory,
-            url=url,
-            layout_sha256=str(ctx.state["layout_sha256"]),
-            keep_old=ctx.config.get_bool("NETFS_KEEP_OLD_BACKUP_COPY"),
-            progress=bar,
-        )
-    finally:
-        bar.close()
+    with backup_directory(ctx) as directory:
+        if directory.is_dir():
+            for stale in directory.glob(".*.partial"):
+                stale.unlink()
+        try:
+            manifest = Netfs.backup(
+                plan,
+                directory,
+                url=url,
+                layout_sha256=str(ctx.state["layout_sha256"]),
+                keep_old=ctx.config.get_bool("NETFS_KEEP_OLD_BACKUP_COPY"),
+                progress=bar,
+            )
+        finally:
+            bar.close()
     volume = manifest["volumes"][0]  # type: ignore[index]
     for warning in manifest["warnings"]:  # type: ignore[attr-defined]
         ctx.warn(f"backup: {warning}")
@@ -160,7 +173,7 @@ def make_backup(ctx: Context) -> None:
             )
         name = parse_url(url).path.strip("/")
         ctx.state["iso_payload_dirs"] = {name: directory}
-    else:
+    elif parse_url(url).scheme == "file":
         ctx.artifacts.append(
             Artifact(directory / VOLUME_NAME, "backup", int(volume["size"]), str(volume["sha256"]))
         )

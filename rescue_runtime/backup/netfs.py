@@ -5,24 +5,27 @@ holds `backup.tar.zst` and `backup-manifest.json`; both are written under tempor
 and renamed only when the backup is complete, so a failed or interrupted run leaves the
 previous backup as it was.
 
-Targets (BACKUP_URL): file:///DIR puts the backup in DIR/<hostname>/; iso:///NAME puts it
-into the rescue ISO under /NAME (mkmedia mkbackup makes it before writing the ISO).
+Targets (BACKUP_URL): file:///DIR puts the backup in DIR/<hostname>/, sshfs://USER@HOST/DIR
+the same on a server (mounted with sshfs for the time of the run); iso:///NAME puts it into
+the rescue ISO under /NAME (mkmedia mkbackup makes it before writing the ISO).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup.base import BackupMethod
 from rescue_runtime.backup.manifest import MANIFEST_NAME, BackupError
+from rescue_runtime.backup.mount import mounted
 from rescue_runtime.backup.progress import GiB, MiB, ProgressFunc, ProgressLine, read_bytes
 from rescue_runtime.backup.sources import BackupPlan, Source
 from rescue_runtime.errors import ConfigError
@@ -45,7 +48,6 @@ TAR_WARNING = 1  # GNU tar: "some files changed while being read" (a live system
 NOT_YET = {
     "nfs": "mounting NFS (this machine's kernel has no NFS client to test it with)",
     "cifs": "mounting CIFS (this machine's kernel has no CIFS client to test it with)",
-    "sshfs": "sshfs mounts",
     "usb": "USB backup sticks (`mkmedia format`)",
     "tape": "tapes (the OBDR work brings them)",
 }
@@ -110,7 +112,7 @@ def target_source(directory: Path, plan: BackupPlan) -> Source | None:
 
 class Netfs(BackupMethod):
     name = "NETFS"
-    url_schemes = ("file", "iso")
+    url_schemes = ("file", "iso", "sshfs")
     # btrfs (subvolumes) comes with the default PROGS when the host has it.
     rescue_programs = ("tar", "zstd", "mount", "umount", "losetup", "stat")
 
@@ -126,7 +128,8 @@ class Netfs(BackupMethod):
             raise ConfigError(
                 f"BACKUP_URL={url!r}: {scheme}:// needs {NOT_YET[scheme]}, which this version "
                 "of mkmedia does not have yet.",
-                hint="Use file:///DIRECTORY (a mounted share works) or iso:///backup.",
+                hint="Use file:///DIRECTORY (a mounted share works), sshfs://USER@HOST/DIR or "
+                "iso:///backup.",
             )
         if scheme not in cls.url_schemes:
             raise ConfigError(
@@ -134,6 +137,20 @@ class Netfs(BackupMethod):
                 hint="Use file:///DIRECTORY or iso:///backup.",
             )
         parsed = parse_url(url)
+        if parsed.scheme == "sshfs":
+            if not parsed.hostname:
+                raise ConfigError(
+                    f"BACKUP_URL={url!r} names no server.",
+                    hint="Write it as sshfs://user@server/path.",
+                )
+            if parsed.password is not None:
+                raise ConfigError(
+                    f"BACKUP_URL for {parsed.hostname} carries a password; a password never "
+                    "goes into a setting or onto a command line.",
+                    hint="Use an ssh key: BACKUP_OPTIONS=IdentityFile=/root/.ssh/KEY.",
+                )
+            parsed.port  # noqa: B018 - raises ConfigError for a bad port
+            return
         if parsed.host not in ("", "localhost"):
             raise ConfigError(
                 f"BACKUP_URL={url!r} names the host {parsed.host!r}; {parsed.scheme}:// URLs "
@@ -158,6 +175,17 @@ class Netfs(BackupMethod):
         if parsed.scheme != "file":
             raise ConfigError(f"BACKUP_URL={url!r} is not a directory on this machine.")
         return Path(parsed.path) / hostname.split(".")[0]
+
+    @classmethod
+    @contextlib.contextmanager
+    def target(
+        cls, url: str, hostname: str, *, options: str = "", work_dir: Path
+    ) -> Iterator[Path]:
+        """The host's backup directory <location>/<hostname> of a file:// or sshfs:// URL,
+        mounted (under `work_dir`) while the context lasts."""
+        parsed = cls.location(url, hostname)
+        with mounted(parsed, options=options, work_dir=work_dir) as base:
+            yield base / hostname.split(".")[0]
 
     @staticmethod
     def backup(

@@ -73,6 +73,7 @@ def test_registered_and_urls_checked() -> None:
     assert method_class("NETFS") is Netfs
     Netfs.check_url("file:///srv/backup")
     Netfs.check_url("iso:///backup")
+    Netfs.check_url("sshfs://backup@nas.example:2222/srv/backups")
     for bad, words in [
         ("", "needs BACKUP_URL"),
         ("/srv/backup", "no scheme"),
@@ -82,6 +83,10 @@ def test_registered_and_urls_checked() -> None:
         ("file:///srv/../etc", "'..'"),
         ("iso:///a/b", "one top-level directory"),
         ("::garbage::", "no scheme"),
+        ("sshfs:///srv/backups", "names no server"),
+        ("sshfs://backup:secret@nas/srv", "never goes into a setting"),
+        ("sshfs://nas:99999/srv", "port"),
+        ("cifs://nas/share", "does not have yet"),
     ]:
         with pytest.raises(Exception) as info:
             Netfs.check_url(bad)

@@ -26,9 +26,10 @@ from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.sources import plan_backup
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.store import save
-from rescue_runtime.run import which
+from rescue_runtime.run import run, which
 from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
 from tests.metadata import differences, make_rich_tree, snapshot
+from tests.sshserver import ssh_server
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = os.uname().nodename.split(".")[0]
@@ -173,3 +174,28 @@ def test_iso_round_trip(system: Path, tmp_path: Path) -> None:
     target.mkdir()
     Netfs.restore(copy, target, progress=lambda done, total: None)
     assert differences(before, snapshot(target, skip=("lost+found",))) == []
+
+
+def test_sshfs_round_trip(system: Path, tmp_path: Path) -> None:
+    """sshfs:// against an sshd of the test's own on loopback: backup, then recover --demo."""
+    if which("sshfs") is None or which("sshd") is None or not Path("/dev/fuse").exists():
+        pytest.skip("sshfs, sshd (openssh-server) or /dev/fuse missing")
+    before = snapshot(system, skip=("lost+found",))
+    share = tmp_path / "share"
+    share.mkdir()
+    with ssh_server(tmp_path / "sshd") as server:
+        settings = [
+            "--set",
+            f"BACKUP_URL=sshfs://root@127.0.0.1:{server.port}{share}",
+            "--set",
+            f"BACKUP_OPTIONS={server.options}",
+        ]
+        result = mkmedia(tmp_path, "mkbackuponly", *settings)
+        assert result.returncode == 0, result.stderr
+        assert Netfs.verify(share / HOST)["files"] > 20
+        target = tmp_path / "restored"
+        result = mkmedia(tmp_path, "recover", "--demo", str(target), *settings)
+        assert result.returncode == 0, result.stderr
+    assert differences(before, snapshot(target, skip=("lost+found",))) == []
+    mounts = run(["findmnt", "-rn", "-t", "fuse.sshfs", "-o", "TARGET"], check=False).stdout
+    assert str(tmp_path) not in mounts  # unmounted after each run
