@@ -6,7 +6,8 @@
 One data tree (bench_initrd's sample: /usr/lib/x86_64-linux-gnu, /usr/bin and 100 MB of kernel
 drivers), in the same run: our backup (tar with every metadata option | zstd -T0) and
 restore; ReaR 2.7's default NETFS tar command (`tar --sparse ... --gzip`) and its restore; the
-ceiling `tar | zstd -T0 > /dev/null` and a plain `cp -a`. The page cache is warm for every
+ceiling `tar | zstd -T0 > /dev/null` and a plain `cp -a` (restore: `zstd -d | tar -x`
+without the metadata options, and our verify pass alone). The page cache is warm for every
 row; ratios are to our own time and size, so the machine's load cancels out.
 """
 
@@ -123,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         table("backup (MiB/s of file data)", backups, size)
 
         ours_target, rear_target = out / "restore-ours", out / "restore-rear"
-        ours_target.mkdir()
-        rear_target.mkdir()
+        plain_target = out / "restore-plain"
+        volume = shlex.quote(str(ours_dir / VOLUME_NAME))
+        for directory in (ours_target, rear_target, plain_target):
+            directory.mkdir()
         rear_script = REAR_RESTORE.format(
             target=shlex.quote(str(rear_target)), archive=shlex.quote(str(rear))
         )
@@ -134,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: Netfs.restore(ours_dir, ours_target, progress=quiet),
             ),
             timed("ReaR 2.7 default: tar --gzip -x", shell(rear_script + " > /dev/null", out)),
+            timed("  ours, its verify alone (sha256)", lambda: Netfs.verify(ours_dir)),
+            timed(
+                "ceiling: zstd -d | tar -x (no metadata)",
+                shell(f"zstd -d -q -c < {volume} | tar -x -f - -C {plain_target}", out),
+            ),
         ]
         table("restore (MiB/s of file data)", restores, size)
     finally:

@@ -158,6 +158,8 @@ def make_rich_tree(root: Path) -> None:
     run(["setcap", "cap_net_raw+ep", cap])
     os.setxattr(data, "user.origin", b"mkmedia test")
     os.setxattr(root / "b", "user.dir-note", b"a directory xattr")
+    # An SELinux label (a kernel without SELinux stores it as a plain security.* xattr).
+    os.setxattr(root / "setuid", "security.selinux", b"system_u:object_r:bin_t:s0\0")
     run(["setfacl", "-m", "u:4321:rw,g:4322:r", data])
     run(["setfacl", "-d", "-m", "u:4321:rwx", root / "b"])
     # Fixed times, so a restore that drops them shows.

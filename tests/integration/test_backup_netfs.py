@@ -116,6 +116,7 @@ def test_file_round_trip_keeps_content_and_metadata(
     assert after["sparse.img"].sparse
     assert any(n.startswith("system.posix_acl_default") for n, _ in after["b"].xattrs)
     assert any(n == "security.capability" for n, _ in after["with-capability"].xattrs)
+    assert any(n == "security.selinux" for n, _ in after["setuid"].xattrs)
     assert after["owned-by-unknown-uid"].uid == 54321
     assert after["b/deep/hardlink.txt"].links == ("a/file.txt",)
     assert all(name in after for name in ODD_NAMES)
