@@ -69,9 +69,19 @@ def _tool_version(program: str) -> str:
     return lines[0] if lines else "unknown"
 
 
-def _tar_patterns(plan: BackupPlan) -> list[str]:
-    """Exclusions as tar's anchored patterns on "./..." member names."""
-    return [f".{e.pattern}" for e in plan.exclusions if e.pattern.startswith("/")]
+def tar_exclude_options(plan: BackupPlan, work: Path) -> list[str]:
+    """tar options for the plan's patterns: absolute ones anchored on the "./..." member
+    names (ReaR's --anchored), relative ones ("*.tmp") matched at any depth."""
+    patterns = [e.pattern for e in plan.exclusions if e.tar]
+    anchored = [f".{p}" for p in patterns if p.startswith("/")]
+    exclude_file = work / "exclude"
+    exclude_file.write_text("".join(f"{p}\n" for p in anchored))
+    options = ["--anchored", "--no-wildcards-match-slash", f"--exclude-from={exclude_file}"]
+    relative = [p for p in patterns if not p.startswith("/")]
+    if relative:
+        # --no-anchored applies to the --exclude options after it
+        options += ["--no-anchored", *(f"--exclude={p}" for p in relative)]
+    return options
 
 
 def _count_lines(path: Path) -> int:
@@ -214,8 +224,6 @@ class Netfs(BackupMethod):
         total = sum(s.used_bytes for s in plan.sources)
         show = progress or ProgressLine("backup")
         with tempfile.TemporaryDirectory(prefix="mkmedia-backup.") as work:
-            exclude_file = Path(work) / "exclude"
-            exclude_file.write_text("".join(f"{p}\n" for p in _tar_patterns(plan)))
             index = Path(work) / "index"
             tar = [
                 "tar",
@@ -224,9 +232,7 @@ class Netfs(BackupMethod):
                 f"--directory={plan.root}",
                 *TAR_METADATA,
                 "--one-file-system",
-                "--anchored",
-                "--no-wildcards-match-slash",
-                f"--exclude-from={exclude_file}",
+                *tar_exclude_options(plan, Path(work)),
                 "--warning=no-xdev",
                 "--warning=no-file-ignored",
                 "--totals",

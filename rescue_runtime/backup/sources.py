@@ -68,8 +68,11 @@ class Source:
 
 @dataclass
 class Exclusion:
-    pattern: str  # a path or glob in the backed-up system
+    pattern: str  # a path or glob in the backed-up system, or what was not backed up
     reason: str
+    # True: a pattern tar leaves out. False: a record only (a mount point whose file system
+    # is not backed up keeps its directory; --one-file-system already skips its content).
+    tar: bool = True
 
 
 @dataclass
@@ -128,11 +131,15 @@ def _mounted_file_systems(layout: Layout, exclusions: list[Exclusion]) -> list[M
         if m.fstype == "swap":
             continue
         if not m.mounted:
-            exclusions.append(Exclusion(m.mountpoint, "in fstab but not mounted: not backed up"))
+            exclusions.append(
+                Exclusion(m.mountpoint, "in fstab but not mounted: not backed up", tar=False)
+            )
             continue
         key = (m.device, m.fsroot)
         if key in seen:
-            exclusions.append(Exclusion(m.mountpoint, "a second mount of a backed-up file system"))
+            exclusions.append(
+                Exclusion(m.mountpoint, "a second mount of a backed-up file system", tar=False)
+            )
             continue
         seen.add(key)
         chosen.append(m)
@@ -163,11 +170,15 @@ def _unmounted_subvolumes(
                     best = (len(prefix), os.path.join(m.mountpoint, rest))
             where = f"btrfs subvolume {sub.path} on {fs.device}"
             if best is None:
-                exclusions.append(Exclusion(where, "under no mount point: not backed up"))
+                exclusions.append(
+                    Exclusion(where, "under no mount point: not backed up", tar=False)
+                )
                 continue
             location = best[1]
             if not os.path.isdir(os.path.join(root, location.lstrip("/"))):
-                exclusions.append(Exclusion(where, f"{location} is not there: not backed up"))
+                exclusions.append(
+                    Exclusion(where, f"{location} is not there: not backed up", tar=False)
+                )
                 continue
             found.append(
                 Source(
@@ -210,7 +221,7 @@ def plan_backup(
     plan.sources.sort(key=lambda s: s.path)
     for excluded in layout.excluded:
         reason = f"excluded from the layout: {excluded.reason}"
-        plan.exclusions.append(Exclusion(excluded.id, reason))
+        plan.exclusions.append(Exclusion(excluded.id, reason, tar=False))
     backed = {s.path for s in plan.sources if s.kind == "mount"}
     for target, fstype in _live_mounts():
         path = system_path(target, root)
@@ -219,7 +230,7 @@ def plan_backup(
         if not any(path.startswith(b.rstrip("/") + "/") for b in backed):
             continue
         kind = "pseudo or temporary file system" if fstype in PSEUDO_TYPES else "not in the layout"
-        entry = Exclusion(path, f"{fstype}: {kind}, not backed up")
+        entry = Exclusion(path, f"{fstype}: {kind}, not backed up", tar=False)
         if entry not in plan.exclusions:
             plan.exclusions.append(entry)
     return plan

@@ -124,6 +124,30 @@ def test_file_round_trip_keeps_content_and_metadata(
     assert not (target / "cache" / "big.bin").exists()
 
 
+def test_other_file_systems_keep_their_mount_point_only(
+    source: tuple[Path, Layout], tmp_path: Path
+) -> None:
+    mnt, layout = source
+    (mnt / "a" / "deep" / "er").mkdir(parents=True)
+    (mnt / "a" / "deep" / "er" / "scratch.tmp").write_text("a relative pattern leaves it out\n")
+    (mnt / "run").mkdir()
+    run(["mount", "-t", "tmpfs", "none", mnt / "run"])
+    try:
+        (mnt / "run" / "pid").write_text("on tmpfs\n")
+        plan = plan_backup(layout, excludes=[("*.tmp", "BACKUP_PROG_EXCLUDE")])
+        manifest = Netfs.backup(
+            plan, tmp_path / "backup", url="file:///x", layout_sha256=None, progress=quiet
+        )
+    finally:
+        run(["umount", mnt / "run"])
+    reasons = {e["pattern"]: e["reason"] for e in manifest["exclusions"]}  # type: ignore[attr-defined]
+    assert "tmpfs" in reasons["/run"]
+    target = restored(tmp_path, tmp_path / "backup")
+    assert (target / "run").is_dir() and list((target / "run").iterdir()) == []
+    assert (target / "a" / "deep" / "er").is_dir()
+    assert not (target / "a" / "deep" / "er" / "scratch.tmp").exists()
+
+
 def test_checker_finds_a_lost_xattr(source: tuple[Path, Layout], tmp_path: Path) -> None:
     mnt, _ = source
     before = snapshot(mnt)
