@@ -140,8 +140,9 @@ def test_mkbackup_backs_up_before_the_iso_is_written(tmp_path: Path) -> None:
 
 
 def test_iso_round_trip(system: Path, tmp_path: Path) -> None:
-    """The backup inside a written ISO, read back with xorriso (this host's kernel has no
-    iso9660 driver to loop-mount it; the rescue system mounts the medium itself)."""
+    """The backup inside a written ISO, restored by `mkmedia recover --demo`, which reads it
+    out with xorriso (this host's kernel has no iso9660 driver to loop-mount it; the rescue
+    system mounts its medium itself)."""
     from rescue_runtime.layout.store import load
 
     if which("xorriso") is None:
@@ -157,13 +158,13 @@ def test_iso_round_trip(system: Path, tmp_path: Path) -> None:
     )
     initrd = tmp_path / "initrd.gz"
     initrd.write_bytes(gzip.compress(b"not a real initrd\n" * 100, mtime=0))
-    iso = tmp_path / "rescue.iso"
+    iso = tmp_path / "out" / HOST / f"{HOST}.iso"  # where OUTPUT_URL and OUTPUT_PREFIX put it
     write_iso(
         iso,
         kernel=choose_kernel("auto").image,
         initrd=initrd,
         volume_label=None,
-        host="testhost",
+        host=HOST,
         payload_dirs={"backup": payload},
         source_date_epoch=1_700_000_000,
         work_dir=tmp_path / "iso-work",
@@ -171,8 +172,10 @@ def test_iso_round_trip(system: Path, tmp_path: Path) -> None:
     copy = extract_iso_directory(iso, "backup", tmp_path / "from-iso")
     assert sorted(p.name for p in copy.iterdir()) == ["backup-manifest.json", "backup.tar.zst"]
     target = tmp_path / "restored"
-    target.mkdir()
-    Netfs.restore(copy, target, progress=lambda done, total: None)
+    result = mkmedia(
+        tmp_path, "recover", "--demo", str(target), "--set", "BACKUP_URL=iso:///backup"
+    )
+    assert result.returncode == 0, result.stderr
     assert differences(before, snapshot(target, skip=("lost+found",))) == []
 
 
