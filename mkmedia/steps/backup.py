@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from mkmedia.artifacts import Artifact
 from mkmedia.config import Config
+from mkmedia.emit.iso import RESERVED
 from mkmedia.errors import ConfigError, MkmediaError
 from mkmedia.log import say
 from mkmedia.steps.output import output_directory
@@ -77,6 +78,13 @@ def _plan(ctx: Context) -> BackupPlan:
             f"BACKUP_URL={url!r} puts the backup into the rescue ISO, which `mkmedia "
             f"{ctx.workflow}` does not write.",
             hint="Run `mkmedia mkbackup`, or use a file:// BACKUP_URL.",
+        )
+    name = parse_url(url).path.strip("/")
+    if parse_url(url).scheme == "iso" and name.lower() in RESERVED:
+        raise ConfigError(
+            f"BACKUP_URL={url!r} names the ISO directory /{name}, which holds the boot files "
+            f"({', '.join(RESERVED)} are taken).",
+            hint="Use another name, e.g. iso:///backup.",
         )
     layout, digest = _saved_layout(ctx)
     ctx.state["layout_sha256"] = digest

@@ -123,6 +123,8 @@ def test_target_on_a_backed_up_file_system(system: Path, tmp_path: Path) -> None
 def test_iso_target_needs_mkbackup(system: Path, tmp_path: Path) -> None:
     result = mkmedia(tmp_path, "mkbackuponly", "--set", "BACKUP_URL=iso:///backup")
     assert result.returncode == EXIT_CONFIG and "does not write" in result.stderr
+    clash = mkmedia(tmp_path, "mkbackup", "--set", "BACKUP_URL=iso:///boot")
+    assert clash.returncode == EXIT_CONFIG and "holds the boot files" in clash.stderr
 
 
 def test_mkbackup_backs_up_before_the_iso_is_written(tmp_path: Path) -> None:

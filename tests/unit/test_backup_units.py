@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
 from rescue_runtime.backup.netfs import closing_line
+from rescue_runtime.backup.progress import ProgressLine
 from rescue_runtime.backup.sources import plan_backup
 from rescue_runtime.errors import CommandError, ConfigError
 from rescue_runtime.layout.model import BtrfsParams, Filesystem, Layout, Mount, Subvolume
@@ -98,6 +100,17 @@ def test_plan_covers_each_file_system_once_and_unmounted_subvolumes(tmp_path: Pa
     assert "not mounted" in reasons["/data"]
     assert reasons["/x/*"] == "test" and "/tmp/*" in reasons
     assert "under no mount point" in reasons["btrfs subvolume elsewhere/not-visible on /dev/vda2"]
+
+
+def test_progress_line_without_a_terminal() -> None:
+    stream = io.StringIO()
+    show = ProgressLine("backup", stream=stream, every=0.0)
+    show(512 * 1024**2, 1024**3)
+    show(1024**3, 0)
+    show.close()
+    first, second = stream.getvalue().splitlines()
+    assert first.startswith("  backup: 512.0 MiB of ~1.00 GiB (50%), ") and "MiB/s" in first
+    assert second.startswith("  backup: 1.00 GiB, ")
 
 
 def test_closing_line() -> None:
