@@ -62,7 +62,9 @@ def assemble_programs(ctx: Context) -> None:
         required_programs=[
             *ctx.config.get_list("REQUIRED_PROGS"),
             # what the backup method's restore side runs in the rescue system
-            *method_class(ctx.config.get_str("BACKUP")).rescue_programs,
+            *method_class(ctx.config.get_str("BACKUP")).programs_for(
+                ctx.config.get_str("BACKUP_URL")
+            ),
         ],
         libraries=[*ctx.config.get_list("LIBS"), *elf_files],
         copy_as_is=ctx.config.get_list("COPY_AS_IS"),

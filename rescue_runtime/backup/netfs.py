@@ -127,6 +127,12 @@ class Netfs(BackupMethod):
     rescue_programs = ("tar", "zstd", "mount", "umount", "losetup", "stat")
 
     @classmethod
+    def programs_for(cls, url: str) -> tuple[str, ...]:
+        if url and url_scheme(url) == "sshfs":
+            return (*cls.rescue_programs, "sshfs", "fusermount3")
+        return cls.rescue_programs
+
+    @classmethod
     def check_url(cls, url: str) -> None:
         if not url:
             raise ConfigError(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rescue_runtime.backup.netfs import closing_line
+from rescue_runtime.backup.netfs import Netfs, closing_line
 from rescue_runtime.backup.progress import ProgressLine
 from rescue_runtime.backup.sources import plan_backup
 from rescue_runtime.errors import CommandError, ConfigError
@@ -111,6 +111,12 @@ def test_progress_line_without_a_terminal() -> None:
     first, second = stream.getvalue().splitlines()
     assert first.startswith("  backup: 512.0 MiB of ~1.00 GiB (50%), ") and "MiB/s" in first
     assert second.startswith("  backup: 1.00 GiB, ")
+
+
+def test_rescue_programs_follow_the_url() -> None:
+    assert {"tar", "zstd", "mount"} <= set(Netfs.programs_for("file:///srv/b"))
+    assert "sshfs" not in Netfs.programs_for("iso:///backup")
+    assert "sshfs" in Netfs.programs_for("sshfs://nas/srv/b")
 
 
 def test_closing_line() -> None:
