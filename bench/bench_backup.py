@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bench_initrd import build_sample_tree, default_kernel, tree_bytes
-from mkmedia.run import require, run
 from rescue_runtime.backup.netfs import VOLUME_NAME, Netfs
 from rescue_runtime.backup.sources import BackupPlan, Source
+from rescue_runtime.run import require, run
 
 # ReaR 2.7's create and restore options (backup/NETFS/default/500_make_backup.sh and
 # restore/NETFS/default/400_restore_backup.sh) with BACKUP_PROG_OPTIONS=(--anchored).

@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 from mkmedia.config import Config
-from mkmedia.errors import ConfigError, MissingError
-from mkmedia.run import run
 from mkmedia.steps.output import iso_path
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.progress import ProgressFunc
+from rescue_runtime.errors import ConfigError, MissingError
+from rescue_runtime.run import run
 from rescue_runtime.url import parse_url
 
 

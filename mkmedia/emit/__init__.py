@@ -3,6 +3,6 @@
 Workflow steps (mkmedia/steps/output.py) choose the emitter by OUTPUT and pass plain parameters.
 """
 
-from mkmedia.artifacts import Artifact
+from mkmedia.session.artifacts import Artifact
 
 __all__ = ["Artifact"]

@@ -16,16 +16,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mkmedia.artifacts import Artifact
 from mkmedia.config import Config
 from mkmedia.emit.iso import RESERVED
-from mkmedia.errors import ConfigError, MkmediaError
-from mkmedia.log import say
+from mkmedia.session.artifacts import Artifact
+from mkmedia.session.log import say
 from mkmedia.steps.output import output_directory
 from mkmedia.workflow import Context, step
 from rescue_runtime.backup.manifest import MANIFEST_NAME
 from rescue_runtime.backup.netfs import VOLUME_NAME, Netfs, closing_line, target_source
 from rescue_runtime.backup.sources import BackupPlan, Exclusion, plan_backup, system_path
+from rescue_runtime.errors import ConfigError, MkmediaError
 from rescue_runtime.layout import capture, store
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.serial import to_json

@@ -6,15 +6,15 @@ import os
 import shutil
 from pathlib import Path
 
-from mkmedia.artifacts import Artifact, write_manifest
 from mkmedia.config import Config
 from mkmedia.emit import cdrom, destination
 from mkmedia.emit.grub import host_secure_boot
 from mkmedia.emit.iso import write_iso
-from mkmedia.epoch import source_date_epoch
-from mkmedia.errors import MissingError
-from mkmedia.log import say
+from mkmedia.session.artifacts import Artifact, write_manifest
+from mkmedia.session.epoch import source_date_epoch
+from mkmedia.session.log import say
 from mkmedia.workflow import Context, step
+from rescue_runtime.errors import MissingError
 
 
 def output_dir(ctx: Context) -> Path:

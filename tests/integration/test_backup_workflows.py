@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from mkmedia.emit.iso import write_iso
-from mkmedia.errors import EXIT_CONFIG, EXIT_USAGE
-from mkmedia.kernel import choose_kernel
+from mkmedia.kernel.choice import choose_kernel
 from mkmedia.recoverdemo import extract_iso_directory
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.sources import plan_backup
+from rescue_runtime.errors import EXIT_CONFIG, EXIT_USAGE
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.store import save
 from rescue_runtime.run import run, which
