@@ -1,123 +1,45 @@
-"""The one content-and-metadata checker of restored trees (backup round trips, recover's
-end-to-end tests): a snapshot of every entry, and the differences between two snapshots.
+"""Round-trip checks of restored trees on top of the one content-and-metadata checker,
+tests/e2e/treemanifest.py (which recover's end-to-end tests run inside their guests), and
+the rich tree a backup must bring back whole.
 
-Per entry: type, mode (incl. setuid/setgid/sticky), numeric owner and group, mtime (ns),
-size, sha256 of the content, symlink target, device number, sparseness, the other names of
-a hard-linked file, and every xattr (user.*, security.capability, system.posix_acl_*).
+Entries are keyed by their path relative to the tree's top ("." is the top itself), so a
+tree restored into another directory compares with the original.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from rescue_runtime.run import run
+from tests.e2e import treemanifest
 
-
-@dataclass(frozen=True)
-class Entry:
-    kind: str  # file | dir | symlink | fifo | chr | blk | socket
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int | None  # None for directories when dir times are not compared
-    size: int | None = None
-    sha256: str | None = None
-    target: str | None = None
-    rdev: int | None = None
-    sparse: bool = False
-    links: tuple[str, ...] = ()  # the other names of the same inode, in the tree
-    xattrs: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISREG, "file"),
-        (stat.S_ISDIR, "dir"),
-        (stat.S_ISLNK, "symlink"),
-        (stat.S_ISFIFO, "fifo"),
-        (stat.S_ISCHR, "chr"),
-        (stat.S_ISBLK, "blk"),
-        (stat.S_ISSOCK, "socket"),
-    ):
-        if test(mode):
-            return name
-    return "unknown"
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return ()
-    return tuple(sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in names))
+Entries = dict[str, dict[str, object]]
 
 
 def snapshot(
-    root: Path, *, skip: tuple[str, ...] = ("lost+found",), dir_times: bool = True
-) -> dict[str, Entry]:
-    """Every entry under `root` by its relative path ("." is the root itself)."""
-    raw: dict[str, os.stat_result] = {}
-    top = os.fspath(root)
-    for dirpath, dirnames, filenames in os.walk(top):
-        rel_dir = os.path.relpath(dirpath, top)
-        dirnames[:] = [
-            d for d in dirnames if os.path.normpath(os.path.join(rel_dir, d)) not in skip
-        ]
-        # (os.walk lists symlinks to directories among dirnames; they are entries, not trees)
-        raw[rel_dir] = os.lstat(dirpath)
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        for name in [*filenames, *links]:
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if rel not in skip:
-                raw[rel] = os.lstat(os.path.join(dirpath, name))
-    by_inode: dict[tuple[int, int], list[str]] = {}
-    for rel, st in raw.items():
-        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
-            by_inode.setdefault((st.st_dev, st.st_ino), []).append(rel)
-    result = {}
-    for rel, st in raw.items():
-        full = os.path.join(top, rel)
-        kind = _kind(st.st_mode)
-        others = by_inode.get((st.st_dev, st.st_ino), [])
-        result[rel] = Entry(
-            kind=kind,
-            mode=stat.S_IMODE(st.st_mode),
-            uid=st.st_uid,
-            gid=st.st_gid,
-            mtime_ns=None if kind == "dir" and not dir_times else st.st_mtime_ns,
-            size=st.st_size if kind == "file" else None,
-            sha256=_sha256(full) if kind == "file" else None,
-            target=os.readlink(full) if kind == "symlink" else None,
-            rdev=st.st_rdev if kind in ("chr", "blk") else None,
-            sparse=kind == "file" and st.st_blocks * 512 < st.st_size // 2,
-            links=tuple(sorted(o for o in others if o != rel)),
-            xattrs=_xattrs(full),
-        )
+    top: Path, *, skip: Sequence[str] = ("lost+found",), subtrees: Sequence[str] = ()
+) -> Entries:
+    """treemanifest's entries of `top` (and of `subtrees` below it, which sit on other file
+    systems such as btrfs subvolumes), `skip` (paths relative to `top`) left out."""
+    roots = [str(top), *(str(top / sub) for sub in subtrees)]
+    manifest = treemanifest.record(roots, [f"{top}/{name}" for name in skip])
+    entries = manifest["entries"]
+    assert isinstance(entries, dict)
+    result: Entries = {}
+    for path, entry in entries.items():
+        entry = dict(entry)
+        if "link_group" in entry:
+            entry["link_group"] = os.path.relpath(str(entry["link_group"]), top)
+        result[os.path.relpath(path, top)] = entry
     return result
 
 
-def differences(before: dict[str, Entry], after: dict[str, Entry]) -> list[str]:
-    """Human-readable differences; empty when `after` restores `before` exactly."""
-    problems = [f"missing: {rel}" for rel in sorted(set(before) - set(after))]
-    problems += [f"unexpected: {rel}" for rel in sorted(set(after) - set(before))]
-    for rel in sorted(set(before) & set(after)):
-        a, b = before[rel], after[rel]
-        for name in Entry.__dataclass_fields__:
-            if getattr(a, name) != getattr(b, name):
-                problems.append(f"{rel}: {name} {getattr(a, name)!r} -> {getattr(b, name)!r}")
-    return problems
+def differences(before: Entries, after: Entries) -> list[str]:
+    """treemanifest's differences, one line each; empty when `after` restores `before`."""
+    return treemanifest.compare({"entries": before}, {"entries": after})
 
 
 # The names the rich tree holds that a round trip must keep (leading dash, space, UTF-8).
