@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--firmware", choices=("bios", "uefi"), default="bios", help="QEMU firmware to boot with"
     )
+    recover = sub.add_parser(
+        "recover",
+        help="inside the rescue system: recover this machine; here: --demo DIR only",
+        parents=[common],
+    )
+    recover.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
+    recover.add_argument(
+        "--demo",
+        type=Path,
+        metavar="DIR",
+        help="restore the configured backup into DIR (new or empty) and touch no disk",
+    )
     dump = sub.add_parser(
         "dump", help="show the system definition, layers and settings", parents=[common]
     )
@@ -185,6 +197,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    if args.demo is None:
+        raise UsageError(
+            "mkmedia recover runs inside the rescue system: boot this machine from its rescue "
+            "media and run it there.",
+            hint="On this host, `mkmedia recover --demo DIR` restores the backup into DIR to "
+            "prove it can be restored.",
+        )
+    from mkmedia.recoverdemo import demo_restore
+    from mkmedia.session.log import say
+    from mkmedia.steps.backup import ProgressBar
+
+    bar = ProgressBar("restore")
+    try:
+        result = demo_restore(_load(args), args.demo, bar)
+    finally:
+        bar.close()
+    say(f"Restored {result['files']} files into {args.demo}; no disk was touched.")
+    return EXIT_OK
+
+
 def cmd_workflow(args: argparse.Namespace) -> int:
     load_steps()
     config = _load(args)
@@ -214,6 +247,8 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return cmd_workflow(args)
     if args.command == "dump":
         return cmd_dump(args)
+    if args.command == "recover":
+        return cmd_recover(args)
     if args.command == "settings":
         return cmd_settings(args)
     if hasattr(args, "func"):  # layout, checklayout: the rescue runtime's own commands

@@ -85,7 +85,8 @@ WORKFLOWS: dict[str, Workflow] = {
             "build the rescue media and make a backup",
             ("prep", "layout", "rootfs", "pack", "backup", "output", "cleanup"),
         ),
-        Workflow("mkbackuponly", "make a backup only", ("prep", "layout", "backup", "cleanup")),
+        # The saved layout stays as it is: the backup records the one it was taken with.
+        Workflow("mkbackuponly", "make a backup only", ("prep", "backup", "cleanup")),
     )
 }
 

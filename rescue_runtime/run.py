@@ -6,13 +6,16 @@ failure raises CommandError naming the command, its exit status and the tail of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from rescue_runtime.errors import CommandError, MissingError
 
@@ -228,3 +231,117 @@ def spawn(
         )
     except FileNotFoundError as exc:
         raise MissingError(f"Cannot start {args[0]!r}: the program was not found.") from exc
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    argvs: list[list[str]]
+    returncodes: list[int]
+    stderrs: list[str]
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+    for proc in procs:
+        proc.wait()
+
+
+def pipeline(
+    argvs: Sequence[Sequence[str | os.PathLike[str]]],
+    *,
+    stdin_path: str | os.PathLike[str] | None = None,
+    stdout_path: str | os.PathLike[str] | None = None,
+    ok_codes: Sequence[Sequence[int]] | None = None,
+    on_tick: Callable[[list[int]], None] | None = None,
+    tick: float = 0.5,
+    what: str | None = None,
+) -> PipelineResult:
+    """Run `a | b | ...` with the kernel's pipes between the commands (no Python in the data
+    path): the first reads `stdin_path` (or nothing), the last writes `stdout_path`.
+
+    Logged like run(); `ok_codes[i]` lists the exit statuses accepted from command i (default
+    0 only). `on_tick` gets the pids every `tick` seconds while the commands run (progress).
+    Every command is killed if the caller is interrupted; CommandError names each one that
+    failed with the tail of its stderr.
+    """
+    args = [[os.fspath(a) for a in argv] for argv in argvs]
+    if not args or not all(args):
+        raise ValueError("pipeline() needs commands")
+    cmdline = " | ".join(shlex.join(a) for a in args)
+    log.debug(
+        "run: %s%s%s",
+        cmdline,
+        f" < {shlex.quote(os.fspath(stdin_path))}" if stdin_path is not None else "",
+        f" > {shlex.quote(os.fspath(stdout_path))}" if stdout_path is not None else "",
+    )
+    accepted = [set(codes) for codes in ok_codes] if ok_codes else [{0} for _ in args]
+    procs: list[subprocess.Popen[bytes]] = []
+    with contextlib.ExitStack() as stack:
+        errs = [stack.enter_context(tempfile.TemporaryFile()) for _ in args]
+        first_in: IO[bytes] | int = subprocess.DEVNULL
+        last_out: IO[bytes] | int = subprocess.DEVNULL
+        if stdin_path is not None:
+            first_in = stack.enter_context(open(stdin_path, "rb"))
+        if stdout_path is not None:
+            last_out = stack.enter_context(open(stdout_path, "wb"))
+        try:
+            upstream: IO[bytes] | int | None = first_in
+            for i, argv in enumerate(args):
+                last = i == len(args) - 1
+                try:
+                    proc = subprocess.Popen(
+                        argv,
+                        stdin=upstream,
+                        stdout=last_out if last else subprocess.PIPE,
+                        stderr=errs[i],
+                    )
+                except FileNotFoundError as exc:
+                    raise MissingError(
+                        f"Cannot run {argv[0]!r}: the program was not found ({exc.strerror}).",
+                        hint="Install the package that provides it.",
+                    ) from exc
+                if (
+                    upstream is not first_in
+                    and upstream is not None
+                    and not isinstance(upstream, int)
+                ):
+                    # The child holds its own copy; ours would keep the pipe open after it exits.
+                    upstream.close()
+                upstream = proc.stdout
+                procs.append(proc)
+            while True:
+                try:
+                    procs[-1].wait(timeout=tick)
+                except subprocess.TimeoutExpired:
+                    if on_tick is not None:
+                        on_tick([p.pid for p in procs])
+                    continue
+                break
+            codes = [p.wait() for p in procs]
+        except BaseException:
+            _stop(procs)
+            raise
+        texts = []
+        for err in errs:
+            err.seek(0)
+            texts.append(err.read().decode(errors="replace"))
+    stderrs = texts
+    for argv, text in zip(args, texts, strict=True):
+        if text.strip():
+            log.debug("stderr of %s:\n%s", argv[0], text.rstrip())
+    log.debug("exit statuses %s: %s", codes, cmdline)
+    failed = [i for i, code in enumerate(codes) if code not in accepted[i]]
+    if failed:
+        details = "; ".join(
+            f"`{args[i][0]}` exit status {codes[i]}: {_tail(stderrs[i], 5) or '(no output)'}"
+            for i in failed
+        )
+        raise CommandError(
+            f"The pipeline `{cmdline}` failed"
+            + (f" while {what}" if what else "")
+            + f". {details}",
+            hint="The log file holds the full output.",
+        )
+    return PipelineResult(args, codes, stderrs)

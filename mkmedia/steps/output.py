@@ -76,6 +76,7 @@ def write_iso_image(ctx: Context) -> None:
         boot_timeout=config.get_int("BOOT_TIMEOUT"),
         consoles=config.get_list("CONSOLES"),
         secure_boot=wants_secure_boot(config),
+        payload_dirs=ctx.state.get("iso_payload_dirs"),  # type: ignore[arg-type]
         source_date_epoch=source_date_epoch(),
         work_dir=ctx.build_dir / "iso",
     )

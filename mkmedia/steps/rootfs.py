@@ -18,6 +18,7 @@ from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
 from mkmedia.settings import BY_NAME
 from mkmedia.workflow import Context, step
+from rescue_runtime.backup import method_class
 from rescue_runtime.errors import StepError
 from rescue_runtime.rescueconf import RescueConfig
 
@@ -61,7 +62,13 @@ def assemble_programs(ctx: Context) -> None:
     result = assemble_tree(
         tree_of(ctx),
         programs=ctx.config.get_list("PROGS"),
-        required_programs=ctx.config.get_list("REQUIRED_PROGS"),
+        required_programs=[
+            *ctx.config.get_list("REQUIRED_PROGS"),
+            # what the backup method's restore side runs in the rescue system
+            *method_class(ctx.config.get_str("BACKUP")).programs_for(
+                ctx.config.get_str("BACKUP_URL")
+            ),
+        ],
         libraries=[*ctx.config.get_list("LIBS"), *elf_files],
         copy_as_is=ctx.config.get_list("COPY_AS_IS"),
         exclude=ctx.config.get_list("EXCLUDE"),

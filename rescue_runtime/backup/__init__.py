@@ -16,6 +16,7 @@ from rescue_runtime.errors import ConfigError
 # BACKUP name -> module that defines `METHOD`, a BackupMethod subclass.
 _METHODS: dict[str, str] = {
     "NONE": "rescue_runtime.backup.none",
+    "NETFS": "rescue_runtime.backup.netfs",
 }
 
 

@@ -15,5 +15,11 @@ class BackupMethod:
     rescue_programs: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
+    def programs_for(cls, url: str) -> tuple[str, ...]:
+        """The programs the rescue system needs to restore from `url` (the build requires
+        them): `rescue_programs` plus what the URL's scheme needs to mount it."""
+        return cls.rescue_programs
+
+    @classmethod
     def check_url(cls, url: str) -> None:
         """Raise ConfigError when BACKUP_URL is wrong for this method (run before any build)."""

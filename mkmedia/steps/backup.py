@@ -1,0 +1,189 @@
+"""backup stage: translate the BACKUP settings into a call of the backup method.
+
+mkbackup plans the backup right after saving the layout (so a bad target stops the run
+before the rescue tree is built) and makes it before the output stage (iso:// puts it into
+the ISO). mkbackuponly uses the saved layout without overwriting it; the manifest records
+the layout (sha256 of layout.json) the backup was taken with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mkmedia.config import Config
+from mkmedia.emit.iso import RESERVED
+from mkmedia.session.artifacts import Artifact
+from mkmedia.session.log import say
+from mkmedia.steps.output import output_directory
+from mkmedia.workflow import Context, step
+from rescue_runtime.backup.manifest import MANIFEST_NAME
+from rescue_runtime.backup.netfs import VOLUME_NAME, Netfs, closing_line, target_source
+from rescue_runtime.backup.sources import BackupPlan, Exclusion, plan_backup, system_path
+from rescue_runtime.errors import ConfigError, MkmediaError
+from rescue_runtime.layout import capture, store
+from rescue_runtime.layout.model import Layout
+from rescue_runtime.layout.serial import to_json
+from rescue_runtime.url import parse_url
+
+ISO_PAYLOAD = "iso-payload"
+ISO_FILE_LIMIT = 4 * 1024**3 - 1  # one ISO9660 file extent; splitting is not implemented
+
+
+def _netfs(config: Config) -> bool:
+    return config.get_str("BACKUP") == "NETFS"
+
+
+def _saved_layout(ctx: Context) -> tuple[Layout, str]:
+    """The saved layout and the sha256 of its layout.json; without one (mkbackuponly on a
+    fresh machine) a capture for this backup only, which is not saved."""
+    layout_dir = Path(ctx.config.get_str("LAYOUT_DIR"))
+    path = layout_dir / store.JSON_NAME
+    if path.is_file():
+        return store.load(layout_dir), hashlib.sha256(path.read_bytes()).hexdigest()
+    ctx.warn(f"no saved layout in {layout_dir}: captured one for this backup only (not saved)")
+    layout = capture.capture(exclude=ctx.config.get_list("EXCLUDE_RECREATE"))
+    return layout, hashlib.sha256(to_json(layout).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def backup_directory(ctx: Context) -> Iterator[Path]:
+    """Where this run writes the backup: DIR/<host> (file://, sshfs:// mounted in the build
+    area meanwhile) or the ISO payload (iso://)."""
+    url = ctx.config.get_str("BACKUP_URL")
+    parsed = parse_url(url)
+    if parsed.scheme == "iso":
+        yield ctx.build_dir / ISO_PAYLOAD / parsed.path.strip("/")
+        return
+    with Netfs.target(
+        url,
+        ctx.config.system.hostname,
+        options=ctx.config.get_str("BACKUP_OPTIONS"),
+        work_dir=ctx.build_dir,
+    ) as directory:
+        yield directory
+
+
+def _plan(ctx: Context) -> BackupPlan:
+    config = ctx.config
+    url = config.get_str("BACKUP_URL")
+    Netfs.check_url(url)
+    if parse_url(url).scheme == "iso" and ctx.workflow != "mkbackup":
+        raise ConfigError(
+            f"BACKUP_URL={url!r} puts the backup into the rescue ISO, which `mkmedia "
+            f"{ctx.workflow}` does not write.",
+            hint="Run `mkmedia mkbackup`, or use a file:// BACKUP_URL.",
+        )
+    name = parse_url(url).path.strip("/")
+    if parse_url(url).scheme == "iso" and name.lower() in RESERVED:
+        raise ConfigError(
+            f"BACKUP_URL={url!r} names the ISO directory /{name}, which holds the boot files "
+            f"({', '.join(RESERVED)} are taken).",
+            hint="Use another name, e.g. iso:///backup.",
+        )
+    layout, digest = _saved_layout(ctx)
+    ctx.state["layout_sha256"] = digest
+    root = layout.options.root or "/"
+    host_excludes = [
+        (f"{output_directory(config)}/*", "mkmedia's output directory"),
+        (str(ctx.build_dir), "mkmedia's build area"),
+    ]
+    excludes = [(p, "BACKUP_PROG_EXCLUDE") for p in config.get_list("BACKUP_PROG_EXCLUDE")]
+    for host_path, reason in host_excludes:
+        inside = system_path(host_path, root)
+        if inside is not None:
+            excludes.append((inside, reason))
+    plan = plan_backup(layout, root=root, excludes=excludes)
+    if parse_url(url).scheme != "file":
+        return plan  # iso:// lives in the build area, sshfs:// on another machine
+    directory = Netfs.backup_dir(url, config.system.hostname)
+    source = target_source(directory, plan)
+    if source is not None:
+        if not config.get_bool("BACKUP_TARGET_ON_BACKED_UP_FS"):
+            raise ConfigError(
+                f"BACKUP_URL={url!r} puts the backup into {directory}, on the file system "
+                f"mounted at {source.path} ({source.device}), which the backup itself covers: "
+                "restoring it would need the disk it is meant to rebuild.",
+                hint="Point BACKUP_URL at another disk or a mounted share, or set "
+                "BACKUP_TARGET_ON_BACKED_UP_FS=yes to allow it (the target is then left out).",
+            )
+        for path in (directory, directory.with_name(f"{directory.name}.old")):
+            inside = system_path(str(path), root)
+            if inside is not None:
+                plan.exclusions.append(Exclusion(inside, "the backup target (opt-in)"))
+    return plan
+
+
+@step("layout", 200, when=_netfs)
+def plan_backup_sources(ctx: Context) -> None:
+    """mkbackup: decide what the backup covers and check its target, before the build."""
+    if ctx.workflow != "mkbackup":
+        return
+    plan = _plan(ctx)
+    ctx.state["backup_plan"] = plan
+    say(f"  backup covers {', '.join(s.path for s in plan.sources)}")
+
+
+class ProgressBar:
+    """tqdm for the method's (done, total) progress calls."""
+
+    def __init__(self, label: str) -> None:
+        self.bar = tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+
+    def __call__(self, done: int, total: int) -> None:
+        if total and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(max(0, done - self.bar.n))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@step("backup", 100, when=_netfs)
+def make_backup(ctx: Context) -> None:
+    """BACKUP=NETFS: tar | zstd -T0 into BACKUP_URL, with its manifest (sizes, sha256)."""
+    plan = ctx.state.get("backup_plan")
+    if not isinstance(plan, BackupPlan):
+        plan = _plan(ctx)
+    url = ctx.config.get_str("BACKUP_URL")
+    bar = ProgressBar("backup")
+    with backup_directory(ctx) as directory:
+        if directory.is_dir():
+            for stale in directory.glob(".*.partial"):
+                stale.unlink()
+        try:
+            manifest = Netfs.backup(
+                plan,
+                directory,
+                url=url,
+                layout_sha256=str(ctx.state["layout_sha256"]),
+                keep_old=ctx.config.get_bool("NETFS_KEEP_OLD_BACKUP_COPY"),
+                progress=bar,
+            )
+        finally:
+            bar.close()
+    volume = manifest["volumes"][0]  # type: ignore[index]
+    for warning in manifest["warnings"]:  # type: ignore[attr-defined]
+        ctx.warn(f"backup: {warning}")
+    if parse_url(url).scheme == "iso":
+        if int(volume["size"]) > ISO_FILE_LIMIT:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise MkmediaError(
+                f"The backup is {int(volume['size']) / 1024**3:.1f} GiB, more than one ISO "
+                "file can hold (4 GiB); splitting a backup across volumes is not implemented.",
+                hint="Use a file:// BACKUP_URL for a backup this large, or exclude data with "
+                "BACKUP_PROG_EXCLUDE.",
+            )
+        name = parse_url(url).path.strip("/")
+        ctx.state["iso_payload_dirs"] = {name: directory}
+    elif parse_url(url).scheme == "file":
+        ctx.artifacts.append(
+            Artifact(directory / VOLUME_NAME, "backup", int(volume["size"]), str(volume["sha256"]))
+        )
+        ctx.artifacts.append(Artifact.of(directory / MANIFEST_NAME, "backup-manifest"))
+    say(f"  {closing_line(manifest)}")

@@ -1,0 +1,206 @@
+"""The backup workflows through the real `mkmedia` command: mkbackuponly with a saved layout
+(left as it was), recover --demo restoring it, the target checks, mkbackup's step order,
+and an iso:// backup read back out of a written ISO.
+
+Needs root (loop devices, mknod, setcap).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mkmedia.emit.iso import write_iso
+from mkmedia.kernel.choice import choose_kernel
+from mkmedia.recoverdemo import extract_iso_directory
+from rescue_runtime.backup.netfs import Netfs
+from rescue_runtime.backup.sources import plan_backup
+from rescue_runtime.errors import EXIT_CONFIG, EXIT_USAGE
+from rescue_runtime.layout.capture import capture
+from rescue_runtime.layout.store import save
+from rescue_runtime.run import run, which
+from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
+from tests.metadata import differences, make_rich_tree, snapshot
+from tests.sshserver import ssh_server
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = os.uname().nodename.split(".")[0]
+
+pytestmark = BACKUP_TEST_MARKS
+
+
+def mkmedia(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MKMEDIA_LOCK_FILE=str(tmp / "lock"))
+    common = [
+        "-c",
+        str(tmp / "etc"),
+        "--log-file",
+        str(tmp / "mkmedia.log"),
+        "--set",
+        f"OUTPUT_URL=file://{tmp / 'out'}",
+        "--set",
+        f"TMPDIR={tmp}",
+        "--set",
+        f"LAYOUT_DIR={tmp / 'layout'}",
+        "--set",
+        "BACKUP=NETFS",
+    ]
+    command, *rest = args
+    return subprocess.run(
+        [sys.executable, "-m", "mkmedia", command, *common, *rest],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[Path]:
+    """A rich tree on its own ext4 file system with its layout saved in tmp/layout."""
+    (tmp_path / "etc").mkdir()
+    mnt = tmp_path / "system"
+    with loop_filesystem(tmp_path / "system.img", mnt, "ext4") as device:
+        make_rich_tree(mnt)
+        save(capture(str(mnt), devices=[device]), tmp_path / "layout")
+        yield mnt
+
+
+def test_mkbackuponly_then_recover_demo(system: Path, tmp_path: Path) -> None:
+    layout_json = tmp_path / "layout" / "layout.json"
+    saved = layout_json.read_bytes()
+    before = snapshot(system, skip=("lost+found",))
+    url = f"BACKUP_URL=file://{tmp_path / 'backups'}"
+
+    result = mkmedia(tmp_path, "mkbackuponly", "--set", url)
+    assert result.returncode == 0, result.stderr
+    assert "Backed up " in result.stderr + result.stdout
+    assert layout_json.read_bytes() == saved  # mkbackuponly leaves the saved layout alone
+    manifest = json.loads((tmp_path / "backups" / HOST / "backup-manifest.json").read_text())
+    assert manifest["layout_sha256"] == hashlib.sha256(saved).hexdigest()
+    assert manifest["files"] > 20 and manifest["filesystems"][0]["path"] == "/"
+
+    target = tmp_path / "restored"
+    result = mkmedia(tmp_path, "recover", "--demo", str(target), "--set", url)
+    assert result.returncode == 0, result.stderr
+    assert differences(before, snapshot(target, skip=("lost+found",))) == []
+
+    not_empty = mkmedia(tmp_path, "recover", "--demo", str(target), "--set", url)
+    assert not_empty.returncode == EXIT_CONFIG and "empty directory" in not_empty.stderr
+    plain = mkmedia(tmp_path, "recover", "--set", url)
+    assert plain.returncode == EXIT_USAGE and "inside the rescue system" in plain.stderr
+
+
+def test_target_on_a_backed_up_file_system(system: Path, tmp_path: Path) -> None:
+    url = f"BACKUP_URL=file://{system / 'backups'}"
+    refused = mkmedia(tmp_path, "mkbackuponly", "--set", url)
+    assert refused.returncode == EXIT_CONFIG, refused.stderr
+    assert "which the backup itself covers" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (system / "backups").exists()
+
+    allowed = mkmedia(
+        tmp_path, "mkbackuponly", "--set", url, "--set", "BACKUP_TARGET_ON_BACKED_UP_FS=yes"
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    backup_dir = system / "backups" / HOST
+    target = tmp_path / "restored"
+    target.mkdir()
+    Netfs.restore(backup_dir, target, progress=lambda done, total: None)
+    assert (target / "backups").is_dir()  # the directory stays, the backup is not in itself
+    assert list((target / "backups").iterdir()) == []
+
+
+def test_iso_target_needs_mkbackup(system: Path, tmp_path: Path) -> None:
+    result = mkmedia(tmp_path, "mkbackuponly", "--set", "BACKUP_URL=iso:///backup")
+    assert result.returncode == EXIT_CONFIG and "does not write" in result.stderr
+    clash = mkmedia(tmp_path, "mkbackup", "--set", "BACKUP_URL=iso:///boot")
+    assert clash.returncode == EXIT_CONFIG and "holds the boot files" in clash.stderr
+
+
+def test_mkbackup_backs_up_before_the_iso_is_written(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    result = mkmedia(tmp_path, "mkbackup", "--simulate", "--set", "BACKUP_URL=iso:///backup")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+
+    def position(label: str) -> int:
+        return next(i for i, line in enumerate(lines) if label in line)
+
+    assert position("layout/100_save-layout") < position("layout/200_plan-backup-sources")
+    assert position("layout/200_plan-backup-sources") < position("rootfs/")
+    assert position("backup/100_make-backup") < position("output/100_write-iso-image")
+
+
+def test_iso_round_trip(system: Path, tmp_path: Path) -> None:
+    """The backup inside a written ISO, restored by `mkmedia recover --demo`, which reads it
+    out with xorriso (this host's kernel has no iso9660 driver to loop-mount it; the rescue
+    system mounts its medium itself)."""
+    from rescue_runtime.layout.store import load
+
+    if which("xorriso") is None:
+        pytest.skip("xorriso missing")
+    before = snapshot(system, skip=("lost+found",))
+    payload = tmp_path / "payload" / "backup"
+    Netfs.backup(
+        plan_backup(load(tmp_path / "layout")),
+        payload,
+        url="iso:///backup",
+        layout_sha256=None,
+        progress=lambda done, total: None,
+    )
+    initrd = tmp_path / "initrd.gz"
+    initrd.write_bytes(gzip.compress(b"not a real initrd\n" * 100, mtime=0))
+    iso = tmp_path / "out" / HOST / f"{HOST}.iso"  # where OUTPUT_URL and OUTPUT_PREFIX put it
+    write_iso(
+        iso,
+        kernel=choose_kernel("auto").image,
+        initrd=initrd,
+        volume_label=None,
+        host=HOST,
+        payload_dirs={"backup": payload},
+        source_date_epoch=1_700_000_000,
+        work_dir=tmp_path / "iso-work",
+    )
+    copy = extract_iso_directory(iso, "backup", tmp_path / "from-iso")
+    assert sorted(p.name for p in copy.iterdir()) == ["backup-manifest.json", "backup.tar.zst"]
+    target = tmp_path / "restored"
+    result = mkmedia(
+        tmp_path, "recover", "--demo", str(target), "--set", "BACKUP_URL=iso:///backup"
+    )
+    assert result.returncode == 0, result.stderr
+    assert differences(before, snapshot(target, skip=("lost+found",))) == []
+
+
+def test_sshfs_round_trip(system: Path, tmp_path: Path) -> None:
+    """sshfs:// against an sshd of the test's own on loopback: backup, then recover --demo."""
+    if which("sshfs") is None or which("sshd") is None or not Path("/dev/fuse").exists():
+        pytest.skip("sshfs, sshd (openssh-server) or /dev/fuse missing")
+    before = snapshot(system, skip=("lost+found",))
+    share = tmp_path / "share"
+    share.mkdir()
+    with ssh_server(tmp_path / "sshd") as server:
+        settings = [
+            "--set",
+            f"BACKUP_URL=sshfs://root@127.0.0.1:{server.port}{share}",
+            "--set",
+            f"BACKUP_OPTIONS={server.options}",
+        ]
+        result = mkmedia(tmp_path, "mkbackuponly", *settings)
+        assert result.returncode == 0, result.stderr
+        assert Netfs.verify(share / HOST)["files"] > 20
+        target = tmp_path / "restored"
+        result = mkmedia(tmp_path, "recover", "--demo", str(target), *settings)
+        assert result.returncode == 0, result.stderr
+    assert differences(before, snapshot(target, skip=("lost+found",))) == []
+    mounts = run(["findmnt", "-rn", "-t", "fuse.sshfs", "-o", "TARGET"], check=False).stdout
+    assert str(tmp_path) not in mounts  # unmounted after each run
