@@ -1,20 +1,26 @@
 """Disk layout capture on real device-mapper, MD RAID, LUKS, LVM and btrfs stacks.
 
 Device-mapper does not work on the build machine, so one rescue guest (built with
-tests/data/recipes/vm-storage.yaml) gets five blank disks; the stacks are built inside it,
-mounted under /mnt, and `mkmedia layout save` / `show --json` / `checklayout` run there. The
-verdicts compare the capture with what the commands below created (sizes, UUIDs, names).
+tests/data/recipes/vm-storage.yaml) gets six blank disks; the stacks are built inside it,
+mounted under /srv, and `mkmedia layout save` / `show --json` / `checklayout` run there, with
+the rescue system's configuration (AUTOEXCLUDE_PATH's default among it). The verdicts
+compare the capture with what the commands below created (sizes, UUIDs, names).
 
-Disks: vda GPT + LVM (ext4, xfs, swap); vdb and vdc MBR with logical partitions, a RAID1 of
-their fifth partitions, LUKS2 on it, LVM inside; vdd (whole disk) and the NVMe disk's second
-partition one VG with a thin pool and thin volumes, a striped and a raid1 LV; the NVMe
-disk's first partition btrfs with subvolumes and a default subvolume.
+Disks: vda GPT + LVM (ext4, xfs, swap); vdb and vdc MBR with logical partitions, an ESP on
+each first partition (the one on vdc a copy, not mounted), a RAID1 of their fifth
+partitions, LUKS2 on it, LVM inside; vdd (whole disk) and the NVMe disk's second partition
+one VG with a thin pool and thin volumes, a striped and a raid1 LV; the NVMe disk's first
+partition btrfs with subvolumes and a default subvolume; vde a job disk mounted under /mnt,
+which AUTOEXCLUDE_PATH leaves out.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import os
 import subprocess
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,9 @@ pytestmark = pytest.mark.vm
 T = TypeVar("T")
 
 RECIPE = REPO / "tests" / "data" / "recipes" / "vm-storage.yaml"
+REPLAY_DIR = REPO / "tests" / "data" / "layout" / "guest"
+# Set to a file name to re-record the replay data (guest/replay.json) from this guest.
+RECORD_ENV = "MKMEDIA_LAYOUT_RECORD"
 PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
 # Generous: software emulation on a machine shared with others; not timing assertions.
 BOOT_TIMEOUT = 900
@@ -43,6 +52,7 @@ PV_UUID = "AAAAAA-1111-2222-3333-4444-5555-666666"
 MD_UUID = "33333333:44444444:55555555:66666666"
 LUKS_UUID = "22222222-3333-4444-5555-000000000001"
 BTRFS_UUID = "44444444-5555-4666-8777-000000000001"
+ESP_VOLIDS = ("5EED0001", "5EED0002")  # vfat volume ids of vdb1 (mounted) and vdc1 (copy)
 
 
 def fs_uuid(n: int) -> str:
@@ -58,7 +68,7 @@ LVM = 'lvm_q() { lvm "$@" --config \'activation/monitoring=0 global/thin_check_e
 
 MBR_SCRIPT = (
     "label: dos\\nlabel-id: 0x5eed000{n}\\n"
-    "/dev/{d}1 : start=2048, size=64MiB, type=83\\n"
+    "/dev/{d}1 : start=2048, size=64MiB, type=ef\\n"
     "/dev/{d}2 : size=400MiB, type=5\\n"
     "/dev/{d}5 : size=300MiB, type=fd\\n"
     "/dev/{d}6 : size=64MiB, type=83\\n"
@@ -119,35 +129,40 @@ STEPS: list[tuple[str, str]] = [
         f"&& {SMALL_XFS} -m uuid={fs_uuid(3)} -L gptdata /dev/vggpt/data "
         f"&& mkswap -U {fs_uuid(4)} -L gptswap /dev/vggpt/swap >/dev/null "
         f"&& mkfs.ext4 -q -U {fs_uuid(5)} /dev/vgsec/home "
-        f"&& mkfs.ext4 -q -U {fs_uuid(6)} /dev/vdb1 "
+        f"&& mkfs.vfat -F 32 -n ESP -i {ESP_VOLIDS[0]} /dev/vdb1 >/dev/null "
+        f"&& mkfs.vfat -F 32 -n ESP -i {ESP_VOLIDS[1]} /dev/vdc1 >/dev/null "
         f"&& mkfs.ext4 -q -U {fs_uuid(7)} /dev/vdb6 "
         f"&& mkfs.ext4 -q -U {fs_uuid(8)} /dev/vgthin/thin1 "
         f"&& {SMALL_XFS} -m uuid={fs_uuid(9)} /dev/vgthin/thin2 "
         f"&& mkfs.ext4 -q -U {fs_uuid(10)} /dev/vgthin/stripe "
         f"&& mkfs.ext4 -q -U {fs_uuid(11)} /dev/vgthin/mirror "
-        f"&& mkfs.btrfs -q -f -U {BTRFS_UUID} -L btr /dev/nvme0n1p1",
+        f"&& mkfs.btrfs -q -f -U {BTRFS_UUID} -L btr /dev/nvme0n1p1 "
+        # the job disk
+        f"&& sgdisk -Z -n 1:1MiB:0 -t 1:8300 /dev/vde >/dev/null && udevadm settle "
+        f"&& mkfs.ext4 -q -U {fs_uuid(12)} /dev/vde1",
     ),
     (
         "btrfs subvolumes and default",
-        "mkdir -p /mnt/btr-top && mount /dev/nvme0n1p1 /mnt/btr-top "
-        "&& btrfs -q subvolume create /mnt/btr-top/@ "
-        "&& btrfs -q subvolume create /mnt/btr-top/@home "
-        "&& btrfs -q subvolume create /mnt/btr-top/@/nested "
-        "&& btrfs subvolume set-default /mnt/btr-top/@ && umount /mnt/btr-top",
+        "mkdir -p /srv/btr-top && mount /dev/nvme0n1p1 /srv/btr-top "
+        "&& btrfs -q subvolume create /srv/btr-top/@ "
+        "&& btrfs -q subvolume create /srv/btr-top/@home "
+        "&& btrfs -q subvolume create /srv/btr-top/@/nested "
+        "&& btrfs subvolume set-default /srv/btr-top/@ && umount /srv/btr-top",
     ),
     (
         "mounts and swap",
-        "for m in gpt/root gpt/boot gpt/data sec/home mbr/p1 mbr/l6 thin/1 thin/2 thin/stripe "
-        "thin/mirror btr btr-home; do mkdir -p /mnt/$m || exit 1; done "
-        "&& mount /dev/vggpt/root /mnt/gpt/root && mount /dev/vda1 /mnt/gpt/boot "
-        "&& mount /dev/vggpt/data /mnt/gpt/data && swapon /dev/vggpt/swap "
-        "&& mount /dev/vgsec/home /mnt/sec/home "
-        "&& mount /dev/vdb1 /mnt/mbr/p1 && mount /dev/vdb6 /mnt/mbr/l6 "
-        "&& mount /dev/vgthin/thin1 /mnt/thin/1 && mount /dev/vgthin/thin2 /mnt/thin/2 "
-        "&& mount /dev/vgthin/stripe /mnt/thin/stripe "
-        "&& mount /dev/vgthin/mirror /mnt/thin/mirror "
-        "&& mount /dev/nvme0n1p1 /mnt/btr "
-        "&& mount -o subvol=@home /dev/nvme0n1p1 /mnt/btr-home",
+        "for m in gpt/root gpt/boot gpt/data sec/home mbr/esp mbr/l6 thin/1 thin/2 thin/stripe "
+        "thin/mirror btr btr-home; do mkdir -p /srv/$m || exit 1; done "
+        "&& mount /dev/vggpt/root /srv/gpt/root && mount /dev/vda1 /srv/gpt/boot "
+        "&& mount /dev/vggpt/data /srv/gpt/data && swapon /dev/vggpt/swap "
+        "&& mount /dev/vgsec/home /srv/sec/home "
+        "&& mount /dev/vdb1 /srv/mbr/esp && mount /dev/vdb6 /srv/mbr/l6 "
+        "&& mount /dev/vgthin/thin1 /srv/thin/1 && mount /dev/vgthin/thin2 /srv/thin/2 "
+        "&& mount /dev/vgthin/stripe /srv/thin/stripe "
+        "&& mount /dev/vgthin/mirror /srv/thin/mirror "
+        "&& mount /dev/nvme0n1p1 /srv/btr "
+        "&& mount -o subvol=@home /dev/nvme0n1p1 /srv/btr-home "
+        "&& mkdir -p /mnt/job && mount /dev/vde1 /mnt/job",
     ),
 ]
 
@@ -161,6 +176,29 @@ def sh(guest: Guest, command: str, what: str = "", timeout: float = STEP_TIMEOUT
     status, out = guest.shell(command, timeout)
     assert status == 0, f"{what or command} failed ({status}):\n{out}"
     return out
+
+
+def record_replay(guest: Guest, target: Path) -> None:
+    """Run tests/data/layout/guest/record.py in the guest and bring its replay.json out
+    (zlib + hex through the console: the rescue Python has zlib and binascii, not base64)."""
+    script = binascii.hexlify(zlib.compress((REPLAY_DIR / "record.py").read_bytes(), 9))
+    sh(
+        guest,
+        'python3 -c \'import binascii,sys,zlib; open("/tmp/record.py","wb").write('
+        f"zlib.decompress(binascii.unhexlify(sys.argv[1])))' {script.decode()} "
+        "&& python3 /tmp/record.py /tmp/replay.json",
+        "record.py",
+    )
+    digest = sh(guest, "sha256sum /tmp/replay.json").split()[0]
+    hexed = sh(
+        guest,
+        "python3 -c 'import binascii,zlib; h=binascii.hexlify(zlib.compress(open("
+        '"/tmp/replay.json","rb").read(), 9)).decode(); '
+        "[print(h[i:i+100]) for i in range(0, len(h), 100)]'",
+    )
+    data = zlib.decompress(binascii.unhexlify("".join(hexed.split())))
+    assert hashlib.sha256(data).hexdigest() == digest, "console mangled replay.json"
+    target.write_bytes(data)
 
 
 def fetch(guest: Guest, path: str) -> str:
@@ -190,7 +228,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stacks(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
     tmp = tmp_path_factory.mktemp("layout-guest")
-    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate((512, 512, 512, 256))]
+    sizes = (512, 512, 512, 256, 64)
+    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate(sizes)]
     machine = Machine(
         kernel=media / "rescue-kernel",
         initrd=media / "rescue-initrd.img",
@@ -206,6 +245,8 @@ def stacks(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         save = sh(guest, "mkmedia layout save --dir /tmp/layout", "layout save")
         sh(guest, "mkmedia layout show --json --dir /tmp/layout > /tmp/shown.json")
         layout = from_json(fetch(guest, "/tmp/shown.json"), source="the guest's layout")
+        if os.environ.get(RECORD_ENV):
+            record_replay(guest, Path(os.environ[RECORD_ENV]))
         yield Stacks(guest, layout, save)
 
 
@@ -246,9 +287,9 @@ def check_gpt_lvm(layout: Layout) -> None:
     assert (swap.fstype, swap.uuid, swap.label) == ("swap", fs_uuid(4), "gptswap")
     assert fss["/dev/vda1"].uuid == fs_uuid(1)
     mounts = {m.mountpoint: m for m in layout.mounts if m.fstype != "swap"}
-    assert mounts["/mnt/gpt/root"].device == "/dev/mapper/vggpt-root"
-    assert mounts["/mnt/gpt/data"].fstype == "xfs"
-    assert mounts["/mnt/gpt/boot"].device == "/dev/vda1"
+    assert mounts["/srv/gpt/root"].device == "/dev/mapper/vggpt-root"
+    assert mounts["/srv/gpt/data"].fstype == "xfs"
+    assert mounts["/srv/gpt/boot"].device == "/dev/vda1"
     swaps = [m for m in layout.mounts if m.fstype == "swap"]
     assert [(s.device, s.mounted) for s in swaps] == [("/dev/mapper/vggpt-swap", True)]
 
@@ -261,7 +302,7 @@ def check_mbr_logical(layout: Layout) -> None:
         # A kept disk keeps its whole table: vdc1 and vdc6 hold nothing mounted.
         rows = [(p.number, p.kind, p.type, p.size) for p in disk.partitions]
         assert rows == [
-            (1, "primary", "83", 64 * MiB),
+            (1, "primary", "ef", 64 * MiB),
             (2, "extended", "5", 400 * MiB),
             (5, "logical", "fd", 300 * MiB),
             (6, "logical", "83", 64 * MiB),
@@ -273,8 +314,35 @@ def check_mbr_logical(layout: Layout) -> None:
         assert ext.start < p5.start < p6.start < ext.start + ext.size
         assert "raid" in p5.flags
     mounts = {m.mountpoint: m.device for m in layout.mounts}
-    assert mounts["/mnt/mbr/p1"] == "/dev/vdb1" and mounts["/mnt/mbr/l6"] == "/dev/vdb6"
+    assert mounts["/srv/mbr/esp"] == "/dev/vdb1" and mounts["/srv/mbr/l6"] == "/dev/vdb6"
     assert by_path(layout.filesystems, "device")["/dev/vdb6"].uuid == fs_uuid(7)
+    # vdc6 holds nothing at all: kept with its table, and said to be unmounted.
+    vdc6 = by_path(layout.partitions())["/dev/vdc6"]
+    assert vdc6.unmounted and layout.filesystem("/dev/vdc6") is None
+
+
+def check_esp_copy(layout: Layout) -> None:
+    """The mirrored-boot machine's second ESP: FAT on the other disk's first partition, not
+    mounted, is in the layout with its UUID, so recovery can make both disks bootable."""
+    assert [p.path for p in layout.esps()] == ["/dev/vdb1", "/dev/vdc1"]
+    fss = by_path(layout.filesystems, "device")
+    for device, volid in zip(("/dev/vdb1", "/dev/vdc1"), ESP_VOLIDS, strict=True):
+        fs = fss[device]
+        assert (fs.fstype, fs.uuid, fs.label) == ("vfat", f"{volid[:4]}-{volid[4:]}", "ESP")
+        assert fs.fat_size == 32
+    assert not fss["/dev/vdb1"].unmounted and fss["/dev/vdc1"].unmounted
+    assert by_path(layout.partitions())["/dev/vdc1"].unmounted
+
+
+def check_autoexclude(layout: Layout) -> None:
+    """The job disk mounted below /mnt (AUTOEXCLUDE_PATH) is left out, and listed as such."""
+    assert layout.disk("/dev/vde") is None
+    assert layout.mount("/mnt/job") is None and layout.filesystem("/dev/vde1") is None
+    excluded = {e.id: e.reason for e in layout.excluded}
+    assert "AUTOEXCLUDE_PATH" in excluded["mount:/mnt/job"], excluded
+    assert "mount:/mnt/job" in excluded["fs:/dev/vde1"], excluded
+    assert excluded["disk:/dev/vde"] == "nothing kept remains on it", excluded
+    assert layout.options.autoexclude == ["/media", "/run", "/mnt", "/tmp"]
 
 
 def check_raid1_luks2_lvm(layout: Layout) -> None:
@@ -296,7 +364,7 @@ def check_raid1_luks2_lvm(layout: Layout) -> None:
     home = layout.lv("vgsec/home")
     assert home is not None and home.size == 64 * MiB
     assert home.devices == ["/dev/mapper/secure"]
-    mount = layout.mount("/mnt/sec/home")
+    mount = layout.mount("/srv/sec/home")
     assert mount is not None and mount.device == "/dev/mapper/vgsec-home"
 
 
@@ -344,8 +412,8 @@ def check_btrfs(layout: Layout) -> None:
     assert subs["@/nested"].parent == 256 and subs["@home"].parent == 5
     assert fs.btrfs.default_subvolume == 256 and fs.btrfs.default_subvolume_path == "@"
     assert fs.btrfs.data_profile == "single"
-    default_mount = layout.mount("/mnt/btr")
-    home_mount = layout.mount("/mnt/btr-home")
+    default_mount = layout.mount("/srv/btr")
+    home_mount = layout.mount("/srv/btr-home")
     assert default_mount is not None and home_mount is not None
     assert default_mount.fsroot == "/@" and home_mount.fsroot == "/@home"
 
@@ -358,6 +426,8 @@ CHECKS = {
     "raid1_luks2_lvm": check_raid1_luks2_lvm,
     "nvme_thin_striped_raid1": check_nvme_thin_striped_raid1,
     "btrfs": check_btrfs,
+    "esp_copy": check_esp_copy,
+    "autoexclude": check_autoexclude,
 }
 
 
@@ -381,3 +451,21 @@ def test_checklayout_unchanged_lv_grown_partition_added(stacks: Stacks) -> None:
     status, out = guest.shell("mkmedia checklayout --dir /tmp/layout", STEP_TIMEOUT)
     assert status == 1, out
     assert "added: part:/dev/vda3" in out and grown in out, out
+
+
+def test_unmounted_lv_is_kept_and_checklayout_names_it(stacks: Stacks) -> None:
+    """An LV nothing mounts (a raw database volume, a VM's disk) must not be lost: a new one
+    is a difference, and a fresh capture keeps it, marked unmounted."""
+    guest = stacks.guest
+    sh(guest, "lvm_q lvcreate -y -n probe -L 8M vggpt")
+    status, out = guest.shell("mkmedia checklayout --dir /tmp/layout", STEP_TIMEOUT)
+    assert status == 1 and "added: lv:vggpt/probe" in out, out
+    shown = sh(
+        guest,
+        "mkmedia layout show --current --json | python3 -c 'import json,sys; "
+        '[print("unmounted", lv["vg"] + "/" + lv["name"]) for lv in json.load(sys.stdin)["lvs"]'
+        ' if lv["unmounted"]]\'',
+    )
+    assert [line for line in shown.splitlines() if line.startswith("unmounted")] == [
+        "unmounted vggpt/probe"
+    ], shown
