@@ -156,10 +156,9 @@ def select(
     ]
     for node_id in graph.nodes:
         if node_id in wanted and node_id not in keep and node_id not in banned:
-            node = graph.nodes[node_id]
             reason = (
                 "nothing kept remains on it"
-                if isinstance(node, Disk)
+                if isinstance(graph.nodes[node_id], Disk)
                 else "used only by what is left out"
             )
             layout.excluded.append(Excluded(id=node_id, reason=reason))

@@ -19,6 +19,7 @@ from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.graph import build_graph, mount_order
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.render import render
+from rescue_runtime.layout.select import autoexcluded
 from rescue_runtime.layout.serial import from_json, to_json
 from rescue_runtime.layout.store import load, save
 
@@ -220,3 +221,16 @@ def test_newer_format_version_is_refused(layout: Layout) -> None:
         from_json(text)
     with pytest.raises(ConfigError, match="not valid JSON"):
         from_json("{")
+
+
+def test_autoexclude_is_below_the_paths_only() -> None:
+    """As ReaR's AUTOEXCLUDE_PATH: a separate /tmp file system stays, /tmp/job does not."""
+    assert autoexcluded("/tmp", ["/tmp"]) is None
+    assert autoexcluded("/tmp/job", ["/media", "/tmp/"]) == "/tmp/"
+    assert autoexcluded("/tmpfs/x", ["/tmp"]) is None
+    assert autoexcluded("/", ["/"]) is None and autoexcluded("/home", ["/"]) == "/"
+    whole = capture("/", autoexclude=["/"], exclude_disks=["/dev/vdd"], probe=ReplayProbe())
+    assert [m.mountpoint for m in whole.mounts] == ["/", "swap"]
+    assert {e.id: e.reason for e in whole.excluded}["mount:/srv"] == (
+        "mounted below / (AUTOEXCLUDE_PATH)"
+    )
