@@ -95,9 +95,8 @@ def _capture_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _capture(args: argparse.Namespace) -> Layout:
+def _capture(args: argparse.Namespace, *, keep_headers: bool = False) -> Layout:
     conf = configured(args)
-    keep_headers = getattr(args, "luks_header_backup", False) or conf.luks_header_backup
     return capture(
         args.root,
         devices=args.device,
@@ -110,7 +109,9 @@ def _capture(args: argparse.Namespace) -> Layout:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    layout = _capture(args)
+    # LUKS header backups only where a layout is saved, never by a check or a show
+    keep = args.luks_header_backup or configured(args).luks_header_backup
+    layout = _capture(args, keep_headers=keep)
     path = save(layout, layout_dir(args))
     print(f"layout saved to {path}")
     for note in layout.notes:
