@@ -309,6 +309,11 @@ def test_unmounted_file_system_kept_and_an_added_one_reported(
         p1, p2, p3 = disk.part(1), disk.part(2), disk.part(3)
         run(["mkfs.ext4", "-q", "-F", p1])
         run(["mkfs.ext4", "-q", "-F", "-L", "spare", "-U", EXT4_UUID, p2])
+        # A LUKS container nobody opened: capture cannot see inside, and says so.
+        key = tmp_path / "key"
+        key.write_text("test-passphrase")
+        run(["cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2",
+             "--pbkdf-force-iterations", "1000", "--key-file", key, p3])  # fmt: skip
         root = tmp_path / "root"
         disk.mount(p1, root)
 
@@ -321,7 +326,8 @@ def test_unmounted_file_system_kept_and_an_added_one_reported(
         assert (spare.fstype, spare.uuid, spare.label) == ("ext4", EXT4_UUID, "spare")
         assert spare.ext is not None and spare.ext.block_size  # its parameters were read
         assert spare.unmounted and not used.unmounted
-        assert layout.filesystem(p3) is None  # no signature on it
+        assert layout.filesystem(p3) is None and layout.luks == []
+        assert f"{p3} holds a LUKS container that is not open" in " ".join(layout.notes)
         lines = render(layout).splitlines()
         line = next(x for x in lines if x.startswith(f"fs {p2} "))
         assert f"uuid={EXT4_UUID} label=spare" in line and line.endswith("(unmounted)")
