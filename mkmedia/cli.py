@@ -17,7 +17,7 @@ from mkmedia.session.log import default_log_path, setup_logging
 from mkmedia.settings import SETTINGS
 from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, make_build_dir, run_workflow
 from rescue_runtime.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, MkmediaError, UsageError
-from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
+from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
 
 log = logging.getLogger("mkmedia.cli")
 
@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dump.add_argument("recipe", nargs="?", type=Path, help=RECIPE_HELP)
     dump.add_argument("--json", action="store_true", help="machine-readable output")
-    add_layout_parser(sub)
-    add_checklayout_parser(sub)
+    add_layout_parser(sub, parents=[common])
+    add_checklayout_parser(sub, parents=[common])
     settings = sub.add_parser(
         "settings", help="list every setting with its default and help", parents=[common]
     )
@@ -252,6 +252,8 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "settings":
         return cmd_settings(args)
     if hasattr(args, "func"):  # layout, checklayout: the rescue runtime's own commands
+        # LAYOUT_DIR, EXCLUDE_RECREATE, AUTOEXCLUDE_PATH: as `build` saves the layout
+        args.configured = from_settings(_load(args).values)
         result: int = args.func(args)
         return result
     parser.print_help()

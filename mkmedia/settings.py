@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from rescue_runtime.layout.select import DEFAULT_AUTOEXCLUDE
+
 
 class Kind(Enum):
     STR = "text"
@@ -202,7 +204,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Where the saved disk layout lives.",
         rescue=False,
     ),
-    _s("EXCLUDE_RECREATE", LIST, [], "Layout components not recreated (e.g. fs:/data, vg:backup)."),
+    _s(
+        "EXCLUDE_RECREATE",
+        LIST,
+        [],
+        "Layout components not recreated: mount points, devices, VGs, vg/lv or ids (vg:backup).",
+    ),
+    _s(
+        "AUTOEXCLUDE_PATH",
+        LIST,
+        list(DEFAULT_AUTOEXCLUDE),
+        "File systems mounted below these directories (USB sticks, job disks) are left out of "
+        "the layout, and a disk with nothing else kept on it too.",
+    ),
     _s("LUKS_HEADER_BACKUP", BOOL, False, "Keep LUKS header backups with the layout (sensitive)."),
     # --- the run itself ----------------------------------------------------------------------
     _s("TMPDIR", STR, "/var/tmp", "Parent directory of the private build area.", rescue=False),

@@ -8,7 +8,7 @@ import sys
 
 from rescue_runtime import __version__
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
-from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
+from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_dump()
         if args.command == "recover":
             return cmd_recover(args.unattended)
-        if hasattr(args, "func"):
+        if hasattr(args, "func"):  # layout, checklayout: from the rescue configuration
+            from rescue_runtime import rescueconf
+
+            args.configured = from_settings(rescueconf.load().settings)
             result: int = args.func(args)
             return result
     except MkmediaError as exc:

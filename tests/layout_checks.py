@@ -22,6 +22,7 @@ PV_UUID = "AAAAAA-1111-2222-3333-4444-5555-666666"
 MD_UUID = "33333333:44444444:55555555:66666666"
 LUKS_UUID = "22222222-3333-4444-5555-000000000001"
 BTRFS_UUID = "44444444-5555-4666-8777-000000000001"
+ESP_VOLIDS = ("5EED0001", "5EED0002")  # vfat volume ids of vdb1 (mounted) and vdc1 (copy)
 
 
 def fs_uuid(n: int) -> str:
@@ -59,9 +60,9 @@ def check_gpt_lvm(layout: Layout) -> None:
     assert (swap.fstype, swap.uuid, swap.label) == ("swap", fs_uuid(4), "gptswap")
     assert fss["/dev/vda1"].uuid == fs_uuid(1)
     mounts = {m.mountpoint: m for m in layout.mounts if m.fstype != "swap"}
-    assert mounts["/mnt/gpt/root"].device == "/dev/mapper/vggpt-root"
-    assert mounts["/mnt/gpt/data"].fstype == "xfs"
-    assert mounts["/mnt/gpt/boot"].device == "/dev/vda1"
+    assert mounts["/srv/gpt/root"].device == "/dev/mapper/vggpt-root"
+    assert mounts["/srv/gpt/data"].fstype == "xfs"
+    assert mounts["/srv/gpt/boot"].device == "/dev/vda1"
     swaps = [m for m in layout.mounts if m.fstype == "swap"]
     assert [(s.device, s.mounted) for s in swaps] == [("/dev/mapper/vggpt-swap", True)]
 
@@ -74,7 +75,7 @@ def check_mbr_logical(layout: Layout) -> None:
         # A kept disk keeps its whole table: vdc1 and vdc6 hold nothing mounted.
         rows = [(p.number, p.kind, p.type, p.size) for p in disk.partitions]
         assert rows == [
-            (1, "primary", "83", 64 * MiB),
+            (1, "primary", "ef", 64 * MiB),
             (2, "extended", "5", 400 * MiB),
             (5, "logical", "fd", 300 * MiB),
             (6, "logical", "83", 64 * MiB),
@@ -86,8 +87,35 @@ def check_mbr_logical(layout: Layout) -> None:
         assert ext.start < p5.start < p6.start < ext.start + ext.size
         assert "raid" in p5.flags
     mounts = {m.mountpoint: m.device for m in layout.mounts}
-    assert mounts["/mnt/mbr/p1"] == "/dev/vdb1" and mounts["/mnt/mbr/l6"] == "/dev/vdb6"
+    assert mounts["/srv/mbr/esp"] == "/dev/vdb1" and mounts["/srv/mbr/l6"] == "/dev/vdb6"
     assert by_path(layout.filesystems, "device")["/dev/vdb6"].uuid == fs_uuid(7)
+    # vdc6 holds nothing at all: kept with its table, and said to be unmounted.
+    vdc6 = by_path(layout.partitions())["/dev/vdc6"]
+    assert vdc6.unmounted and layout.filesystem("/dev/vdc6") is None
+
+
+def check_esp_copy(layout: Layout) -> None:
+    """The mirrored-boot machine's second ESP: FAT on the other disk's first partition, not
+    mounted, is in the layout with its UUID, so recovery can make both disks bootable."""
+    assert [p.path for p in layout.esps()] == ["/dev/vdb1", "/dev/vdc1"]
+    fss = by_path(layout.filesystems, "device")
+    for device, volid in zip(("/dev/vdb1", "/dev/vdc1"), ESP_VOLIDS, strict=True):
+        fs = fss[device]
+        assert (fs.fstype, fs.uuid, fs.label) == ("vfat", f"{volid[:4]}-{volid[4:]}", "ESP")
+        assert fs.fat_size == 32
+    assert not fss["/dev/vdb1"].unmounted and fss["/dev/vdc1"].unmounted
+    assert by_path(layout.partitions())["/dev/vdc1"].unmounted
+
+
+def check_autoexclude(layout: Layout) -> None:
+    """The job disk mounted below /mnt (AUTOEXCLUDE_PATH) is left out, and listed as such."""
+    assert layout.disk("/dev/vde") is None
+    assert layout.mount("/mnt/job") is None and layout.filesystem("/dev/vde1") is None
+    excluded = {e.id: e.reason for e in layout.excluded}
+    assert "AUTOEXCLUDE_PATH" in excluded["mount:/mnt/job"], excluded
+    assert "mount:/mnt/job" in excluded["fs:/dev/vde1"], excluded
+    assert excluded["disk:/dev/vde"] == "nothing kept remains on it", excluded
+    assert layout.options.autoexclude == ["/media", "/run", "/mnt", "/tmp"]
 
 
 def check_raid1_luks2_lvm(layout: Layout) -> None:
@@ -109,7 +137,7 @@ def check_raid1_luks2_lvm(layout: Layout) -> None:
     home = layout.lv("vgsec/home")
     assert home is not None and home.size == 64 * MiB
     assert home.devices == ["/dev/mapper/secure"]
-    mount = layout.mount("/mnt/sec/home")
+    mount = layout.mount("/srv/sec/home")
     assert mount is not None and mount.device == "/dev/mapper/vgsec-home"
 
 
@@ -157,16 +185,20 @@ def check_btrfs(layout: Layout) -> None:
     assert subs["@/nested"].parent == 256 and subs["@home"].parent == 5
     assert fs.btrfs.default_subvolume == 256 and fs.btrfs.default_subvolume_path == "@"
     assert fs.btrfs.data_profile == "single"
-    default_mount = layout.mount("/mnt/btr")
-    home_mount = layout.mount("/mnt/btr-home")
+    default_mount = layout.mount("/srv/btr")
+    home_mount = layout.mount("/srv/btr-home")
     assert default_mount is not None and home_mount is not None
     assert default_mount.fsroot == "/@" and home_mount.fsroot == "/@home"
 
 
+# The checks are plain functions: tests/unit/test_layout_guest_replay.py applies them to a
+# capture replayed from the tool outputs recorded in such a guest (tests/data/layout/guest).
 CHECKS = {
     "gpt_lvm": check_gpt_lvm,
     "mbr_logical": check_mbr_logical,
     "raid1_luks2_lvm": check_raid1_luks2_lvm,
     "nvme_thin_striped_raid1": check_nvme_thin_striped_raid1,
     "btrfs": check_btrfs,
+    "esp_copy": check_esp_copy,
+    "autoexclude": check_autoexclude,
 }

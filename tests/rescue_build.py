@@ -54,6 +54,9 @@ def build_media(
         f"TMPDIR={workdir}",
         "--set",
         "OUTPUT_PREFIX=rescue",
+        # the build saves the host's layout: into the test's directory, not the shared default
+        "--set",
+        f"LAYOUT_DIR={workdir / 'layout'}",
     ]
     if keep_build_dir:
         argv.append("--keep-build-dir")

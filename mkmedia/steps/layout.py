@@ -19,7 +19,9 @@ def save_layout(ctx: Context) -> None:
     layout_dir = Path(ctx.config.get_str("LAYOUT_DIR"))
     header_dir = str(layout_dir) if ctx.config.get_bool("LUKS_HEADER_BACKUP") else None
     layout = capture.capture(
-        exclude=ctx.config.get_list("EXCLUDE_RECREATE"), luks_header_dir=header_dir
+        exclude=ctx.config.get_list("EXCLUDE_RECREATE"),
+        autoexclude=ctx.config.get_list("AUTOEXCLUDE_PATH"),
+        luks_header_dir=header_dir,
     )
     epoch = source_date_epoch()
     if epoch is not None:

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rescue_runtime.errors import CommandError, MissingError
+from rescue_runtime.errors import CommandError, MissingError, UsageError
 from rescue_runtime.layout import boot as boot_mod
 from rescue_runtime.layout.model import (
     GPT_TYPE_FLAGS,
@@ -52,6 +52,11 @@ DISK_TYPES = ("disk", "loop")
 EXT_TYPES = ("ext2", "ext3", "ext4")
 # Types lsblk reports that are not file systems to recreate but layers of the stack.
 CONTAINER_TYPES = ("LVM2_member", "crypto_LUKS", "linux_raid_member", "mpath_member")
+# Signatures of layers capture describes only when they are open or running.
+UNOPENED = {
+    "crypto_LUKS": "a LUKS container that is not open",
+    "linux_raid_member": "an MD RAID member of no running array",
+}
 # /dev/disk/by-id links named after a device's content, not its hardware.
 CONTENT_LINKS = ("lvm-pv-uuid-", "md-uuid-", "md-name-", "dm-uuid-", "dm-name-")
 
@@ -426,7 +431,7 @@ class Capture:
                     continue
                 if fs.uuid:
                     seen_btrfs[fs.uuid] = fs
-                self.btrfs(fs, mountpoint, live)
+                self.btrfs(fs, mountpoint, live, devs)
             elif fstype == "vfat" and dev.fsver:
                 digits = re.sub(r"\D", "", dev.fsver)
                 fs.fat_size = int(digits) if digits else None
@@ -465,8 +470,12 @@ class Capture:
         if out:
             fs.xfs = xfs.parse(out)
 
-    def btrfs(self, fs: Filesystem, mountpoint: str | None, live: list[findmnt.LiveMount]) -> None:
-        fs.btrfs = BtrfsParams(devices=[fs.device])
+    def btrfs(
+        self, fs: Filesystem, mountpoint: str | None, live: list[findmnt.LiveMount], devs: Devices
+    ) -> None:
+        # Every device carrying this btrfs's UUID; `btrfs filesystem show` confirms when mounted.
+        members = [d.path for d in devs.all if d.fstype == "btrfs" and d.uuid == fs.uuid]
+        fs.btrfs = BtrfsParams(devices=members if fs.uuid and members else [fs.device])
         if mountpoint is None:
             self.note(f"btrfs on {fs.device} is not mounted: subvolumes not captured.")
             return
@@ -614,6 +623,23 @@ class Capture:
             )
         return devs.resolve(spec)
 
+    def unopened_signatures(self, devs: Devices) -> None:
+        """A kept device holding a LUKS or RAID signature that nothing is built on (a closed
+        container, a member of an array that is not running): the layout cannot describe
+        what is inside, so say that recovery recreates the device without it."""
+        kept = {p.path for p in self.layout.partitions()} | {
+            d.path for d in self.layout.disks if not d.partitions
+        }
+        kept |= {lv.path for lv in self.layout.lvs} | {md.path for md in self.layout.mds}
+        opened = {parent for d in devs.all for parent in d.parents}
+        for dev in devs.all:
+            held = UNOPENED.get(dev.fstype or "")
+            if held and dev.path in kept and dev.path not in opened:
+                self.note(
+                    f"{dev.path} holds {held}: recovery recreates {dev.path} without it; "
+                    "open or assemble it before saving the layout to keep it."
+                )
+
     def boot(self) -> None:
         boot_mod.capture_boot(self.layout, self.probe, self.note, efibootmgr.parse)
 
@@ -625,6 +651,7 @@ def capture(
     exclude: Iterable[str] = (),
     exclude_disks: Iterable[str] = (),
     everything: bool = False,
+    autoexclude: Iterable[str] = (),
     luks_header_dir: str | None = None,
     probe: Probe | None = None,
 ) -> Layout:
@@ -633,10 +660,19 @@ def capture(
     `devices` limits the scan to these block devices (and what is built on them);
     `exclude` drops components by id or name pattern (a mount point, "/dev/sdb", a VG, an LV
     as "vg/lv") with everything built on them; `exclude_disks` names the backup or rescue
-    media disks, never part of a layout; `everything` keeps unmounted devices too.
+    media disks, never part of a layout; `everything` keeps devices on other disks too;
+    `autoexclude` (AUTOEXCLUDE_PATH) leaves out file systems mounted below these paths.
     `luks_header_dir` (off by default) keeps LUKS header backups there.
     """
     devices, exclude, exclude_disks = list(devices), list(exclude), list(exclude_disks)
+    autoexclude = list(autoexclude)
+    if not os.path.isdir(root):
+        # Otherwise no mount lies below it and every disk would look removed.
+        what = "is not a directory" if os.path.exists(root) else "does not exist"
+        raise UsageError(
+            f"The system root {root} {what}: the layout is captured from the mounts below it.",
+            hint="Give --root the directory the system to capture is mounted on (default /).",
+        )
     cap = Capture(probe or SystemProbe(), root, luks_header_dir)
     out = cap.probe.tool(["lsblk", "-J", "-b", "-O", *devices], what="listing block devices")
     if out is None:
@@ -674,6 +710,14 @@ def capture(
         exclude=exclude,
         exclude_disks=exclude_disks,
         everything=everything,
+        autoexclude=autoexclude,
     )
-    select(layout, exclude=exclude, exclude_disks=exclude_disks, everything=everything)
+    select(
+        layout,
+        exclude=exclude,
+        exclude_disks=exclude_disks,
+        everything=everything,
+        autoexclude=autoexclude,
+    )
+    cap.unopened_signatures(devs)
     return layout

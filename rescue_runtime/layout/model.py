@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 FORMAT_VERSION = 1
 
+# What `unmounted` means on a component (an LV holding a database's raw volume, a second
+# disk's copy of the ESP); the text rendering says it too.
+UNMOUNTED = "no mount or swap uses it; recovery recreates it, but its content is not in the backup"
+
 # GPT partition type GUIDs (upper case) and MBR type bytes that give a partition a role.
 GPT_TYPE_FLAGS: dict[str, str] = {
     "C12A7328-F81F-11D2-BA4B-00A0C93EC93B": "esp",
@@ -52,6 +56,8 @@ class Partition:
     kind: str = "primary"  # primary | extended | logical (MBR); primary on GPT
     disk: str = ""  # path of the disk it is on
 
+    unmounted: bool = False  # see UNMOUNTED
+
     @property
     def id(self) -> str:
         return f"part:{self.path}"
@@ -77,6 +83,8 @@ class Disk:
     by_path: list[str] = field(default_factory=list)
     partitions: list[Partition] = field(default_factory=list)
 
+    unmounted: bool = False  # see UNMOUNTED
+
     @property
     def id(self) -> str:
         return f"disk:{self.path}"
@@ -97,6 +105,8 @@ class MdArray:
     spares: list[str] = field(default_factory=list)
     bitmap: str | None = None  # internal | none | a file path
     container: str | None = None  # for IMSM/DDF members of a container
+
+    unmounted: bool = False  # see UNMOUNTED
 
     @property
     def id(self) -> str:
@@ -122,6 +132,8 @@ class LuksDevice:
     options: list[str] = field(default_factory=list)  # crypttab options
     header_backup: str | None = None  # file name beside layout.json when one was kept
 
+    unmounted: bool = False  # see UNMOUNTED
+
     @property
     def id(self) -> str:
         return f"luks:{self.path}"
@@ -136,6 +148,8 @@ class PhysicalVolume:
     metadata_copies: int | None = None
     pe_start: int | None = None  # bytes
 
+    unmounted: bool = False  # see UNMOUNTED
+
     @property
     def id(self) -> str:
         return f"pv:{self.device}"
@@ -149,6 +163,8 @@ class VolumeGroup:
     pvs: list[str] = field(default_factory=list)  # PV device paths
     tags: list[str] = field(default_factory=list)
     size: int | None = None
+
+    unmounted: bool = False  # see UNMOUNTED
 
     @property
     def id(self) -> str:
@@ -174,6 +190,8 @@ class LogicalVolume:
     devices: list[str] = field(default_factory=list)  # PVs the segments sit on
     tags: list[str] = field(default_factory=list)
     active: bool = True
+
+    unmounted: bool = False  # see UNMOUNTED
 
     @property
     def id(self) -> str:
@@ -245,6 +263,8 @@ class Filesystem:
     btrfs: BtrfsParams | None = None
     fat_size: int | None = None  # vfat: 12, 16 or 32
 
+    unmounted: bool = False  # see UNMOUNTED
+
     @property
     def id(self) -> str:
         return f"fs:{self.device}"
@@ -279,6 +299,8 @@ class Multipath:
     product: str | None = None
     size: int | None = None
     paths: list[str] = field(default_factory=list)  # member disk paths
+
+    unmounted: bool = False  # see UNMOUNTED
 
     @property
     def id(self) -> str:
@@ -327,6 +349,7 @@ class CaptureOptions:
     exclude: list[str] = field(default_factory=list)
     exclude_disks: list[str] = field(default_factory=list)
     everything: bool = False
+    autoexclude: list[str] = field(default_factory=list)  # AUTOEXCLUDE_PATH
 
 
 @dataclass
@@ -350,6 +373,11 @@ class Layout:
 
     def partitions(self) -> list[Partition]:
         return [p for d in self.disks for p in d.partitions]
+
+    def esps(self) -> list[Partition]:
+        """Every EFI system partition (by partition type), mounted or not: a mirrored-boot
+        machine has one per disk, and each must get the boot loader again."""
+        return [p for p in self.partitions() if "esp" in p.flags]
 
     def disk(self, path: str) -> Disk | None:
         return next((d for d in self.disks if d.path == path), None)

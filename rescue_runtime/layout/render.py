@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rescue_runtime.layout.graph import build_graph
-from rescue_runtime.layout.model import Filesystem, Layout
+from rescue_runtime.layout.model import UNMOUNTED, Filesystem, Layout
 
 
 def human(size: int | None) -> str:
@@ -19,6 +19,10 @@ def human(size: int | None) -> str:
 
 def _opt(name: str, value: object) -> str:
     return f" {name}={value}" if value not in (None, "", []) else ""
+
+
+def _unmounted(component: object) -> str:
+    return " (unmounted)" if getattr(component, "unmounted", False) else ""
 
 
 def _fs_details(fs: Filesystem) -> str:
@@ -53,6 +57,7 @@ def render(layout: Layout) -> str:
             f" sectors {disk.logical_sector_size}/{disk.physical_sector_size}"
             f" table={disk.table or 'none'}{_opt('id', disk.table_id)}"
             + (f" [{ident}]" if ident else "")
+            + _unmounted(disk)
         )
         for link in disk.by_id[:2]:
             lines.append(f"  by-id {link}")
@@ -61,15 +66,19 @@ def render(layout: Layout) -> str:
                 f"  part {p.number:>2} {p.path} {p.kind} start={p.start} size={p.size}"
                 f" ({human(p.size)}) type={p.type}{_opt('name', p.name)}{_opt('uuid', p.uuid)}"
                 + (f" flags={','.join(p.flags)}" if p.flags else "")
+                + _unmounted(p)
             )
     for mp in layout.multipaths:
-        lines.append(f"multipath {mp.path} wwid={mp.wwid} paths={','.join(mp.paths)}")
+        lines.append(
+            f"multipath {mp.path} wwid={mp.wwid} paths={','.join(mp.paths)}{_unmounted(mp)}"
+        )
     for md in layout.mds:
         lines.append(
             f"raid {md.path} {md.level} metadata={md.metadata}{_opt('uuid', md.uuid)}"
             f"{_opt('name', md.name)}{_opt('chunk', md.chunk_size)}{_opt('layout', md.layout)}"
             f"{_opt('bitmap', md.bitmap)} members={','.join(md.members)}"
             + (f" spares={','.join(md.spares)}" if md.spares else "")
+            + _unmounted(md)
         )
     for lk in layout.luks:
         lines.append(
@@ -77,13 +86,14 @@ def render(layout: Layout) -> str:
             f"{_opt('label', lk.label)}{_opt('cipher', lk.cipher)}{_opt('key', lk.key_size)}"
             f"{_opt('hash', lk.hash)}{_opt('pbkdf', lk.pbkdf)}{_opt('sector', lk.sector_size)}"
             f"{_opt('keyfile', lk.key_file)}{_opt('header_backup', lk.header_backup)}"
+            + _unmounted(lk)
         )
     for pv in layout.pvs:
-        lines.append(f"lvm pv {pv.device} uuid={pv.uuid} vg={pv.vg}")
+        lines.append(f"lvm pv {pv.device} uuid={pv.uuid} vg={pv.vg}{_unmounted(pv)}")
     for vg in layout.vgs:
         lines.append(
             f"lvm vg {vg.name} uuid={vg.uuid} extent={vg.extent_size}"
-            f" pvs={','.join(vg.pvs)}" + _opt("tags", ",".join(vg.tags))
+            f" pvs={','.join(vg.pvs)}" + _opt("tags", ",".join(vg.tags)) + _unmounted(vg)
         )
     for lv in layout.lvs:
         lines.append(
@@ -91,9 +101,10 @@ def render(layout: Layout) -> str:
             f"{_opt('stripes', lv.stripes if lv.segtype == 'striped' else None)}"
             f"{_opt('pool', lv.pool)}{_opt('chunk', lv.chunk_size)}"
             + _opt("tags", ",".join(lv.tags))
+            + _unmounted(lv)
         )
     for fs in layout.filesystems:
-        lines.append(f"fs {fs.device} {_fs_details(fs)}")
+        lines.append(f"fs {fs.device} {_fs_details(fs)}{_unmounted(fs)}")
         if fs.btrfs:
             for sub in fs.btrfs.subvolumes:
                 lines.append(
@@ -131,6 +142,8 @@ def render(layout: Layout) -> str:
         lines.append(f"  efi order {','.join(boot.boot_order)}")
     for ex in layout.excluded:
         lines.append(f"excluded {ex.id}: {ex.reason}")
+    if any(_unmounted(n) for n in graph.nodes.values()):
+        lines.append(f"# (unmounted): {UNMOUNTED}")
     for note in layout.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"

@@ -15,12 +15,17 @@ from pathlib import Path
 
 import pytest
 
+import rescue_runtime.cli
+from rescue_runtime import rescueconf
 from rescue_runtime.layout import cli
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.graph import build_graph
 from rescue_runtime.layout.model import Layout
+from rescue_runtime.layout.render import render
+from rescue_runtime.layout.select import DEFAULT_AUTOEXCLUDE
 from rescue_runtime.layout.store import load, save
 from rescue_runtime.run import run, which
+from tests.unit.test_cli import mkmedia
 
 pytestmark = [
     pytest.mark.integration,
@@ -292,3 +297,146 @@ def test_btrfs_subvolumes_and_default(tmp_path: Path) -> None:
         for target in reversed(mounted):
             run(["umount", target], check=False)
         run(["losetup", "-d", loop], check=False)
+
+
+def test_unmounted_file_system_kept_and_an_added_one_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A partition nothing mounts, and the file system on it, are part of the layout (so
+    recovery does not silently drop them), marked unmounted; a new one is a difference."""
+    table = "label: gpt\nsize=40MiB, type=linux\nsize=40MiB, type=linux\nsize=20MiB\n"
+    with loop_disk(tmp_path / "spare.img", 160 * MiB, table) as disk:
+        p1, p2, p3 = disk.part(1), disk.part(2), disk.part(3)
+        run(["mkfs.ext4", "-q", "-F", p1])
+        run(["mkfs.ext4", "-q", "-F", "-L", "spare", "-U", EXT4_UUID, p2])
+        # A LUKS container nobody opened: capture cannot see inside, and says so.
+        key = tmp_path / "key"
+        key.write_text("test-passphrase")
+        run(["cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2",
+             "--pbkdf-force-iterations", "1000", "--key-file", key, p3])  # fmt: skip
+        root = tmp_path / "root"
+        disk.mount(p1, root)
+
+        layout = capture(str(root), devices=[disk.path])
+
+        parts = {p.path: p for p in layout.partitions()}
+        assert [parts[p].unmounted for p in (p1, p2, p3)] == [False, True, True]
+        spare, used = layout.filesystem(p2), layout.filesystem(p1)
+        assert spare is not None and used is not None
+        assert (spare.fstype, spare.uuid, spare.label) == ("ext4", EXT4_UUID, "spare")
+        assert spare.ext is not None and spare.ext.block_size  # its parameters were read
+        assert spare.unmounted and not used.unmounted
+        assert layout.filesystem(p3) is None and layout.luks == []
+        assert f"{p3} holds a LUKS container that is not open" in " ".join(layout.notes)
+        lines = render(layout).splitlines()
+        line = next(x for x in lines if x.startswith(f"fs {p2} "))
+        assert f"uuid={EXT4_UUID} label=spare" in line and line.endswith("(unmounted)")
+        assert any(x.startswith("# (unmounted): no mount or swap uses it") for x in lines)
+
+        layout_dir = tmp_path / "layout"
+        save(layout, layout_dir)
+        assert checklayout(layout_dir, root, disk, capsys)[0] == 0
+        # A new partition with a file system and no mount: both are differences.
+        run(["sfdisk", "-q", "--force", "--no-reread", "--append", disk.path],
+            input="size=20MiB, type=linux\n")  # fmt: skip
+        disk.rescan()
+        run(["mkfs.ext4", "-q", "-F", disk.part(4)])
+        status, out = checklayout(layout_dir, root, disk, capsys)
+        assert status == 1, out
+        assert f"added: part:{disk.path}p4" in out and f"added: fs:{disk.path}p4" in out, out
+
+
+def test_autoexclude_leaves_out_a_disk_mounted_below_it(tmp_path: Path) -> None:
+    """A job disk mounted below /mnt (AUTOEXCLUDE_PATH) is left out, disk and all, and listed
+    with the reason; a file system mounted on /tmp itself stays (as ReaR's)."""
+    table = "label: gpt\nsize=30MiB, type=linux\nsize=30MiB, type=linux\n"
+    with (
+        loop_disk(tmp_path / "sys.img", 80 * MiB, table) as system,
+        loop_disk(tmp_path / "job.img", 40 * MiB, "label: gpt\nsize=30MiB\n") as job,
+    ):
+        for device in (system.part(1), system.part(2), job.part(1)):
+            run(["mkfs.ext4", "-q", "-F", device])
+        root = tmp_path / "root"
+        system.mount(system.part(1), root)
+        system.mount(system.part(2), root / "tmp")
+        job.mount(job.part(1), root / "mnt" / "job")
+        devices = [system.path, job.path]
+
+        layout = capture(str(root), devices=devices, autoexclude=DEFAULT_AUTOEXCLUDE)
+
+        assert [d.path for d in layout.disks] == [system.path]
+        assert sorted(m.mountpoint for m in layout.mounts) == ["/", "/tmp"]
+        excluded = {e.id: e.reason for e in layout.excluded}
+        assert excluded["mount:/mnt/job"] == "mounted below /mnt (AUTOEXCLUDE_PATH)"
+        assert "mount:/mnt/job" in excluded[f"fs:{job.part(1)}"]
+        assert excluded[f"disk:{job.path}"] == "nothing kept remains on it"
+        text = render(layout)
+        assert f"excluded disk:{job.path}: nothing kept remains on it" in text
+        assert "excluded mount:/mnt/job: mounted below /mnt (AUTOEXCLUDE_PATH)" in text
+        # Without AUTOEXCLUDE_PATH the job disk is captured like a system disk.
+        everything = capture(str(root), devices=devices)
+        assert [d.path for d in everything.disks] == devices
+
+
+def test_layout_commands_follow_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The host's `mkmedia layout save` / `checklayout` take -c and --set (LAYOUT_DIR,
+    AUTOEXCLUDE_PATH, EXCLUDE_RECREATE) as `build` does; the rescue system's take its
+    rescue.json; a missing --root is an error, not every disk "removed"."""
+    conf, layout_dir = tmp_path / "etc", tmp_path / "saved"
+    conf.mkdir()
+    (conf / "site.yaml").write_text(
+        f"LAYOUT_DIR: {layout_dir}\nAUTOEXCLUDE_PATH:\n  replace: [/jobs]\n"
+    )
+    table = "label: gpt\nsize=30MiB, type=linux\nsize=30MiB, type=linux\n"
+    with loop_disk(tmp_path / "d.img", 80 * MiB, table) as disk:
+        p1, p2 = disk.part(1), disk.part(2)
+        for device in (p1, p2):
+            run(["mkfs.ext4", "-q", "-F", device])
+        root = tmp_path / "root"
+        disk.mount(p1, root)
+        disk.mount(p2, root / "jobs" / "x")
+        selection = ["--root", str(root), "--device", disk.path]
+
+        saved = mkmedia("layout", "save", "-c", str(conf), *selection, tmp=tmp_path)
+        assert saved.returncode == 0, saved.stderr
+        layout = load(layout_dir)
+        assert layout.options.autoexclude == ["/jobs"]
+        assert layout.mount("/jobs/x") is None and layout.filesystem(p2) is None
+        assert layout.partitions()[1].unmounted  # the partition stays with its disk
+        # Bare, as cron runs it: the configured directory, the saved root and devices.
+        check = mkmedia("checklayout", "-c", str(conf), tmp=tmp_path)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"layout unchanged (compared with {layout_dir})" in check.stdout
+        # The configuration changed since the save: the next build's layout would differ.
+        check = mkmedia(
+            "checklayout", "-c", str(conf), "--set", "AUTOEXCLUDE_PATH=/media", tmp=tmp_path
+        )
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert "added: mount:/jobs/x" in check.stdout and f"added: fs:{p2}" in check.stdout
+        excluded = mkmedia(
+            "layout", "show", "--current", "-c", str(conf), *selection,
+            "--set", "EXCLUDE_RECREATE=/", tmp=tmp_path,
+        )  # fmt: skip
+        assert excluded.returncode == 0, excluded.stderr
+        assert "excluded mount:/: excluded by '/'" in excluded.stdout
+        assert f"excluded fs:{p1}: only mount:/ used it" in excluded.stdout
+
+        missing = mkmedia("checklayout", "-c", str(conf), "--root", "/nonexistent", tmp=tmp_path)
+        assert missing.returncode == 2, missing.stdout + missing.stderr
+        assert "The system root /nonexistent does not exist" in missing.stderr
+        assert "removed" not in missing.stdout and "Traceback" not in missing.stderr
+        assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+
+        # The rescue system's command: its rescue.json has the build's settings.
+        rescue_json = tmp_path / "rescue.json"
+        settings = {"AUTOEXCLUDE_PATH": ["/elsewhere"], "EXCLUDE_RECREATE": ["/jobs/x"]}
+        rescue_json.write_text(rescueconf.RescueConfig(settings=settings).to_json())
+        read = rescueconf.load  # /etc/mkmedia/rescue.json in the rescue system
+        monkeypatch.setattr(rescueconf, "load", lambda: read(rescue_json))
+        rescue_dir = tmp_path / "rescue-layout"
+        argv = ["layout", "save", "--dir", str(rescue_dir), *selection]
+        assert rescue_runtime.cli.main(argv) == 0
+        options = load(rescue_dir).options
+        assert (options.autoexclude, options.exclude) == (["/elsewhere"], ["/jobs/x"])

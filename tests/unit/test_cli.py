@@ -101,3 +101,25 @@ def test_build_runs_to_its_end_and_logs(tmp_path: Path, config_dir: Path) -> Non
     assert manifest["workflow"] == "build"
     text = log_file.read_text()
     assert "prep/100_record-configuration" in text
+
+
+def test_layout_commands_read_the_configuration(tmp_path: Path, config_dir: Path) -> None:
+    """`mkmedia layout show` / `checklayout` look where LAYOUT_DIR says (-c, --set), as
+    `build` saves; a --root that does not exist is a one-paragraph error."""
+    from rescue_runtime.layout.model import Layout
+    from rescue_runtime.layout.store import save
+
+    save(Layout(hostname="from-site-yaml"), tmp_path / "site-layout")
+    (config_dir / "site.yaml").write_text(f"LAYOUT_DIR: {tmp_path / 'site-layout'}\n")
+    shown = mkmedia("layout", "show", "-c", str(config_dir), tmp=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "host=from-site-yaml" in shown.stdout
+    other = tmp_path / "other"
+    moved = mkmedia(
+        "layout", "show", "-c", str(config_dir), "--set", f"LAYOUT_DIR={other}", tmp=tmp_path
+    )
+    assert moved.returncode == 6 and f"No saved layout at {other}/layout.json" in moved.stderr
+    missing = mkmedia("checklayout", "-c", str(config_dir), "--root", "/nonexistent", tmp=tmp_path)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "The system root /nonexistent does not exist" in missing.stderr
+    assert "removed" not in missing.stdout and "Traceback" not in missing.stderr

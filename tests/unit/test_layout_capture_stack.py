@@ -19,6 +19,7 @@ from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.graph import build_graph, mount_order
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.render import render
+from rescue_runtime.layout.select import autoexcluded
 from rescue_runtime.layout.serial import from_json, to_json
 from rescue_runtime.layout.store import load, save
 
@@ -106,8 +107,10 @@ def test_stack_components(layout: Layout) -> None:
     assert [pv.device for pv in layout.pvs] == ["/dev/md0", "/dev/mapper/cryptpv"]
     (vg,) = layout.vgs
     assert vg.pvs == ["/dev/md0", "/dev/mapper/cryptpv"] and vg.extent_size == 4 * 1024**2
-    # Only what mounts and swap need: thin2 and the raid1 LV are not mounted.
-    assert sorted(lv.name for lv in layout.lvs) == ["pool", "root", "swap-1", "thin1"]
+    # Every LV of a kept VG: thin2 and the raid1 LV are not mounted, and marked so.
+    lvs = {lv.name: lv for lv in layout.lvs}
+    assert sorted(lvs) == ["mirrored", "pool", "root", "swap-1", "thin1", "thin2"]
+    assert [n for n, lv in sorted(lvs.items()) if lv.unmounted] == ["mirrored", "thin2"]
     mounts = {m.mountpoint: m for m in layout.mounts}
     assert set(mounts) == {"/", "/srv", "swap"}
     assert mounts["swap"].device == "/dev/mapper/vg0-swap--1" and mounts["swap"].mounted
@@ -139,9 +142,9 @@ def test_stack_graph_order(layout: Layout) -> None:
         assert order.index(before) < order.index(after), (before, after)
     assert "lv:vg0/swap-1" not in order and order[-1] == "mount:/srv"
     assert set(graph.children("vg:vg0")) == {
-        f"lv:vg0/{n}" for n in ("root", "swap-1", "pool", "thin1")
+        f"lv:vg0/{n}" for n in ("root", "swap-1", "pool", "thin1", "thin2", "mirrored")
     }
-    assert graph.children("lv:vg0/pool") == ["lv:vg0/thin1"]
+    assert graph.children("lv:vg0/pool") == ["lv:vg0/thin1", "lv:vg0/thin2"]
     assert "mount:/srv" in graph.descendants("part:/dev/vdc2")
     assert [m.mountpoint for m in mount_order(layout)] == ["/", "/srv"]
 
@@ -158,8 +161,16 @@ def test_stack_json_round_trip_and_render(layout: Layout, tmp_path: Path) -> Non
 
 def test_excludes_by_mountpoint_and_vg(layout: Layout) -> None:
     small = capture("/", exclude=["/srv"], exclude_disks=["/dev/vdd"], probe=ReplayProbe())
-    assert sorted(lv.name for lv in small.lvs) == ["root", "swap-1"]
-    assert any(e.id == "mount:/srv" for e in small.excluded)
+    # The mount goes and its file system with it; the LV stays in its VG, unmounted.
+    excluded = {e.id: e.reason for e in small.excluded}
+    assert excluded["mount:/srv"] == "excluded by '/srv'"
+    assert "mount:/srv" in excluded["fs:/dev/mapper/vg0-thin1"]
+    assert small.filesystem("/dev/mapper/vg0-thin1") is None
+    thin1 = small.lv("vg0/thin1")
+    assert thin1 is not None and thin1.unmounted
+    no_lv = capture("/", exclude=["vg0/thin*"], exclude_disks=["/dev/vdd"], probe=ReplayProbe())
+    assert sorted(lv.name for lv in no_lv.lvs) == ["mirrored", "pool", "root", "swap-1"]
+    assert [m.mountpoint for m in no_lv.mounts] == ["/", "swap"]
     none = capture("/", exclude=["vg0"], exclude_disks=["/dev/vdd"], probe=ReplayProbe())
     assert none.lvs == [] and none.mounts == [] and none.disks == []
 
@@ -210,3 +221,16 @@ def test_newer_format_version_is_refused(layout: Layout) -> None:
         from_json(text)
     with pytest.raises(ConfigError, match="not valid JSON"):
         from_json("{")
+
+
+def test_autoexclude_is_below_the_paths_only() -> None:
+    """As ReaR's AUTOEXCLUDE_PATH: a separate /tmp file system stays, /tmp/job does not."""
+    assert autoexcluded("/tmp", ["/tmp"]) is None
+    assert autoexcluded("/tmp/job", ["/media", "/tmp/"]) == "/tmp/"
+    assert autoexcluded("/tmpfs/x", ["/tmp"]) is None
+    assert autoexcluded("/", ["/"]) is None and autoexcluded("/home", ["/"]) == "/"
+    whole = capture("/", autoexclude=["/"], exclude_disks=["/dev/vdd"], probe=ReplayProbe())
+    assert [m.mountpoint for m in whole.mounts] == ["/", "swap"]
+    assert {e.id: e.reason for e in whole.excluded}["mount:/srv"] == (
+        "mounted below / (AUTOEXCLUDE_PATH)"
+    )

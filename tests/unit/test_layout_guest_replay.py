@@ -16,6 +16,7 @@ from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.graph import build_graph
 from rescue_runtime.layout.model import Layout
+from rescue_runtime.layout.select import DEFAULT_AUTOEXCLUDE
 from rescue_runtime.layout.serial import from_json, to_json
 from tests.layout_checks import CHECKS
 
@@ -59,7 +60,8 @@ def record() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def layout(record: dict[str, Any]) -> Layout:
-    return capture("/", probe=GuestReplay(record))
+    # as `mkmedia layout save` in the guest: with AUTOEXCLUDE_PATH's default
+    return capture("/", autoexclude=DEFAULT_AUTOEXCLUDE, probe=GuestReplay(record))
 
 
 @pytest.mark.parametrize("stack", sorted(CHECKS))
@@ -79,6 +81,6 @@ def test_graph_resolves_and_round_trips(layout: Layout) -> None:
     again = from_json(to_json(layout))
     assert compare(layout, again) == []
     # The LUKS mapping sits on the array, the VG on the mapping, the mount on the LV.
-    chain = graph.dependencies_of_mount("/mnt/sec/home")
+    chain = graph.dependencies_of_mount("/srv/sec/home")
     for node in ("md:/dev/md0", "luks:/dev/mapper/secure", "vg:vgsec", "lv:vgsec/home"):
         assert node in chain, chain

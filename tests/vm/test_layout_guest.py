@@ -1,20 +1,26 @@
 """Disk layout capture on real device-mapper, MD RAID, LUKS, LVM and btrfs stacks.
 
 Device-mapper does not work on the build machine, so one rescue guest (built with
-tests/data/recipes/vm-storage.yaml) gets five blank disks; the stacks are built inside it,
-mounted under /mnt, and `mkmedia layout save` / `show --json` / `checklayout` run there. The
-verdicts compare the capture with what the commands below created (sizes, UUIDs, names).
+tests/data/recipes/vm-storage.yaml) gets six blank disks; the stacks are built inside it,
+mounted under /srv, and `mkmedia layout save` / `show --json` / `checklayout` run there, with
+the rescue system's configuration (AUTOEXCLUDE_PATH's default among it). The verdicts
+compare the capture with what the commands below created (sizes, UUIDs, names).
 
-Disks: vda GPT + LVM (ext4, xfs, swap); vdb and vdc MBR with logical partitions, a RAID1 of
-their fifth partitions, LUKS2 on it, LVM inside; vdd (whole disk) and the NVMe disk's second
-partition one VG with a thin pool and thin volumes, a striped and a raid1 LV; the NVMe
-disk's first partition btrfs with subvolumes and a default subvolume.
+Disks: vda GPT + LVM (ext4, xfs, swap); vdb and vdc MBR with logical partitions, an ESP on
+each first partition (the one on vdc a copy, not mounted), a RAID1 of their fifth
+partitions, LUKS2 on it, LVM inside; vdd (whole disk) and the NVMe disk's second partition
+one VG with a thin pool and thin volumes, a striped and a raid1 LV; the NVMe disk's first
+partition btrfs with subvolumes and a default subvolume; vde a job disk mounted under /mnt,
+which AUTOEXCLUDE_PATH leaves out.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import os
 import subprocess
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,7 @@ from rescue_runtime.layout.serial import from_json
 from tests.layout_checks import (
     BTRFS_UUID,
     CHECKS,
+    ESP_VOLIDS,
     GPT_BOOT_PARTUUID,
     GPT_DISK_GUID,
     LUKS_UUID,
@@ -39,6 +46,9 @@ from tests.rescue_build import REPO, build_media
 pytestmark = pytest.mark.vm
 
 RECIPE = REPO / "tests" / "data" / "recipes" / "vm-storage.yaml"
+REPLAY_DIR = REPO / "tests" / "data" / "layout" / "guest"
+# Set to a file name to re-record the replay data (guest/replay.json) from this guest.
+RECORD_ENV = "MKMEDIA_LAYOUT_RECORD"
 PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
 # Generous: software emulation on a machine shared with others; not timing assertions.
 BOOT_TIMEOUT = 900
@@ -53,7 +63,7 @@ LVM = 'lvm_q() { lvm "$@" --config \'activation/monitoring=0 global/thin_check_e
 
 MBR_SCRIPT = (
     "label: dos\\nlabel-id: 0x5eed000{n}\\n"
-    "/dev/{d}1 : start=2048, size=64MiB, type=83\\n"
+    "/dev/{d}1 : start=2048, size=64MiB, type=ef\\n"
     "/dev/{d}2 : size=400MiB, type=5\\n"
     "/dev/{d}5 : size=300MiB, type=fd\\n"
     "/dev/{d}6 : size=64MiB, type=83\\n"
@@ -114,35 +124,40 @@ STEPS: list[tuple[str, str]] = [
         f"&& {SMALL_XFS} -m uuid={fs_uuid(3)} -L gptdata /dev/vggpt/data "
         f"&& mkswap -U {fs_uuid(4)} -L gptswap /dev/vggpt/swap >/dev/null "
         f"&& mkfs.ext4 -q -U {fs_uuid(5)} /dev/vgsec/home "
-        f"&& mkfs.ext4 -q -U {fs_uuid(6)} /dev/vdb1 "
+        f"&& mkfs.vfat -F 32 -n ESP -i {ESP_VOLIDS[0]} /dev/vdb1 >/dev/null "
+        f"&& mkfs.vfat -F 32 -n ESP -i {ESP_VOLIDS[1]} /dev/vdc1 >/dev/null "
         f"&& mkfs.ext4 -q -U {fs_uuid(7)} /dev/vdb6 "
         f"&& mkfs.ext4 -q -U {fs_uuid(8)} /dev/vgthin/thin1 "
         f"&& {SMALL_XFS} -m uuid={fs_uuid(9)} /dev/vgthin/thin2 "
         f"&& mkfs.ext4 -q -U {fs_uuid(10)} /dev/vgthin/stripe "
         f"&& mkfs.ext4 -q -U {fs_uuid(11)} /dev/vgthin/mirror "
-        f"&& mkfs.btrfs -q -f -U {BTRFS_UUID} -L btr /dev/nvme0n1p1",
+        f"&& mkfs.btrfs -q -f -U {BTRFS_UUID} -L btr /dev/nvme0n1p1 "
+        # the job disk
+        f"&& sgdisk -Z -n 1:1MiB:0 -t 1:8300 /dev/vde >/dev/null && udevadm settle "
+        f"&& mkfs.ext4 -q -U {fs_uuid(12)} /dev/vde1",
     ),
     (
         "btrfs subvolumes and default",
-        "mkdir -p /mnt/btr-top && mount /dev/nvme0n1p1 /mnt/btr-top "
-        "&& btrfs -q subvolume create /mnt/btr-top/@ "
-        "&& btrfs -q subvolume create /mnt/btr-top/@home "
-        "&& btrfs -q subvolume create /mnt/btr-top/@/nested "
-        "&& btrfs subvolume set-default /mnt/btr-top/@ && umount /mnt/btr-top",
+        "mkdir -p /srv/btr-top && mount /dev/nvme0n1p1 /srv/btr-top "
+        "&& btrfs -q subvolume create /srv/btr-top/@ "
+        "&& btrfs -q subvolume create /srv/btr-top/@home "
+        "&& btrfs -q subvolume create /srv/btr-top/@/nested "
+        "&& btrfs subvolume set-default /srv/btr-top/@ && umount /srv/btr-top",
     ),
     (
         "mounts and swap",
-        "for m in gpt/root gpt/boot gpt/data sec/home mbr/p1 mbr/l6 thin/1 thin/2 thin/stripe "
-        "thin/mirror btr btr-home; do mkdir -p /mnt/$m || exit 1; done "
-        "&& mount /dev/vggpt/root /mnt/gpt/root && mount /dev/vda1 /mnt/gpt/boot "
-        "&& mount /dev/vggpt/data /mnt/gpt/data && swapon /dev/vggpt/swap "
-        "&& mount /dev/vgsec/home /mnt/sec/home "
-        "&& mount /dev/vdb1 /mnt/mbr/p1 && mount /dev/vdb6 /mnt/mbr/l6 "
-        "&& mount /dev/vgthin/thin1 /mnt/thin/1 && mount /dev/vgthin/thin2 /mnt/thin/2 "
-        "&& mount /dev/vgthin/stripe /mnt/thin/stripe "
-        "&& mount /dev/vgthin/mirror /mnt/thin/mirror "
-        "&& mount /dev/nvme0n1p1 /mnt/btr "
-        "&& mount -o subvol=@home /dev/nvme0n1p1 /mnt/btr-home",
+        "for m in gpt/root gpt/boot gpt/data sec/home mbr/esp mbr/l6 thin/1 thin/2 thin/stripe "
+        "thin/mirror btr btr-home; do mkdir -p /srv/$m || exit 1; done "
+        "&& mount /dev/vggpt/root /srv/gpt/root && mount /dev/vda1 /srv/gpt/boot "
+        "&& mount /dev/vggpt/data /srv/gpt/data && swapon /dev/vggpt/swap "
+        "&& mount /dev/vgsec/home /srv/sec/home "
+        "&& mount /dev/vdb1 /srv/mbr/esp && mount /dev/vdb6 /srv/mbr/l6 "
+        "&& mount /dev/vgthin/thin1 /srv/thin/1 && mount /dev/vgthin/thin2 /srv/thin/2 "
+        "&& mount /dev/vgthin/stripe /srv/thin/stripe "
+        "&& mount /dev/vgthin/mirror /srv/thin/mirror "
+        "&& mount /dev/nvme0n1p1 /srv/btr "
+        "&& mount -o subvol=@home /dev/nvme0n1p1 /srv/btr-home "
+        "&& mkdir -p /mnt/job && mount /dev/vde1 /mnt/job",
     ),
 ]
 
@@ -156,6 +171,29 @@ def sh(guest: Guest, command: str, what: str = "", timeout: float = STEP_TIMEOUT
     status, out = guest.shell(command, timeout)
     assert status == 0, f"{what or command} failed ({status}):\n{out}"
     return out
+
+
+def record_replay(guest: Guest, target: Path) -> None:
+    """Run tests/data/layout/guest/record.py in the guest and bring its replay.json out
+    (zlib + hex through the console: the rescue Python has zlib and binascii, not base64)."""
+    script = binascii.hexlify(zlib.compress((REPLAY_DIR / "record.py").read_bytes(), 9))
+    sh(
+        guest,
+        'python3 -c \'import binascii,sys,zlib; open("/tmp/record.py","wb").write('
+        f"zlib.decompress(binascii.unhexlify(sys.argv[1])))' {script.decode()} "
+        "&& python3 /tmp/record.py /tmp/replay.json",
+        "record.py",
+    )
+    digest = sh(guest, "sha256sum /tmp/replay.json").split()[0]
+    hexed = sh(
+        guest,
+        "python3 -c 'import binascii,zlib; h=binascii.hexlify(zlib.compress(open("
+        '"/tmp/replay.json","rb").read(), 9)).decode(); '
+        "[print(h[i:i+100]) for i in range(0, len(h), 100)]'",
+    )
+    data = zlib.decompress(binascii.unhexlify("".join(hexed.split())))
+    assert hashlib.sha256(data).hexdigest() == digest, "console mangled replay.json"
+    target.write_bytes(data)
 
 
 def fetch(guest: Guest, path: str) -> str:
@@ -185,7 +223,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stacks(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
     tmp = tmp_path_factory.mktemp("layout-guest")
-    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate((512, 512, 512, 256))]
+    sizes = (512, 512, 512, 256, 64)
+    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate(sizes)]
     machine = Machine(
         kernel=media / "rescue-kernel",
         initrd=media / "rescue-initrd.img",
@@ -201,6 +240,8 @@ def stacks(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         save = sh(guest, "mkmedia layout save --dir /tmp/layout", "layout save")
         sh(guest, "mkmedia layout show --json --dir /tmp/layout > /tmp/shown.json")
         layout = from_json(fetch(guest, "/tmp/shown.json"), source="the guest's layout")
+        if os.environ.get(RECORD_ENV):
+            record_replay(guest, Path(os.environ[RECORD_ENV]))
         yield Stacks(guest, layout, save)
 
 
@@ -230,3 +271,21 @@ def test_checklayout_unchanged_lv_grown_partition_added(stacks: Stacks) -> None:
     status, out = guest.shell("mkmedia checklayout --dir /tmp/layout", STEP_TIMEOUT)
     assert status == 1, out
     assert "added: part:/dev/vda3" in out and grown in out, out
+
+
+def test_unmounted_lv_is_kept_and_checklayout_names_it(stacks: Stacks) -> None:
+    """An LV nothing mounts (a raw database volume, a VM's disk) must not be lost: a new one
+    is a difference, and a fresh capture keeps it, marked unmounted."""
+    guest = stacks.guest
+    sh(guest, "lvm_q lvcreate -y -n probe -L 8M vggpt")
+    status, out = guest.shell("mkmedia checklayout --dir /tmp/layout", STEP_TIMEOUT)
+    assert status == 1 and "added: lv:vggpt/probe" in out, out
+    shown = sh(
+        guest,
+        "mkmedia layout show --current --json | python3 -c 'import json,sys; "
+        '[print("unmounted", lv["vg"] + "/" + lv["name"]) for lv in json.load(sys.stdin)["lvs"]'
+        ' if lv["unmounted"]]\'',
+    )
+    assert [line for line in shown.splitlines() if line.startswith("unmounted")] == [
+        "unmounted vggpt/probe"
+    ], shown
