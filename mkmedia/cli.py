@@ -17,6 +17,7 @@ from mkmedia.log import default_log_path, setup_logging
 from mkmedia.paths import DEFAULT_CONFIG_DIR
 from mkmedia.settings import SETTINGS
 from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, make_build_dir, run_workflow
+from rescue_runtime.cliopts import CommonOptions, default, dest
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
 
 log = logging.getLogger("mkmedia.cli")
@@ -26,28 +27,39 @@ EXIT_HELP = "exit codes:\n" + "\n".join(
 )
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("common options")
+def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
     group.add_argument(
         "-c",
         "--config-dir",
         type=Path,
-        default=DEFAULT_CONFIG_DIR,
+        default=default(DEFAULT_CONFIG_DIR, depth),
         help=f"directory of site.yaml, local.yaml and hooks.d/ (default {DEFAULT_CONFIG_DIR})",
     )
     group.add_argument(
         "--set",
-        dest="sets",
+        dest=dest("sets", depth),
         action="append",
-        default=[],
+        default=default([], depth),
         metavar="NAME=VALUE",
-        help="set a setting last (lists: NAME+=ITEM, NAME-=ITEM, NAME=a,b replaces)",
+        help="set a setting last (lists: NAME+=ITEM, NAME-=ITEM, NAME=a,b replaces); "
+        "repeatable, before or after the command, applied left to right",
     )
-    group.add_argument("--debug", action="store_true", help="tracebacks and debug output")
-    group.add_argument("-v", "--verbose", action="store_true", help="show every command run")
-    group.add_argument("--log-file", type=Path, help="log file (default: %(default)s)")
-    return common
+    switches = (
+        (("--debug",), "tracebacks and debug output"),
+        (("-v", "--verbose"), "show every command run"),
+    )
+    for flags, text in switches:
+        group.add_argument(*flags, action="store_true", default=default(False, depth), help=text)
+    group.add_argument(
+        "--log-file",
+        type=Path,
+        default=default(None, depth),
+        help="log file (default for builds: /var/log/mkmedia/mkmedia-HOST.log as root, "
+        "else under ~/.local/state/mkmedia)",
+    )
+
+
+COMMON = CommonOptions(_define_common, appended=("sets",))
 
 
 def _workflow_options(parser: argparse.ArgumentParser) -> None:
@@ -67,13 +79,12 @@ def _workflow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common_options()
     parser = argparse.ArgumentParser(
         prog="mkmedia",
         description="Build bootable rescue media for this machine and recover it on bare metal.",
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        parents=[COMMON.parent(0)],
     )
     parser.add_argument("--version", action="version", version=f"mkmedia {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -83,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
             workflow.name,
             aliases=aliases,
             help=workflow.help,
-            parents=[common],
+            parents=[COMMON.parent(1)],
             epilog=EXIT_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -92,21 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="build the default rescue media for this machine and boot it in QEMU",
-        parents=[common],
+        parents=[COMMON.parent(1)],
     )
     _workflow_options(demo)
     demo.add_argument(
         "--firmware", choices=("bios", "uefi"), default="bios", help="QEMU firmware to boot with"
     )
     dump = sub.add_parser(
-        "dump", help="show the system definition, layers and settings", parents=[common]
+        "dump", help="show the system definition, layers and settings", parents=[COMMON.parent(1)]
     )
     dump.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
     dump.add_argument("--json", action="store_true", help="machine-readable output")
-    add_layout_parser(sub)
-    add_checklayout_parser(sub)
+    add_layout_parser(sub, COMMON)
+    add_checklayout_parser(sub, COMMON)
     settings = sub.add_parser(
-        "settings", help="list every setting with its default and help", parents=[common]
+        "settings", help="list every setting with its default and help", parents=[COMMON.parent(1)]
     )
     settings.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -222,7 +233,7 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = COMMON.merge(parser.parse_args(argv))
     builds = bool(getattr(args, "workflow", None)) or args.command == "demo"
     needs_log = builds and not getattr(args, "simulate", False)
     log_path = args.log_file or (default_log_path() if needs_log else None)
