@@ -10,15 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mkmedia import __version__
+from mkmedia.builddir import make_build_dir, reap_build_dirs
 from mkmedia.config import Config, load_config
-from mkmedia.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, MkmediaError, UsageError
+from mkmedia.errors import EXIT_CODES, EXIT_OK, MkmediaError
 from mkmedia.lock import RunLock
 from mkmedia.log import default_log_path, setup_logging
 from mkmedia.paths import DEFAULT_CONFIG_DIR
 from mkmedia.settings import SETTINGS
-from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, make_build_dir, run_workflow
+from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, run_workflow
 from rescue_runtime.cliopts import CommonOptions, default, dest
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
+from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
 
 log = logging.getLogger("mkmedia.cli")
 
@@ -202,7 +204,9 @@ def cmd_workflow(args: argparse.Namespace) -> int:
         print(describe_plan(workflow, config, hooks_dir))
         return EXIT_OK
     with RunLock():
-        build_dir = make_build_dir(Path(config.get_str("TMPDIR")))
+        tmpdir = Path(config.get_str("TMPDIR"))
+        reap_build_dirs(tmpdir)
+        build_dir = make_build_dir(tmpdir)
         log.info("build directory %s", build_dir)
         run_workflow(
             workflow,
@@ -232,6 +236,15 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with terminate_unwinds():  # SIGTERM unwinds like Ctrl-C: build directory and lock go
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:
+            log.error("%s", stopped_by(exc))
+            return exit_code(exc)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = COMMON.merge(parser.parse_args(argv))
     builds = bool(getattr(args, "workflow", None)) or args.command == "demo"
@@ -247,12 +260,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.log_file:
             print(f"mkmedia: the log file {args.log_file} has the details.", file=sys.stderr)
         return exc.exit_code
-    except UsageError as exc:  # pragma: no cover - UsageError is an MkmediaError
-        log.error("%s", exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mkmedia: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

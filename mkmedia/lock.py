@@ -1,13 +1,25 @@
-"""A lock so two mkmedia runs cannot trample each other's work area, layout or output."""
+"""A lock so two mkmedia runs cannot trample each other's work area, layout or output.
+
+The kernel's flock is what locks: it is released when its holder exits, however it exits. The
+file's text says who holds it (pid, host, start time), so a busy lock names its holder, and a
+lock a killed run left behind is recognised, taken over and said so in the log.
+"""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import logging
 import os
 from pathlib import Path
 from types import TracebackType
 
-from mkmedia.errors import LockError
+from mkmedia.errors import LockError, MkmediaError
+from mkmedia.owner import Owner
+
+log = logging.getLogger("mkmedia.lock")
+
+_RECORD_MAX = 4096
 
 
 def default_lock_path() -> Path:
@@ -20,25 +32,59 @@ def default_lock_path() -> Path:
     return Path(runtime) / "mkmedia.lock"
 
 
+def _record(fd: int) -> Owner | None:
+    return Owner.parse(os.pread(fd, _RECORD_MAX, 0).decode("utf-8", errors="replace"))
+
+
 class RunLock:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_lock_path()
         self._fd: int | None = None
 
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            problem = exc.strerror
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW: in /run/lock anyone may plant a link
+                problem = "it is a symbolic link, which mkmedia does not follow"
+            raise MkmediaError(
+                f"Cannot open the lock file {self.path}: {problem}.",
+                hint="Point MKMEDIA_LOCK_FILE at a file in a directory mkmedia can write "
+                "(default /run/lock/mkmedia.lock as root).",
+            ) from exc
+
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        except OSError as exc:
+            holder = _record(fd)
             os.close(fd)
-            raise LockError(
-                f"Another mkmedia run (pid {holder}) holds the lock {self.path}.",
-                hint="Wait for it to finish; two runs at once would overwrite each other's work.",
-            ) from None
+            if isinstance(exc, BlockingIOError):
+                who = holder.describe() if holder else "whose pid is not recorded"
+                raise LockError(
+                    f"Another mkmedia run ({who}) holds the lock {self.path}.",
+                    hint="Wait for it to finish; two runs at once would overwrite each other's "
+                    "work.",
+                ) from None
+            raise MkmediaError(
+                f"Cannot lock {self.path}: {exc.strerror}.",
+                hint="Put MKMEDIA_LOCK_FILE on a local file system (flock must work there).",
+            ) from exc
+        # The flock is ours: any record in the file was left by a run that did not release it.
+        previous = _record(fd)
+        if previous is not None:
+            state = "no longer running" if not previous.alive() else "not holding it any more"
+            log.warning(
+                "took over the lock %s left by mkmedia %s (%s)",
+                self.path,
+                previous.describe(),
+                state,
+            )
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, Owner.current().to_text().encode(), 0)
         self._fd = fd
 
     def release(self) -> None:

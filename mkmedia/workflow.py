@@ -11,16 +11,16 @@ import importlib
 import logging
 import pkgutil
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkmedia.artifacts import Artifact
+from mkmedia.builddir import disown
 from mkmedia.config import Config
 from mkmedia.errors import MkmediaError, StepError
-from mkmedia.hooks import PHASES, find_hooks, run_hooks
+from mkmedia.hooks import PHASES, check_hooks, find_hooks, run_hooks
 from mkmedia.log import say
 
 log = logging.getLogger("mkmedia.workflow")
@@ -148,11 +148,6 @@ def describe_plan(workflow: Workflow, config: Config, hooks_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def make_build_dir(parent: Path) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="mkmedia.", dir=parent))
-
-
 def run_workflow(
     workflow: Workflow,
     config: Config,
@@ -169,6 +164,7 @@ def run_workflow(
     env.update({"MKMEDIA_WORKFLOW": workflow.name, "MKMEDIA_BUILD_DIR": str(build_dir)})
     started = time.monotonic()
     try:
+        check_hooks(hooks_dir, workflow.stages)
         for stage, steps in plan(workflow, config):
             run_hooks(hooks_dir, stage, PHASES[0], env, cwd=build_dir)
             for s in steps:
@@ -189,6 +185,7 @@ def run_workflow(
             run_hooks(hooks_dir, stage, PHASES[1], env, cwd=build_dir)
     finally:
         if keep_build_dir:
+            disown(build_dir)
             say(f"kept the build directory {build_dir}")
         else:
             shutil.rmtree(build_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ from rescue_runtime import __version__
 from rescue_runtime.cliopts import CommonOptions, default, parents
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
+from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
 
 
 def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
@@ -69,6 +70,15 @@ def cmd_recover(unattended: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with terminate_unwinds():  # SIGTERM unwinds like Ctrl-C: temporary files are removed
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:
+            print(f"mkmedia: {stopped_by(exc)}", file=sys.stderr)
+            return exit_code(exc)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = COMMON.merge(parser.parse_args(argv))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
