@@ -47,7 +47,9 @@ class RunLock:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             problem = exc.strerror
-            if exc.errno == errno.ELOOP:  # O_NOFOLLOW: in /run/lock anyone may plant a link
+            if isinstance(exc, FileExistsError):  # from mkdir: something else is in the way
+                problem = f"{self.path.parent} exists and is not a directory"
+            elif exc.errno == errno.ELOOP:  # O_NOFOLLOW: in /run/lock anyone may plant a link
                 problem = "it is a symbolic link, which mkmedia does not follow"
             raise MkmediaError(
                 f"Cannot open the lock file {self.path}: {problem}.",

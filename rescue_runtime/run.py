@@ -63,7 +63,7 @@ def _cannot_start(
     program: str, exc: OSError, cwd: str | os.PathLike[str] | None = None
 ) -> MkmediaError:
     """The error for a program that could not be started at all (chdir or exec failed)."""
-    if cwd is not None and exc.filename == os.fspath(cwd):
+    if cwd is not None and exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd):
         return CommandError(
             f"Cannot run {program!r} in the directory {os.fspath(cwd)}: {exc.strerror}."
         )

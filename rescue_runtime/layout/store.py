@@ -66,5 +66,7 @@ def load(directory: str | os.PathLike[str] = DEFAULT_DIR) -> Layout:
             hint=again,
         ) from None
     except OSError as exc:
-        raise ConfigError(f"The saved layout {path} cannot be read: {exc.strerror}.", hint=again)
+        raise ConfigError(
+            f"The saved layout {path} cannot be read: {exc.strerror}.", hint=again
+        ) from exc
     return from_json(text, source=str(path))
