@@ -65,7 +65,8 @@ class RunLock:
             holder = _record(fd)
             os.close(fd)
             if isinstance(exc, BlockingIOError):
-                who = holder.describe() if holder else "whose pid is not recorded"
+                # A holder that just took the lock over may not have written its record yet.
+                who = holder.describe() if holder and holder.alive() else "just starting"
                 raise LockError(
                     f"Another mkmedia run ({who}) holds the lock {self.path}.",
                     hint="Wait for it to finish; two runs at once would overwrite each other's "
