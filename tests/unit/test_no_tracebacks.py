@@ -14,6 +14,7 @@ from mkmedia.builddir import make_build_dir
 from mkmedia.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, MkmediaError, StepError
 from mkmedia.hooks import check_hooks, find_hooks
 from mkmedia.lock import RunLock
+from rescue_runtime import rescueconf
 from rescue_runtime.errors import CommandError
 from rescue_runtime.layout.model import Disk, Layout, Mount, Partition
 from rescue_runtime.layout.serial import from_json, to_json
@@ -193,3 +194,15 @@ def test_lock_file_that_cannot_be_opened(tmp_path: Path, config_dir: Path) -> No
     result = mkmedia(*argv, env={"MKMEDIA_LOCK_FILE": str(tmp_path / "dir")}, tmp=tmp_path)
     assert result.returncode == EXIT_FAILURE
     one_paragraph(result, "MKMEDIA_LOCK_FILE")
+
+
+# --- the rescue system's rescue.json (an update overlay may replace it) --------------------
+
+
+def test_rescue_configuration_that_cannot_be_used(tmp_path: Path) -> None:
+    path = tmp_path / "rescue.json"
+    assert rescueconf.load(path) == rescueconf.RescueConfig(), "missing: a bare test tree"
+    for content in (b"\xff\xfe", b"{", b"[1, 2]", b'{"saved_interfaces": [{"mtu": 1}]}'):
+        path.write_bytes(content)
+        with pytest.raises(ConfigError, match=f"The rescue configuration {path} cannot be used"):
+            rescueconf.load(path)
