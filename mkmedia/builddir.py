@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from mkmedia.errors import ConfigError
-from mkmedia.owner import Owner
+from mkmedia.owner import Owner, read_record
 
 log = logging.getLogger("mkmedia.builddir")
 
@@ -53,10 +54,15 @@ def disown(path: Path) -> None:
 
 
 def _dead_owner(path: Path) -> Owner | None:
+    """The owner of a build directory when it is certainly dead; None for a live, kept (no
+    record) or foreign one (another user's: never removed)."""
     try:
-        owner = Owner.parse((path / OWNER_FILE).read_text(encoding="utf-8", errors="replace"))
-    except OSError:  # no record (kept, or not ours): never reaped
+        info = path.lstat()
+    except OSError:
         return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return None
+    owner = read_record(path / OWNER_FILE)
     if owner is None or owner.pid == os.getpid() or owner.alive():
         return None
     return owner
@@ -70,9 +76,7 @@ def reap_build_dirs(parent: Path) -> list[Path]:
         return []
     reaped = []
     for path in entries:
-        if not path.name.startswith(PREFIX) or path.is_symlink() or not path.is_dir():
-            continue
-        owner = _dead_owner(path)
+        owner = _dead_owner(path) if path.name.startswith(PREFIX) else None
         if owner is None:
             continue
         log.warning(

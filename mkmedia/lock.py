@@ -11,6 +11,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 
@@ -42,20 +43,27 @@ class RunLock:
         self._fd: int | None = None
 
     def _open(self) -> int:
+        problem = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            # O_NONBLOCK: a FIFO planted in the (world-writable) lock directory must not hang.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
             problem = exc.strerror
             if isinstance(exc, FileExistsError):  # from mkdir: something else is in the way
                 problem = f"{self.path.parent} exists and is not a directory"
             elif exc.errno == errno.ELOOP:  # O_NOFOLLOW: in /run/lock anyone may plant a link
                 problem = "it is a symbolic link, which mkmedia does not follow"
-            raise MkmediaError(
-                f"Cannot open the lock file {self.path}: {problem}.",
-                hint="Point MKMEDIA_LOCK_FILE at a file in a directory mkmedia can write "
-                "(default /run/lock/mkmedia.lock as root).",
-            ) from exc
+        else:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+            os.close(fd)
+            problem = "it is not a regular file"
+        raise MkmediaError(
+            f"Cannot open the lock file {self.path}: {problem}.",
+            hint="Point MKMEDIA_LOCK_FILE at a file in a directory mkmedia can write "
+            "(default /run/lock/mkmedia.lock as root).",
+        )
 
     def acquire(self) -> None:
         fd = self._open()

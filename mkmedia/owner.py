@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +114,18 @@ class Owner:
         if self.started:
             text += f", started {self.started}"
         return text
+
+
+def read_record(path: Path, limit: int = 4096) -> Owner | None:
+    """The owner record in a file; None when there is none. Opened without following a link
+    and without blocking: under a world-writable TMPDIR anyone may plant a link or a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return Owner.parse(os.read(fd, limit).decode("utf-8", errors="replace"))
+    finally:
+        os.close(fd)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from mkmedia.builddir import OWNER_FILE, disown, make_build_dir, reap_build_dirs
 from mkmedia.owner import Owner, host_name
@@ -14,6 +17,8 @@ from tests.unit.test_cli import REPO
 MAKER = """
 import sys
 from pathlib import Path
+import pytest
+
 from mkmedia.builddir import make_build_dir
 print(make_build_dir(Path(sys.argv[1])), flush=True)
 sys.stdin.read()
@@ -55,14 +60,29 @@ def test_only_dead_runs_directories_are_reaped(tmp_path: Path) -> None:
     (elsewhere / OWNER_FILE).write_text("pid=1\nhost=another-host.example\n")
     unrelated = tmp_path / "mkmedia.notes"
     unrelated.mkdir()
+    fifo = tmp_path / "mkmedia.fifo"  # a planted FIFO must not hang the reaper
+    fifo.mkdir()
+    os.mkfifo(fifo / OWNER_FILE)
     link = tmp_path / "mkmedia.link"
     link.symlink_to(dead)
     try:
         assert reap_build_dirs(tmp_path) == [dead]
         assert not dead.exists()
-        assert all(p.exists() for p in (live, kept, mine, elsewhere, unrelated))
+        assert all(p.exists() for p in (live, kept, mine, elsewhere, unrelated, fifo))
         assert reap_build_dirs(tmp_path) == []
     finally:
         live_proc.communicate("")
     assert reap_build_dirs(tmp_path) == [live], "its owner has ended since"
     assert reap_build_dirs(tmp_path / "missing") == []
+
+
+def test_another_users_directory_is_never_reaped(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a directory of another user needs root")
+    dead_proc, dead = other_run(tmp_path)
+    dead_proc.kill()
+    dead_proc.communicate()
+    os.chown(dead, 65534, 65534)  # nobody's now: root's mkmedia leaves it alone
+    assert reap_build_dirs(tmp_path) == []
+    os.chown(dead, 0, 0)
+    assert reap_build_dirs(tmp_path) == [dead]

@@ -182,7 +182,9 @@ def test_lock_file_that_cannot_be_opened(tmp_path: Path, config_dir: Path) -> No
     plain = tmp_path / "plain"
     plain.write_text("")
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    os.mkfifo(tmp_path / "fifo")
     for path, problem in (
+        (tmp_path / "fifo", "it is not a regular file"),
         (tmp_path / "dir", "Is a directory"),
         (plain / "lock", f"{plain} exists and is not a directory"),
         (tmp_path / "link", "it is a symbolic link"),
