@@ -81,6 +81,7 @@ def _workflow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = COMMON.parent(1)  # each subcommand's copy: sets only what is given after it
     parser = argparse.ArgumentParser(
         prog="mkmedia",
         description="Build bootable rescue media for this machine and recover it on bare metal.",
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
             workflow.name,
             aliases=aliases,
             help=workflow.help,
-            parents=[COMMON.parent(1)],
+            parents=[common],
             epilog=EXIT_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -105,21 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="build the default rescue media for this machine and boot it in QEMU",
-        parents=[COMMON.parent(1)],
+        parents=[common],
     )
     _workflow_options(demo)
     demo.add_argument(
         "--firmware", choices=("bios", "uefi"), default="bios", help="QEMU firmware to boot with"
     )
     dump = sub.add_parser(
-        "dump", help="show the system definition, layers and settings", parents=[COMMON.parent(1)]
+        "dump", help="show the system definition, layers and settings", parents=[common]
     )
     dump.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
     dump.add_argument("--json", action="store_true", help="machine-readable output")
-    add_layout_parser(sub, COMMON)
-    add_checklayout_parser(sub, COMMON)
+    add_layout_parser(sub, parents=[common])
+    add_checklayout_parser(sub, parents=[common])
     settings = sub.add_parser(
-        "settings", help="list every setting with its default and help", parents=[COMMON.parent(1)]
+        "settings", help="list every setting with its default and help", parents=[common]
     )
     settings.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

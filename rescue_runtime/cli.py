@@ -7,7 +7,7 @@ import logging
 import sys
 
 from rescue_runtime import __version__
-from rescue_runtime.cliopts import CommonOptions, default, parents
+from rescue_runtime.cliopts import CommonOptions, default
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
 from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
@@ -27,6 +27,7 @@ COMMON = CommonOptions(_define_common)
 
 def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in sorted(EXIT_CODES.items()))
+    common = COMMON.parent(1)  # each subcommand's copy: sets only what is given after it
     parser = argparse.ArgumentParser(
         prog="mkmedia",
         description="mkmedia rescue system: recover this machine from its backup.",
@@ -37,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mkmedia {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser(
-        "dump", help="show the rescue system's definition and settings", parents=parents(COMMON, 1)
+        "dump", help="show the rescue system's definition and settings", parents=[common]
     )
-    add_layout_parser(sub, COMMON)
-    add_checklayout_parser(sub, COMMON)
+    add_layout_parser(sub, parents=[common])
+    add_checklayout_parser(sub, parents=[common])
     recover = sub.add_parser(
         "recover",
         help="recreate the disk layout, restore, reinstall boot",
-        parents=parents(COMMON, 1),
+        parents=[common],
     )
     recover.add_argument("--unattended", action="store_true", help="ask no questions")
     return parser

@@ -53,8 +53,3 @@ class CommonOptions:
                 joined.extend(vars(args).pop(dest(name, depth), None) or [])
             setattr(args, name, joined)
         return args
-
-
-def parents(common: CommonOptions | None, depth: int) -> list[argparse.ArgumentParser]:
-    """`parents=` for a subcommand parser: the common options when the CLI has some."""
-    return [common.parent(depth)] if common is not None else []

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
-from rescue_runtime.cliopts import CommonOptions, parents
 from rescue_runtime.errors import EXIT_FAILURE, EXIT_OK
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.compare import compare
@@ -103,16 +103,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def add_layout_parser(
-    subparsers: argparse._SubParsersAction, common: CommonOptions | None = None
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
 ) -> argparse.ArgumentParser:
-    """`layout save|show`; `common` options are accepted at every level (cliopts.py)."""
-    layout = subparsers.add_parser(
-        "layout", help="capture, save and show the disk layout", parents=parents(common, 1)
-    )
+    """`parents`: the caller's common options (the host's -c/--set), on each action."""
+    layout = subparsers.add_parser("layout", help="capture, save and show the disk layout")
     sub = layout.add_subparsers(dest="layout_command", metavar="ACTION", required=True)
-    p_save = sub.add_parser(
-        "save", help="capture the layout and save it", parents=parents(common, 2)
-    )
+    p_save = sub.add_parser("save", help="capture the layout and save it", parents=parents)
     _capture_options(p_save)
     p_save.add_argument(
         "--luks-header-backup",
@@ -121,7 +117,7 @@ def add_layout_parser(
         "the files hold no passphrase but let anyone with one open the volume)",
     )
     p_save.set_defaults(func=cmd_save)
-    p_show = sub.add_parser("show", help="show the saved layout", parents=parents(common, 2))
+    p_show = sub.add_parser("show", help="show the saved layout", parents=parents)
     _capture_options(p_show)
     p_show.add_argument("--json", action="store_true", help="print the JSON document")
     p_show.add_argument(
@@ -132,12 +128,12 @@ def add_layout_parser(
 
 
 def add_checklayout_parser(
-    subparsers: argparse._SubParsersAction, common: CommonOptions | None = None
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
 ) -> argparse.ArgumentParser:
     check = subparsers.add_parser(
         "checklayout",
         help="exit 1 when the disk layout changed since it was saved (0 when not)",
-        parents=parents(common, 1),
+        parents=parents,
     )
     _capture_options(check)
     check.add_argument("-q", "--quiet", action="store_true", help="print only differences")

@@ -37,11 +37,18 @@ def rescue(argv: list[str]) -> argparse.Namespace:
 
 
 def placements(command: list[str], options: list[str]) -> list[list[str]]:
-    """The options before the command, after it, and (nested commands) between its words."""
-    result = [options + command, command + options]
-    for cut in range(1, len(command)):
-        result.append(command[:cut] + options + command[cut:])
-    return result
+    """The options before the command and after it (after the action of `layout ACTION`)."""
+    return [options + command, command + options]
+
+
+def test_between_layout_and_its_action_is_refused_not_dropped() -> None:
+    for argv in (["layout", "--set", "A=1", "save"], ["layout", "--debug", "show"]):
+        with pytest.raises(SystemExit) as host_exit:
+            host(argv)
+        assert host_exit.value.code == 2
+    with pytest.raises(SystemExit) as rescue_exit:
+        rescue(["layout", "--debug", "show"])
+    assert rescue_exit.value.code == 2
 
 
 @pytest.mark.parametrize("command", HOST_COMMANDS, ids=" ".join)
@@ -65,7 +72,7 @@ def test_host_defaults_when_not_given(command: list[str]) -> None:
 
 
 def test_set_before_and_after_appends_in_order() -> None:
-    args = host(["--set", "PROGS+=a", "layout", "--set", "PROGS+=b", "save", "--set", "PROGS+=c"])
+    args = host(["--set", "PROGS+=a", "layout", "save", "--set", "PROGS+=b", "--set", "PROGS+=c"])
     assert args.sets == ["PROGS+=a", "PROGS+=b", "PROGS+=c"]
     args = host(["--set", "A=1", "--set", "B=2", "build", "--set", "A=3"])
     assert args.sets == ["A=1", "B=2", "A=3"]
