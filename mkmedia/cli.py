@@ -10,14 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mkmedia import __version__
-from mkmedia.builddir import make_build_dir, reap_build_dirs
 from mkmedia.config import Config, load_config
 from mkmedia.errors import EXIT_CODES, EXIT_OK, MkmediaError
 from mkmedia.lock import RunLock
 from mkmedia.log import default_log_path, setup_logging
 from mkmedia.paths import DEFAULT_CONFIG_DIR
 from mkmedia.settings import SETTINGS
-from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, run_workflow
+from mkmedia.workflow import (
+    WORKFLOWS,
+    describe_plan,
+    load_steps,
+    make_build_dir,
+    reap_build_dirs,
+    run_workflow,
+)
 from rescue_runtime.cliopts import CommonOptions, default, dest
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
 from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds

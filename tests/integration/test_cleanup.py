@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import EXIT_TERMINATED
-from mkmedia.owner import process_start_ticks
+from mkmedia.lock import process_start_ticks
+from rescue_runtime.errors import EXIT_TERMINATED
 from tests.unit.test_cli import REPO
 
 pytestmark = pytest.mark.integration

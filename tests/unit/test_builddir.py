@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.builddir import OWNER_FILE, disown, make_build_dir, reap_build_dirs
-from mkmedia.owner import Owner, host_name
+from mkmedia.lock import Owner, host_name
+from mkmedia.workflow import OWNER_FILE, disown, make_build_dir, reap_build_dirs
 from tests.unit.test_cli import REPO
 
 # A real other process makes a build directory, prints it and waits for its stdin to close.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 import pytest
 
-from mkmedia.builddir import make_build_dir
+from mkmedia.workflow import make_build_dir
 print(make_build_dir(Path(sys.argv[1])), flush=True)
 sys.stdin.read()
 """

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mkmedia import cli as host_cli
-from mkmedia.errors import EXIT_CONFIG
 from mkmedia.paths import DEFAULT_CONFIG_DIR
 from rescue_runtime import cli as rescue_cli
+from rescue_runtime.errors import EXIT_CONFIG
 from tests.unit.test_cli import mkmedia
 
 # Every host subcommand with the arguments it needs to parse (layout has two levels).

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import EXIT_LOCKED, LockError
-from mkmedia.lock import RunLock
-from mkmedia.owner import Owner, host_name, process_start_ticks
+from mkmedia.lock import Owner, RunLock, host_name, process_start_ticks
+from rescue_runtime.errors import EXIT_LOCKED, LockError
 from tests.unit.test_cli import REPO, mkmedia
 
 # A second mkmedia process that takes the lock, says so, and waits for its stdin to close.

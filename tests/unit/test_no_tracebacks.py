@@ -10,12 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.builddir import make_build_dir
-from mkmedia.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, MkmediaError, StepError
 from mkmedia.hooks import check_hooks, find_hooks
 from mkmedia.lock import RunLock
+from mkmedia.workflow import make_build_dir
 from rescue_runtime import rescueconf
-from rescue_runtime.errors import CommandError
+from rescue_runtime.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    CommandError,
+    ConfigError,
+    MkmediaError,
+    StepError,
+)
 from rescue_runtime.layout.model import Disk, Layout, Mount, Partition
 from rescue_runtime.layout.serial import from_json, to_json
 from rescue_runtime.layout.store import JSON_NAME, load, save
