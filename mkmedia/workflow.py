@@ -26,6 +26,7 @@ from mkmedia.hooks import PHASES, check_hooks, find_hooks, run_hooks
 from mkmedia.lock import Owner, read_record
 from mkmedia.log import say
 from rescue_runtime.errors import ConfigError
+from rescue_runtime.signals import shielded
 
 log = logging.getLogger("mkmedia.workflow")
 
@@ -265,11 +266,12 @@ def run_workflow(
                 log.debug("step %s took %.2f s", s.label, elapsed)
             run_hooks(hooks_dir, stage, PHASES[1], env, cwd=build_dir)
     finally:
-        if keep_build_dir:
-            disown(build_dir)
-            say(f"kept the build directory {build_dir}")
-        else:
-            shutil.rmtree(build_dir, ignore_errors=True)
+        with shielded():
+            if keep_build_dir:
+                disown(build_dir)
+                say(f"kept the build directory {build_dir}")
+            else:
+                shutil.rmtree(build_dir, ignore_errors=True)
     say(f"{workflow.name} finished in {time.monotonic() - started:.1f} s")
     return ctx
 

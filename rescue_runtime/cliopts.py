@@ -2,9 +2,10 @@
 
 argparse copies a subcommand's parsed values over the ones parsed before the subcommand, so an
 option declared on both parsers with a default would silently drop what stood before it. Here
-only the top parser (depth 0) has defaults; each subcommand level gets its own copy whose
-defaults are SUPPRESSed, so it sets a value only when given. Appending options (`--set`) get a
-destination per depth, joined left to right by `merge()`.
+only the top parser (depth 0) has defaults; the subcommands get a copy (depth 1) whose defaults
+are SUPPRESSed, so it sets a value only when given. Appending options (`--set`) get a
+destination per depth, joined left to right by `merge()`. A nested action (`layout save`) may
+take the depth-1 copy when its command (`layout`) has none.
 """
 
 from __future__ import annotations
