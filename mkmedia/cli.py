@@ -15,9 +15,18 @@ from mkmedia.host.paths import DEFAULT_CONFIG_DIR
 from mkmedia.session.lock import RunLock
 from mkmedia.session.log import default_log_path, setup_logging
 from mkmedia.settings import SETTINGS
-from mkmedia.workflow import WORKFLOWS, describe_plan, load_steps, make_build_dir, run_workflow
-from rescue_runtime.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, MkmediaError, UsageError
+from mkmedia.workflow import (
+    WORKFLOWS,
+    describe_plan,
+    load_steps,
+    make_build_dir,
+    reap_build_dirs,
+    run_workflow,
+)
+from rescue_runtime.cliopts import CommonOptions, default, dest
+from rescue_runtime.errors import EXIT_CODES, EXIT_OK, MkmediaError, UsageError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
+from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
 
 log = logging.getLogger("mkmedia.cli")
 
@@ -26,28 +35,39 @@ EXIT_HELP = "exit codes:\n" + "\n".join(
 )
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("common options")
+def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
     group.add_argument(
         "-c",
         "--config-dir",
         type=Path,
-        default=DEFAULT_CONFIG_DIR,
+        default=default(DEFAULT_CONFIG_DIR, depth),
         help=f"directory of site.yaml, local.yaml and hooks.d/ (default {DEFAULT_CONFIG_DIR})",
     )
     group.add_argument(
         "--set",
-        dest="sets",
+        dest=dest("sets", depth),
         action="append",
-        default=[],
+        default=default([], depth),
         metavar="NAME=VALUE",
-        help="set a setting last (lists: NAME+=ITEM, NAME-=ITEM, NAME=a,b replaces)",
+        help="set a setting last (lists: NAME+=ITEM, NAME-=ITEM, NAME=a,b replaces); "
+        "repeatable, before or after the command, applied left to right",
     )
-    group.add_argument("--debug", action="store_true", help="tracebacks and debug output")
-    group.add_argument("-v", "--verbose", action="store_true", help="show every command run")
-    group.add_argument("--log-file", type=Path, help="log file (default: %(default)s)")
-    return common
+    switches = (
+        (("--debug",), "tracebacks and debug output"),
+        (("-v", "--verbose"), "show every command run"),
+    )
+    for flags, text in switches:
+        group.add_argument(*flags, action="store_true", default=default(False, depth), help=text)
+    group.add_argument(
+        "--log-file",
+        type=Path,
+        default=default(None, depth),
+        help="log file (default for builds: /var/log/mkmedia/mkmedia-HOST.log as root, "
+        "else under ~/.local/state/mkmedia)",
+    )
+
+
+COMMON = CommonOptions(_define_common, appended=("sets",))
 
 
 RECIPE_HELP = "recipe: a YAML file or a built-in name such as examples/minimal (optional)"
@@ -70,13 +90,13 @@ def _workflow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common_options()
+    common = COMMON.parent(1)  # each subcommand's copy: sets only what is given after it
     parser = argparse.ArgumentParser(
         prog="mkmedia",
         description="Build bootable rescue media for this machine and recover it on bare metal.",
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        parents=[COMMON.parent(0)],
     )
     parser.add_argument("--version", action="version", version=f"mkmedia {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -227,7 +247,9 @@ def cmd_workflow(args: argparse.Namespace) -> int:
         print(describe_plan(workflow, config, hooks_dir))
         return EXIT_OK
     with RunLock():
-        build_dir = make_build_dir(Path(config.get_str("TMPDIR")))
+        tmpdir = Path(config.get_str("TMPDIR"))
+        reap_build_dirs(tmpdir)
+        build_dir = make_build_dir(tmpdir)
         log.info("build directory %s", build_dir)
         run_workflow(
             workflow,
@@ -261,8 +283,17 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with terminate_unwinds():  # SIGTERM unwinds like Ctrl-C: build directory and lock go
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:
+            log.error("%s", stopped_by(exc))
+            return exit_code(exc)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = COMMON.merge(parser.parse_args(argv))
     builds = bool(getattr(args, "workflow", None)) or args.command == "demo"
     needs_log = builds and not getattr(args, "simulate", False)
     log_path = args.log_file or (default_log_path() if needs_log else None)
@@ -276,12 +307,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.log_file:
             print(f"mkmedia: the log file {args.log_file} has the details.", file=sys.stderr)
         return exc.exit_code
-    except UsageError as exc:  # pragma: no cover - UsageError is an MkmediaError
-        log.error("%s", exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mkmedia: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

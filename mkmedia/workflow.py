@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -19,9 +21,11 @@ from pathlib import Path
 
 from mkmedia.config import Config
 from mkmedia.session.artifacts import Artifact
-from mkmedia.session.hooks import PHASES, find_hooks, run_hooks
+from mkmedia.session.hooks import PHASES, check_hooks, find_hooks, run_hooks
+from mkmedia.session.lock import Owner, read_record
 from mkmedia.session.log import say
-from rescue_runtime.errors import MkmediaError, StepError
+from rescue_runtime.errors import ConfigError, MkmediaError, StepError
+from rescue_runtime.signals import shielded
 
 log = logging.getLogger("mkmedia.workflow")
 
@@ -149,9 +153,81 @@ def describe_plan(workflow: Workflow, config: Config, hooks_dir: Path) -> str:
     return "\n".join(lines)
 
 
+# The private build directory of a run: created under TMPDIR with its owner recorded (the
+# lock's record), so that one left by a run that died hard (SIGKILL, power loss) is removed by
+# the next run.
+BUILD_DIR_PREFIX = "mkmedia."
+OWNER_FILE = ".mkmedia-owner"
+
+
+def _unusable(parent: Path, problem: str) -> ConfigError:
+    return ConfigError(
+        f"Cannot create the build directory under TMPDIR={parent}: {problem}.",
+        hint="Set TMPDIR (in local.yaml or with --set TMPDIR=DIR) to a directory mkmedia can "
+        "write, with room for the rescue tree (a few hundred MB).",
+    )
+
+
 def make_build_dir(parent: Path) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="mkmedia.", dir=parent))
+    """A new private directory `mkmedia.<pid>.<random>` under `parent`, owned by this run."""
+    if parent.exists() and not parent.is_dir():
+        raise _unusable(parent, "it exists and is not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{BUILD_DIR_PREFIX}{os.getpid()}.", dir=parent))
+    except OSError as exc:
+        raise _unusable(parent, exc.strerror or str(exc)) from exc
+    try:
+        # Renamed into place: a reaper reading a half-written record could take a live run's
+        # directory for a dead one's.
+        partial = path / f"{OWNER_FILE}.partial"
+        partial.write_text(Owner.current().to_text(), encoding="utf-8")
+        partial.replace(path / OWNER_FILE)
+    except OSError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise _unusable(parent, exc.strerror or str(exc)) from exc
+    return path
+
+
+def disown(path: Path) -> None:
+    """Keep a build directory for good (--keep-build-dir): no later run may reap it."""
+    (path / OWNER_FILE).unlink(missing_ok=True)
+
+
+def _dead_owner(path: Path) -> Owner | None:
+    """The owner of a build directory when it is certainly dead; None for a live, kept (no
+    record) or foreign one (another user's: never removed)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return None
+    owner = read_record(path / OWNER_FILE)
+    if owner is None or owner.pid == os.getpid() or owner.alive():
+        return None
+    return owner
+
+
+def reap_build_dirs(parent: Path) -> list[Path]:
+    """Remove the build directories under `parent` whose owning run is certainly dead."""
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return []
+    reaped = []
+    for path in entries:
+        owner = _dead_owner(path) if path.name.startswith(BUILD_DIR_PREFIX) else None
+        if owner is None:
+            continue
+        log.warning(
+            "removing the build directory %s left by mkmedia %s, which is no longer running",
+            path,
+            owner.describe(),
+        )
+        shutil.rmtree(path, ignore_errors=True)
+        reaped.append(path)
+    return reaped
 
 
 def run_workflow(
@@ -170,6 +246,7 @@ def run_workflow(
     env.update({"MKMEDIA_WORKFLOW": workflow.name, "MKMEDIA_BUILD_DIR": str(build_dir)})
     started = time.monotonic()
     try:
+        check_hooks(hooks_dir, workflow.stages)
         for stage, steps in plan(workflow, config):
             run_hooks(hooks_dir, stage, PHASES[0], env, cwd=build_dir)
             for s in steps:
@@ -189,10 +266,12 @@ def run_workflow(
                 log.debug("step %s took %.2f s", s.label, elapsed)
             run_hooks(hooks_dir, stage, PHASES[1], env, cwd=build_dir)
     finally:
-        if keep_build_dir:
-            say(f"kept the build directory {build_dir}")
-        else:
-            shutil.rmtree(build_dir, ignore_errors=True)
+        with shielded():
+            if keep_build_dir:
+                disown(build_dir)
+                say(f"kept the build directory {build_dir}")
+            else:
+                shutil.rmtree(build_dir, ignore_errors=True)
     say(f"{workflow.name} finished in {time.monotonic() - started:.1f} s")
     return ctx
 

@@ -7,25 +7,46 @@ import logging
 import sys
 
 from rescue_runtime import __version__
+from rescue_runtime.cliopts import CommonOptions, default
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
+from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
+
+
+def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False, depth),
+        help="show tracebacks and debug output",
+    )
+
+
+COMMON = CommonOptions(_define_common)
 
 
 def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in sorted(EXIT_CODES.items()))
+    common = COMMON.parent(1)  # each subcommand's copy: sets only what is given after it
     parser = argparse.ArgumentParser(
         prog="mkmedia",
         description="mkmedia rescue system: recover this machine from its backup.",
         epilog=f"exit codes:\n{codes}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[COMMON.parent(0)],
     )
     parser.add_argument("--version", action="version", version=f"mkmedia {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("dump", help="show the rescue system's definition and settings")
-    add_layout_parser(sub)
-    add_checklayout_parser(sub)
-    recover = sub.add_parser("recover", help="recreate the disk layout, restore, reinstall boot")
+    sub.add_parser(
+        "dump", help="show the rescue system's definition and settings", parents=[common]
+    )
+    add_layout_parser(sub, parents=[common])
+    add_checklayout_parser(sub, parents=[common])
+    recover = sub.add_parser(
+        "recover",
+        help="recreate the disk layout, restore, reinstall boot",
+        parents=[common],
+    )
     recover.add_argument("--unattended", action="store_true", help="ask no questions")
     return parser
 
@@ -50,8 +71,17 @@ def cmd_recover(unattended: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with terminate_unwinds():  # SIGTERM unwinds like Ctrl-C: temporary files are removed
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:
+            print(f"mkmedia: {stopped_by(exc)}", file=sys.stderr)
+            return exit_code(exc)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = COMMON.merge(parser.parse_args(argv))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     if args.command is None:
         parser.print_help()

@@ -14,7 +14,8 @@ EXIT_CONFIG = 3  # a recipe or setting is wrong
 EXIT_COMMAND = 4  # an external command failed
 EXIT_LOCKED = 5  # another mkmedia run holds the lock
 EXIT_MISSING = 6  # something the run needs is missing on this machine
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
@@ -24,7 +25,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_COMMAND: "an external command failed",
     EXIT_LOCKED: "another mkmedia run holds the lock",
     EXIT_MISSING: "a program, file or kernel the run needs is missing",
-    EXIT_INTERRUPTED: "interrupted",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); the build directory and the lock were cleaned up",
+    EXIT_TERMINATED: "stopped by SIGTERM; the build directory and the lock were cleaned up",
 }
 
 

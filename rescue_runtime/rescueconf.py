@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from rescue_runtime.errors import ConfigError
+
 RESCUE_CONF = Path("/etc/mkmedia/rescue.json")
 FORMAT_VERSION = 1
 
@@ -61,6 +63,17 @@ class RescueConfig:
 def load(path: Path = RESCUE_CONF) -> RescueConfig:
     """The rescue configuration, or defaults when the file is missing (a bare test tree)."""
     try:
-        return RescueConfig.from_json(path.read_text())
+        return RescueConfig.from_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return RescueConfig()
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+    ) as exc:  # unreadable, not JSON, bad keys
+        raise ConfigError(
+            f"The rescue configuration {path} cannot be used: {exc}.",
+            hint="mkmedia build writes it; build the rescue media again, or undo the update "
+            "that replaced it.",
+        ) from exc

@@ -7,6 +7,7 @@ failure raises CommandError naming the command, its exit status and the tail of 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import posixpath
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from rescue_runtime.errors import CommandError, MissingError
+from rescue_runtime.errors import CommandError, MissingError, MkmediaError
 
 log = logging.getLogger("mkmedia.run")
 
@@ -93,6 +94,31 @@ def require(program: str, *, package: str | None = None) -> str:
     return path
 
 
+def _cannot_start(
+    program: str, exc: OSError, cwd: str | os.PathLike[str] | None = None
+) -> MkmediaError:
+    """The error for a program that could not be started at all (chdir or exec failed)."""
+    if cwd is not None and exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd):
+        return CommandError(
+            f"Cannot run {program!r} in the directory {os.fspath(cwd)}: {exc.strerror}."
+        )
+    if isinstance(exc, FileNotFoundError):
+        return MissingError(
+            f"Cannot run {program!r}: the program was not found ({exc.strerror}).",
+            hint="Install the package that provides it, or check the recipe's program list.",
+        )
+    if exc.errno == errno.ENOEXEC:
+        return CommandError(
+            f"Cannot run {program!r}: it is neither a program nor a script that starts with "
+            "a '#!' line naming its interpreter (exec: Exec format error).",
+            hint="Add a first line such as #!/bin/sh to the script.",
+        )
+    return CommandError(
+        f"Cannot run {program!r}: {exc.strerror or exc}.",
+        hint="Check that the file is an executable program and that mkmedia may run it.",
+    )
+
+
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
     parts = text.rstrip().splitlines()
     return "\n".join(parts[-lines:])
@@ -134,17 +160,14 @@ def run(
             timeout=timeout,
             check=False,
         )
-    except FileNotFoundError as exc:
-        raise MissingError(
-            f"Cannot run {args[0]!r}: the program was not found ({exc.strerror}).",
-            hint="Install the package that provides it, or check the recipe's program list.",
-        ) from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(
             f"The command `{cmdline}` did not finish within {timeout} seconds"
             + (f" while {what}" if what else "")
             + "; it was stopped."
         ) from exc
+    except OSError as exc:
+        raise _cannot_start(args[0], exc, cwd) from exc
     stdout = proc.stdout.decode(errors="replace")
     stderr = proc.stderr.decode(errors="replace")
     if stdout.strip():
@@ -177,8 +200,8 @@ def run_bytes(
     log.debug("run: %s", cmdline)
     try:
         proc = subprocess.run(args, input=input, capture_output=True, cwd=cwd, check=False)
-    except FileNotFoundError as exc:
-        raise MissingError(f"Cannot run {args[0]!r}: the program was not found.") from exc
+    except OSError as exc:
+        raise _cannot_start(args[0], exc, cwd) from exc
     stderr = proc.stderr.decode(errors="replace")
     if stderr.strip():
         log.debug("stderr of %s:\n%s", args[0], stderr.rstrip())
@@ -229,8 +252,8 @@ def spawn(
             start_new_session=new_session or controlling_tty,
             preexec_fn=take_tty if controlling_tty else None,
         )
-    except FileNotFoundError as exc:
-        raise MissingError(f"Cannot start {args[0]!r}: the program was not found.") from exc
+    except OSError as exc:
+        raise _cannot_start(args[0], exc) from exc
 
 
 @dataclass(frozen=True)

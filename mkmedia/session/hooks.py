@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rescue_runtime.errors import CommandError, StepError
@@ -15,14 +15,43 @@ log = logging.getLogger("mkmedia.hooks")
 PHASES = ("pre", "post")
 
 
+# What exec() runs: a script naming its interpreter, or an ELF program.
+_RUNNABLE_MAGIC = (b"#!", b"\x7fELF")
+
+
+def _check_runnable(path: Path) -> None:
+    """A hook must be something exec() can start; a script without `#!` fails with ENOEXEC."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise StepError(
+            f"The hook {path} cannot be read ({exc.strerror}).",
+            hint="Check its permissions, or rename it to end in .disabled.",
+        ) from exc
+    if not head.startswith(_RUNNABLE_MAGIC):
+        raise StepError(
+            f"The hook {path} is executable but does not start with a '#!' line naming its "
+            "interpreter, so it cannot be run (exec answers: Exec format error).",
+            hint="Add a first line such as #!/bin/sh, or rename it to end in .disabled.",
+        )
+
+
 def find_hooks(hooks_dir: Path, stage: str, phase: str) -> list[Path]:
     """The hooks of one stage and phase, in name order. Non-executable files are an error:
     a hook the admin wrote but forgot to chmod must not be skipped silently."""
     directory = hooks_dir / stage / phase
     if not directory.is_dir():
         return []
+    try:
+        entries = sorted(directory.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        raise StepError(
+            f"The hook directory {directory} cannot be read ({exc.strerror}).",
+            hint="Fix its permissions so that mkmedia can list it.",
+        ) from exc
     hooks = []
-    for path in sorted(directory.iterdir(), key=lambda p: p.name):
+    for path in entries:
         if path.name.startswith(".") or path.name.endswith(("~", ".bak", ".disabled")):
             continue
         if not path.is_file():
@@ -32,8 +61,17 @@ def find_hooks(hooks_dir: Path, stage: str, phase: str) -> list[Path]:
                 f"The hook {path} is not executable.",
                 hint=f"Make it executable (chmod +x {path}) or rename it to end in .disabled.",
             )
+        _check_runnable(path)
         hooks.append(path)
     return hooks
+
+
+def check_hooks(hooks_dir: Path, stages: Sequence[str]) -> None:
+    """Look at every hook of these stages before the first one runs (a bad late hook would
+    otherwise stop the run after the long stages)."""
+    for stage in stages:
+        for phase in PHASES:
+            find_hooks(hooks_dir, stage, phase)
 
 
 def run_hooks(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from pathlib import Path
@@ -131,6 +132,14 @@ def configure_ip_option(value: str) -> list[str]:
         log.warning("ip=%s: no client address or no interface; nothing configured", value)
         return []
     prefix = netmask_to_prefix(netmask) if netmask else 24
+    if prefix is None:
+        log.warning(
+            "ip=%s: the netmask %r is neither a prefix length (0-32) nor a netmask such as "
+            "255.255.255.0; nothing configured",
+            value,
+            netmask,
+        )
+        return []
     name = devices[0]
     bring_up(name)
     run(["ip", "addr", "add", f"{client}/{prefix}", "dev", name], check=False)
@@ -139,11 +148,13 @@ def configure_ip_option(value: str) -> list[str]:
     return [name]
 
 
-def netmask_to_prefix(netmask: str) -> int:
-    if netmask.isdigit():
-        return int(netmask)
-    bits = "".join(f"{int(octet):08b}" for octet in netmask.split("."))
-    return bits.count("1")
+def netmask_to_prefix(netmask: str) -> int | None:
+    """A prefix length from "24" or "255.255.255.0"; None when it is neither (a typing error
+    on the boot prompt must not stop init's network step with a ValueError)."""
+    try:
+        return ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen
+    except ValueError:
+        return None
 
 
 def write_resolv_conf(nameservers: list[str]) -> None:

@@ -52,6 +52,18 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+# Keys that name a record, to say which one is bad ("layout.mounts[2] (mountpoint '/srv')").
+_NAMING_KEYS = ("id", "path", "mountpoint", "device", "name", "number")
+
+
+def _record_name(where: str, data: dict[str, Any]) -> str:
+    for key in _NAMING_KEYS:
+        value = data.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return f"{where} ({key} {value!r})"
+    return where
+
+
 def from_dict_as(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object, found {data!r}")
@@ -60,14 +72,29 @@ def from_dict_as(cls: type, data: Any, where: str) -> Any:
     for f in dataclasses.fields(cls):
         if f.name in data:
             kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif _required(f):
+            raise ValueError(
+                f"{_record_name(where, data)}: the field {f.name!r} is missing "
+                f"(a {cls.__name__.lower()} record needs "
+                + ", ".join(repr(g.name) for g in dataclasses.fields(cls) if _required(g))
+                + ")"
+            )
     return cls(**kwargs)
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def from_dict(data: Any, *, source: str = "layout") -> Layout:
     if not isinstance(data, dict):
         raise ConfigError(f"The saved layout {source} is not a JSON object.")
     version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
         raise ConfigError(
             f"The saved layout {source} has format_version {version!r}; this mkmedia reads "
             f"versions 1 to {FORMAT_VERSION}.",

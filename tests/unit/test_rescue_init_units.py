@@ -38,6 +38,11 @@ def test_netmask_prefix() -> None:
     assert network.netmask_to_prefix("255.255.255.0") == 24
     assert network.netmask_to_prefix("255.255.240.0") == 20
     assert network.netmask_to_prefix("16") == 16
+    for typo in ("255.255.x.0", "255.0.255.0", "33", "255.255.255.0.0", "-1"):
+        assert network.netmask_to_prefix(typo) is None, typo
+    # A bad netmask on the boot prompt configures nothing (and runs no command) instead of
+    # stopping init's network step with a ValueError.
+    assert network.configure_ip_option("10.0.0.2::10.0.0.1:255.255.x.0::eth0:none") == []
 
 
 def test_banner_names_host_backup_and_commands() -> None:
