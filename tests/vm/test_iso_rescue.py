@@ -19,7 +19,7 @@ BOOT_TIMEOUT = 600.0
 
 
 def built_iso(workdir: Path, *sets: str) -> Path:
-    out = build_media(workdir, output="ISO", sets=("BOOT_DEFAULT=recover", *sets))
+    out = build_media(workdir, output="ISO", sets=("BOOT_DEFAULT=rescue", *sets))
     manifest = json.loads((out / "manifest.json").read_text())
     (iso,) = [Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == "iso"]
     return iso
