@@ -221,7 +221,7 @@ SETTINGS: tuple[Setting, ...] = (
         "UNATTENDED_ACTION",
         CHOICE,
         "reboot",
-        "What an unattended recovery does when it has finished.",
+        "What an unattended recovery does when it has finished (recover comes later).",
         choices=("reboot", "poweroff", "shell"),
     ),
     # --- layout ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from mkmedia import cli, emit
 from mkmedia import workflow as wf
 from mkmedia.config import load_config
 from mkmedia.emit import Artifact, Emitter, bootmenu
-from mkmedia.errors import EXIT_CONFIG, ConfigError
+from mkmedia.errors import EXIT_CONFIG, EXIT_MISSING, ConfigError
 from mkmedia.settings import BY_NAME
 from mkmedia.sysinfo import SystemInfo
 from rescue_runtime import backup, features
@@ -76,6 +76,22 @@ def test_output_without_emitter_is_refused_before_building(
     assert f"OUTPUT={kind} (from --set OUTPUT) has no emitter" in result.stderr
     assert f"offers OUTPUT: {', '.join(emit.output_names())}." in result.stderr
     assert "Traceback" not in result.stderr
+    assert_nothing_built(tmp_path)
+
+
+def test_emitter_check_runs_before_anything_is_built(tmp_path: Path, config_dir: Path) -> None:
+    """CDROM's drive check is its emitter's check(), run in the prep stage."""
+    result = mkmedia(
+        "build",
+        *run_args(tmp_path, config_dir),
+        "--set",
+        "OUTPUT=CDROM",
+        "--set",
+        f"CDROM_DEVICE={tmp_path / 'sr9'}",
+        tmp=tmp_path,
+    )
+    assert result.returncode == EXIT_MISSING, result.stderr
+    assert f"The optical drive {tmp_path / 'sr9'} (CDROM_DEVICE) does not exist" in result.stderr
     assert_nothing_built(tmp_path)
 
 
