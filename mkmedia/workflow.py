@@ -141,7 +141,7 @@ def check_makes_backup(workflow: Workflow, config: Config, steps: Sequence[Step]
     if method == "NONE":
         raise ConfigError(
             f"BACKUP=NONE: {workflow.name} makes no backup; use build, or set BACKUP "
-            f"(from {config.origin_text('BACKUP')}).",
+            f"(NONE comes from {config.origin_text('BACKUP')}).",
         )
     if not steps:
         raise ConfigError(
