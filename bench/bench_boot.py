@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mkmedia.kernel import choose_kernel
+from mkmedia.kernel.choice import choose_kernel
 from mkmedia.qemu import Guest, Machine
-from mkmedia.run import require, run, run_bytes
+from rescue_runtime.run import require, run, run_bytes
 from tests.rescue_build import REPO, build_media
 
 PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         measure("QEMU test recipe", test / "rescue-kernel", test / "rescue-initrd.img", baseline)
         if args.default:
             default = build_media(
-                work / "default", output="RAMDISK", recipe=REPO / "recipes" / "default.yaml"
+                work / "default",
+                output="RAMDISK",
+                recipe=REPO / "mkmedia" / "data" / "recipes" / "default.yaml",
             )
             measure(
                 "default recipe",

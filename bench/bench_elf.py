@@ -12,8 +12,9 @@ import argparse
 import os
 import time
 
-from mkmedia.elf import ElfResolver, is_elf
-from mkmedia.run import run
+from mkmedia.elf.reader import is_elf
+from mkmedia.elf.resolver import ElfResolver
+from rescue_runtime.run import run
 
 
 def candidates(dirs: list[str]) -> list[str]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mkmedia.initrd import pack_tree
-from mkmedia.run import require, run
+from rescue_runtime.run import require, run
 
 SOURCES = ("usr/lib/x86_64-linux-gnu", "usr/bin")
 DRIVERS_BYTES = 100 * 10**6

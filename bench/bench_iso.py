@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mkmedia.emit import Artifact
 from mkmedia.emit.iso import write_iso
-from mkmedia.run import run
+from rescue_runtime.run import run
 
 KERNEL = Path("/boot/vmlinuz-6.1.0-56-amd64")
 ISOHDPFX = Path("/usr/lib/ISOLINUX/isohdpfx.bin")

@@ -11,10 +11,9 @@ from pathlib import Path
 
 from mkmedia import __version__
 from mkmedia.config import Config, load_config
-from mkmedia.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, MkmediaError, UsageError
-from mkmedia.lock import RunLock
-from mkmedia.log import default_log_path, setup_logging
-from mkmedia.paths import DEFAULT_CONFIG_DIR
+from mkmedia.host.paths import DEFAULT_CONFIG_DIR
+from mkmedia.session.lock import RunLock
+from mkmedia.session.log import default_log_path, setup_logging
 from mkmedia.settings import SETTINGS
 from mkmedia.workflow import (
     WORKFLOWS,
@@ -24,6 +23,7 @@ from mkmedia.workflow import (
     plan,
     run_workflow,
 )
+from rescue_runtime.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, MkmediaError, UsageError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
 
 log = logging.getLogger("mkmedia.cli")
@@ -57,8 +57,11 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+RECIPE_HELP = "recipe: a YAML file or a built-in name such as examples/minimal (optional)"
+
+
 def _workflow_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
+    parser.add_argument("recipe", nargs="?", type=Path, help=RECIPE_HELP)
     parser.add_argument("--simulate", action="store_true", help="list what would run, run nothing")
     parser.add_argument(
         "--keep-build-dir", action="store_true", help="keep the private build directory"
@@ -108,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     dump = sub.add_parser(
         "dump", help="show the system definition, layers and settings", parents=[common]
     )
-    dump.add_argument("recipe", nargs="?", type=Path, help="recipe YAML file (optional)")
+    dump.add_argument("recipe", nargs="?", type=Path, help=RECIPE_HELP)
     dump.add_argument("--json", action="store_true", help="machine-readable output")
     add_layout_parser(sub)
     add_checklayout_parser(sub)

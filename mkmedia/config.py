@@ -1,9 +1,9 @@
 """Layered configuration: collect the layers, merge them, expand variables, check, freeze.
 
-Layers, first to last: the settings table's defaults, recipes/default.yaml, recipes/arch/ARCH.yaml,
-recipes/os/VENDOR.yaml, recipes/os/VENDOR/VERSION.yaml, the recipe named on the command line with
-its `extends:` chain (parents first), CONFIG_DIR/site.yaml, CONFIG_DIR/local.yaml, then --set.
-Scalars: the last layer wins. Lists: append, remove or replace.
+Layers, first to last: the settings table's defaults, the built-in recipes (mkmedia/data/recipes/:
+default.yaml, arch/ARCH.yaml, os/VENDOR.yaml, os/VENDOR/VERSION.yaml), the recipe named on the
+command line with its `extends:` chain (parents first), CONFIG_DIR/site.yaml, CONFIG_DIR/local.yaml,
+then --set. Scalars: the last layer wins. Lists: append, remove or replace.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from mkmedia.emit import destination
-from mkmedia.errors import ConfigError, MissingError
-from mkmedia.kernel import choose_kernel
-from mkmedia.paths import DEFAULT_CONFIG_DIR, recipes_dir
+from mkmedia import checks
+from mkmedia.host.paths import DEFAULT_CONFIG_DIR, missing_data, recipes_dir
+from mkmedia.host.sysinfo import SystemInfo, detect
+from mkmedia.kernel.choice import KernelChoice, choose_once
 from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
 from mkmedia.settings import BY_NAME, SETTINGS
-from mkmedia.sysinfo import SystemInfo, detect
 from rescue_runtime import backup
+from rescue_runtime.errors import ConfigError
 
 log = logging.getLogger("mkmedia.config")
 
@@ -39,9 +39,13 @@ class Config:
     origins: Mapping[str, tuple[Origin, ...]]
     layers: tuple[Layer, ...]
     system: SystemInfo
-    kernel_version: str
+    kernel: KernelChoice  # chosen once here; the build's kernel step raises its problem
     config_dir: Path
     variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def kernel_version(self) -> str:
+        return self.kernel.version
 
     def __getitem__(self, name: str) -> object:
         return self.values[name]
@@ -97,21 +101,45 @@ def builtin_layer() -> Layer:
     return Layer(BUILTIN, None, "OK", assignments)
 
 
+def _builtin_candidate(name: str) -> Path | None:
+    """A relative recipe name (hwclass/generic-server) looked up among the built-in recipes."""
+    if os.path.isabs(name):
+        return None
+    return recipes_dir() / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+
+
 def _extends_path(name: str, including: Path | None, origin: Origin) -> Path:
     candidates: list[Path] = []
     base_name = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
     if os.path.isabs(base_name):
         candidates.append(Path(base_name))
-    else:
-        if including is not None:
-            candidates.append(including.parent / base_name)
-        candidates.append(recipes_dir() / base_name)
+    elif including is not None:
+        candidates.append(including.parent / base_name)
+    builtin = _builtin_candidate(name)
+    if builtin is not None:
+        candidates.append(builtin)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
     raise ConfigError(
         f"{origin.where()}: the recipe {name!r} named in extends was not found (looked at {tried})."
+    )
+
+
+def find_recipe(recipe: Path) -> Path:
+    """The command line's recipe: a file, else a built-in recipe of that name (examples/minimal)."""
+    if recipe.exists():
+        return recipe
+    builtin = _builtin_candidate(str(recipe))
+    if builtin is not None and builtin.is_file():
+        return builtin
+    raise ConfigError(
+        f"The recipe {recipe} does not exist"
+        + (f" (nor does the built-in {builtin})." if builtin is not None else "."),
+        hint="Give the path of a YAML recipe or the name of a built-in one (such as "
+        "examples/minimal or hwclass/generic-server), or leave it out to build with the "
+        "defaults.",
     )
 
 
@@ -142,14 +170,19 @@ def collect_layers(
 ) -> list[Layer]:
     base = recipes_dir()
     layers = [builtin_layer()]
-    layers.append(load_file(base / "default.yaml", "default"))
+    default = load_file(base / "default.yaml", "default")
+    # The default recipe is what makes a rescue system at all (shell, storage tools, ...): an
+    # installation without it must stop here, not build an empty system.
+    if default.status == "missing":
+        raise missing_data("default recipe", base / "default.yaml")
+    layers.append(default)
     layers.append(load_file(base / "arch" / f"{system.arch}.yaml", "arch"))
     layers.append(load_file(base / "os" / f"{system.os_vendor}.yaml", "os"))
     layers.append(
         load_file(base / "os" / system.os_vendor / f"{system.os_version}.yaml", "os version")
     )
     if recipe is not None:
-        layers += recipe_chain(recipe)
+        layers += recipe_chain(find_recipe(recipe))
     layers.append(load_file(config_dir / "site.yaml", "site"))
     layers.append(load_file(config_dir / "local.yaml", "local"))
     set_layer = Layer("--set", None, "OK" if sets else "empty", [parse_set(s) for s in sets])
@@ -220,15 +253,6 @@ def expand(text: str, variables: Mapping[str, str], *, where: str, env_allowed: 
     return _VAR.sub(replace, text)
 
 
-def choose_kernel_version(spec: str) -> str:
-    """The kernel version a KERNEL setting means here; '' when there is none (the build's
-    kernel step then stops with the full explanation)."""
-    try:
-        return choose_kernel(spec).version
-    except MissingError:
-        return ""
-
-
 def expand_values(
     values: dict[str, object], origins: Mapping[str, list[Origin]], variables: Mapping[str, str]
 ) -> dict[str, object]:
@@ -278,21 +302,6 @@ def semantic_checks(values: Mapping[str, object], origins: Mapping[str, list[Ori
 
     check_registered(values, where)
     check_backup_url(str(values["BACKUP"]), str(values["BACKUP_URL"]), where)
-    try:
-        destination.output_dir(str(values["OUTPUT_URL"]))
-    except ConfigError as exc:
-        raise ConfigError(
-            f"{exc.message} (OUTPUT_URL is set in {where('OUTPUT_URL')}.)", hint=exc.hint
-        ) from None
-    timeout = values["BOOT_TIMEOUT"]
-    if isinstance(timeout, int) and timeout < 0:
-        raise ConfigError(f"BOOT_TIMEOUT (from {where('BOOT_TIMEOUT')}) must be 0 or more.")
-    level = values["COMPRESSION_LEVEL"]
-    if isinstance(level, int) and not 0 <= level <= 22:
-        raise ConfigError(
-            f"COMPRESSION_LEVEL {level} (from {where('COMPRESSION_LEVEL')}) is out of range; "
-            "use 0 (the method's default) or 1..22 (zstd), 1..9 (gzip, xz)."
-        )
 
 
 def load_config(
@@ -301,7 +310,7 @@ def load_config(
     config_dir: Path = DEFAULT_CONFIG_DIR,
     sets: Sequence[str] = (),
     system: SystemInfo | None = None,
-    kernel_chooser: Callable[[str], str] | None = None,
+    kernel_chooser: Callable[[str], KernelChoice] | None = None,
 ) -> Config:
     """Collect, merge, expand, check and freeze the configuration."""
     system = system or detect()
@@ -309,16 +318,17 @@ def load_config(
     values, origins = merge(layers)
     variables = system.variables()
     kernel_spec = expand(str(values["KERNEL"]), variables, where="KERNEL")
-    kernel_version = (kernel_chooser or choose_kernel_version)(kernel_spec)
-    variables["KERNEL_VERSION"] = kernel_version
+    kernel = (kernel_chooser or choose_once)(kernel_spec)
+    variables["KERNEL_VERSION"] = kernel.version
     values = expand_values(values, origins, variables)
     semantic_checks(values, origins)
+    checks.check_values(values, origins, host=system.hostname)
     return Config(
         values=MappingProxyType(values),
         origins=MappingProxyType({k: tuple(v) for k, v in origins.items()}),
         layers=tuple(layers),
         system=system,
-        kernel_version=kernel_version,
+        kernel=kernel,
         config_dir=config_dir,
         variables=MappingProxyType(dict(variables)),
     )

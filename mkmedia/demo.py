@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mkmedia.errors import MkmediaError
-from mkmedia.log import say
 from mkmedia.qemu import Guest, Machine
+from mkmedia.session.log import say
+from rescue_runtime.errors import MkmediaError
 
 PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
 

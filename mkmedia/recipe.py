@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from mkmedia.errors import ConfigError
 from mkmedia.settings import BY_NAME, RECIPE_KEYWORDS, Kind, Setting
+from rescue_runtime.errors import ConfigError
 
 LIST_OPS = ("replace", "remove", "append")  # applied in this order within one layer
 
@@ -134,21 +134,21 @@ def coerce_scalar(setting: Setting, value: object, origin: Origin) -> object:
 
 
 def list_items(setting: Setting, value: object, origin: Origin) -> list[str]:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return [str(value)]
     if not isinstance(value, list):
+        # A scalar is refused, not taken as one item: `PROGS: 5` is a slip, not a program.
         raise ConfigError(
             f"{origin.where()}: {setting.name} takes a list (or a mapping with "
-            f"append/remove/replace lists), not {value!r}."
+            f"append/remove/replace lists), not the {type(value).__name__} {value!r}.",
+            hint=f"Write it as a YAML list, for example `{setting.name}: [{value}]`.",
         )
     items = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+        if not isinstance(item, str):
             raise ConfigError(
                 f"{origin.where()}: every entry of {setting.name} must be text; "
                 f"{item!r} is not. Quote it, or write one item per line."
             )
-        items.append(str(item))
+        items.append(item)
     return items
 
 
@@ -265,7 +265,8 @@ def parse_set(expr: str) -> Assignment:
         raise ConfigError(f"--set {expr!r}: unknown setting {left.strip()!r}. {suggest(name)}")
     origin = Origin(f"--set {name}", None)
     if setting.is_list:
-        items = [item for item in value.split(",") if item] if op == "set" else [value]
+        # NAME=a,b replaces, NAME+=a,b appends, NAME-=a,b removes: commas split in all three.
+        items = [item for item in value.split(",") if item]
         return Assignment(name, "replace" if op == "set" else op, items, origin)
     if op != "set":
         raise ConfigError(f"--set {expr!r}: {name} is not a list; use {name}=VALUE.")

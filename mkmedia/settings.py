@@ -57,7 +57,10 @@ class Setting:
     @property
     def merge_rule(self) -> str:
         if self.is_list:
-            return "append (or {append, remove, replace})"
+            return (
+                "append (or {append, remove, replace}); "
+                "--set NAME=a,b replaces, NAME+=a,b appends, NAME-=a,b removes"
+            )
         return "last layer wins"
 
 
@@ -122,7 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
         "OUTPUT_PREFIX",
         STR,
         "${HOSTNAME}",
-        "Subdirectory and file-name prefix of the output.",
+        "Subdirectory and file-name prefix of the output (one name: no '/', no leading dot).",
         rescue=False,
     ),
     _s("CDROM_DEVICE", STR, "", "Optical drive OUTPUT=CDROM burns to; empty: the first writer."),
@@ -194,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
         choices=bootmenu.BOOT_DEFAULTS,
         registry=BOOT_DEFAULT_REGISTRY,
     ),
-    _s("BOOT_TIMEOUT", INT, 30, "Seconds the boot menu waits before its default."),
+    _s("BOOT_TIMEOUT", INT, 30, "Seconds the boot menu waits before its default (0-3599)."),
     _s(
         "SECURE_BOOT",
         CHOICE,

@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mkmedia.artifacts import Artifact
 from mkmedia.config import Config
-from mkmedia.errors import ConfigError, MkmediaError, StepError
-from mkmedia.hooks import PHASES, find_hooks, run_hooks
-from mkmedia.log import say
+from mkmedia.session.artifacts import Artifact
+from mkmedia.session.hooks import PHASES, find_hooks, run_hooks
+from mkmedia.session.log import say
+from rescue_runtime.errors import ConfigError, MkmediaError, StepError
 
 log = logging.getLogger("mkmedia.workflow")
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import shlex
-import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from rescue_runtime.errors import CommandError, MissingError
 
@@ -34,15 +33,48 @@ class Result:
         return self.returncode == 0
 
 
-def which(program: str, *, extra_dirs: Sequence[str] = ("/usr/sbin", "/sbin")) -> str | None:
-    """Find a program on PATH or in the sbin directories (which a non-root PATH may lack)."""
-    found = shutil.which(program)
-    if found:
-        return found
-    for directory in extra_dirs:
-        candidate = Path(directory) / program
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
+# The rescue system's PATH, and where programs are looked up after the caller's PATH (a
+# non-root PATH often lacks the sbin directories). The one list: builder and rescue use it.
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def search_path(path_env: str | None = None) -> list[str]:
+    """PATH's absolute directories (from the environment unless given), then SYSTEM_PATH's,
+    each once."""
+    value = os.environ.get("PATH", "") if path_env is None else path_env
+    dirs: list[str] = []
+    for d in [*value.split(":"), *SYSTEM_PATH]:
+        d = d.rstrip("/") or "/"
+        if d.startswith("/") and d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def which(
+    program: str,
+    *,
+    dirs: Sequence[str] | None = None,
+    executable: Callable[[str], bool] = is_executable,
+) -> str | None:
+    """The first DIR/program in `dirs` (default: search_path()) that is an executable file; an
+    absolute `program` is checked as it is, a relative one with a '/' is never found.
+
+    `executable` decides what counts: the builder passes one that looks inside a rescue tree
+    (mkmedia.rootpaths.RootPaths.which).
+    """
+    if program.startswith("/"):
+        candidates = [program]
+    elif not program or "/" in program:
+        return None
+    else:
+        candidates = [posixpath.join(d, program) for d in (search_path() if dirs is None else dirs)]
+    for candidate in candidates:
+        if executable(candidate):
+            return candidate
     return None
 
 

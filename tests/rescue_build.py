@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from mkmedia.qemu import Guest, Machine
 
 REPO = Path(__file__).resolve().parent.parent
 VM_RECIPE = REPO / "tests" / "data" / "recipes" / "vm-test.yaml"
@@ -20,19 +24,22 @@ def build_media(
     sets: tuple[str, ...] = (),
     epoch: str | None = EPOCH,
     keep_build_dir: bool = False,
+    command: Sequence[str] = (sys.executable, "-m", "mkmedia"),
+    cwd: Path = REPO,
+    env: Mapping[str, str] = os.environ,
 ) -> Path:
-    """Run `mkmedia build` into workdir/out; return the output directory (host subdirectory)."""
+    """Run `mkmedia build` into workdir/out; return the output directory (host subdirectory).
+
+    `command`, `cwd` and `env`: another mkmedia than the checkout's (an installed wheel's)."""
     out = workdir / "out"
     config_dir = workdir / "etc"
     config_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = dict(env)
     env["MKMEDIA_LOCK_FILE"] = str(workdir / "lock")
     if epoch is not None:
         env["SOURCE_DATE_EPOCH"] = epoch
     argv = [
-        sys.executable,
-        "-m",
-        "mkmedia",
+        *command,
         "build",
         str(recipe),
         "-c",
@@ -52,9 +59,30 @@ def build_media(
         argv.append("--keep-build-dir")
     for item in sets:
         argv += ["--set", item]
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, check=False)
     if result.returncode != 0:
         raise AssertionError(
             f"mkmedia build failed ({result.returncode}):\n{result.stderr[-4000:]}"
         )
     return out / "rescue"
+
+
+# The rescue shell prompt, and a generous boot limit (software emulation on a shared machine;
+# not a timing assertion).
+PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
+BOOT_TIMEOUT = 600.0
+
+
+def boot_to_prompt(machine: Machine, log: Path) -> str:
+    with Guest(machine, deadline=BOOT_TIMEOUT + 300, console_log=log, name="rescue ISO") as guest:
+        guest.expect(PROMPT, BOOT_TIMEOUT)
+        status, cmdline = guest.shell("cat /proc/cmdline", timeout=120)
+        assert status == 0
+        status, out = guest.shell("mkmedia dump | head -1; cat /run/mkmedia/init.status")
+        assert status == 0 and "mkmedia rescue system" in out, out
+        failed = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+        assert all(step["ok"] for step in failed), out
+        if machine.firmware == "uefi-secure":
+            _, dmesg = guest.shell("dmesg | grep -i -E 'secure boot|lockdown'")
+            assert "Secure boot enabled" in dmesg, dmesg
+        return cmdline

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from mkmedia.artifacts import Artifact
+from mkmedia.session.artifacts import Artifact
 from rescue_runtime.errors import ConfigError
 
 __all__ = ["Artifact", "Emitter", "MediaSpec", "emitter_class", "output_names"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import jinja2
 
+from mkmedia.emit.menutext import control_character, grub_special
+from mkmedia.host.paths import bootloaders_dir, missing_data
 from rescue_runtime import features
 from rescue_runtime.errors import ConfigError
 
@@ -22,7 +24,6 @@ DEFAULT_CONSOLES = ("tty0", "ttyS0,115200")
 # Extra entries for a serial console that the configured consoles do not cover (many servers
 # put their BMC's serial-over-LAN on the second port).
 DEFAULT_SERIAL_VARIANTS = ("ttyS0,115200", "ttyS1,115200")
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "bootloaders"
 
 _SERIAL = re.compile(r"^ttyS(\d+)(?:,(\d+))?")
 
@@ -150,6 +151,17 @@ def build_menu(
             f"BOOT_TIMEOUT is {boot_timeout}, but it must be a number of seconds (0 or more).",
             hint="Set BOOT_TIMEOUT to the seconds the boot menu waits before its default entry.",
         )
+    # The configuration checks report these with the setting's origin; this guards callers.
+    # The host name only appears in quoted menu labels (GRUB's quotes are stripped from it).
+    texts = [("host name", host, False), ("kernel command line", kernel_cmdline, True)]
+    texts += [("console", console, True) for console in consoles]
+    for what, text, on_linux_line in texts:
+        if control_character(text) or (on_linux_line and grub_special(text)):
+            raise ConfigError(
+                f"The boot menu's {what} {text!r} would break the boot loader configurations.",
+                hint="Remove control characters (and GRUB's $ ; & | < > { } \\ ' ` from "
+                "kernel options).",
+            )
     if not consoles:
         raise ConfigError(
             "The console list is empty, so the rescue system would have no console.",
@@ -179,9 +191,9 @@ def build_menu(
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def _environment(template_dir: Path) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=jinja2.FileSystemLoader(template_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -192,4 +204,9 @@ def _environment() -> jinja2.Environment:
 
 def render(template: str, **context: object) -> str:
     """Render one template from bootloaders/ (StrictUndefined: a missing value is an error)."""
-    return _environment().get_template(template).render(**context)
+    template_dir = bootloaders_dir()
+    try:
+        loaded = _environment(template_dir).get_template(template)
+    except jinja2.TemplateNotFound as exc:
+        raise missing_data("boot loader template", template_dir / template) from exc
+    return loaded.render(**context)

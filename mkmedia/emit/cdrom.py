@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mkmedia.emit import Artifact
 from mkmedia.emit.iso import IsoEmitter
-from mkmedia.run import require, run
 from rescue_runtime.errors import MissingError
+from rescue_runtime.run import require, run
 
 _DEVICE_LINE = re.compile(r"^\d+\s+-dev\s+'([^']+)'\s+(\S+)\s*:", re.MULTILINE)
 _STATUS = re.compile(r"^Media status\s*:\s*(.*)$", re.MULTILINE)

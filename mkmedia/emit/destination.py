@@ -12,7 +12,7 @@ DEFAULT_OUTPUT_DIR = Path("/var/lib/mkmedia/output")
 
 def output_dir(output_url: str | None) -> Path:
     """The local directory an emitter writes into for OUTPUT_URL (None: the default)."""
-    if not output_url:
+    if output_url is None:
         return DEFAULT_OUTPUT_DIR
     parts = urlsplit(output_url)
     if parts.scheme == "file":

@@ -11,8 +11,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from mkmedia.run import require, run
 from rescue_runtime.errors import MkmediaError
+from rescue_runtime.run import require, run
 
 SECTOR = 512
 # FAT12/16 overhead (boot sector, two FATs, root directory) plus slack for directory clusters.

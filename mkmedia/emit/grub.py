@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mkmedia.run import require, run
 from rescue_runtime.errors import MissingError
+from rescue_runtime.run import require, run
 
 GRUB_EFI_MODULES_DIR = Path("/usr/lib/grub/x86_64-efi")
 EFI_MODULES = (

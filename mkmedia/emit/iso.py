@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,8 @@ from pathlib import Path
 
 from mkmedia.emit import Artifact, Emitter, bootmenu, efiimage, grub, hybrid, isolinux
 from mkmedia.emit.isotree import BootEntry, IsoTree
-from mkmedia.epoch import source_date_epoch as environment_epoch
+from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
+from mkmedia.session.epoch import source_date_epoch as environment_epoch
 from rescue_runtime.errors import ConfigError, MissingError
 
 KERNEL = "/boot/vmlinuz"
@@ -30,13 +30,11 @@ INITRD = "/boot/initrd"
 EFI_IMAGE = "/boot/grub/efiboot.img"
 BOOT_CATALOG = "/isolinux/boot.cat"
 RESERVED = ("isolinux", "boot", "efi", "mkmedia")
-_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 def default_volume_label(host: str) -> str:
-    """RESCUE_<HOST>, upper case, in ISO9660's 32 characters."""
-    clean = re.sub(r"[^A-Z0-9_]", "_", host.split(".")[0].upper())
-    return f"RESCUE_{clean}"[:32]
+    """RESCUE_<HOST> in ISO 9660's 32 d-characters (see labels.py for the shorter spaces)."""
+    return default_label(host)
 
 
 def iso_file_name(host: str) -> str:
@@ -59,11 +57,12 @@ def _check_inputs(kernel: Path, initrd: Path, volume_label: str, secure_boot: bo
     for what, path in (("kernel", kernel), ("initrd", initrd)):
         if not path.is_file():
             raise MissingError(f"The {what} {path} for the ISO does not exist.")
-    if not _LABEL.match(volume_label):
+    problem = label_problem(volume_label)
+    if problem is not None:
         raise ConfigError(
-            f"The ISO volume label {volume_label!r} is not usable: it must be 1 to 32 letters, "
-            "digits, '_', '.' or '-'.",
-            hint="Change ISO_VOLUME_LABEL in the recipe (or leave it unset for RESCUE_<HOST>).",
+            f"The ISO volume label {volume_label!r} is not usable: {problem}.",
+            hint=f"Set ISO_VOLID to 1 to {ISO9660_MAX} characters A-Z, 0-9 or '_' (for "
+            f"example {suggestion(volume_label)}), or leave it empty for RESCUE_<HOST>.",
         )
     if secure_boot and not grub.kernel_is_signed(kernel):
         raise ConfigError(
@@ -99,6 +98,7 @@ def write_iso(
     if volume_label is None:
         volume_label = default_volume_label(host)
     _check_inputs(kernel, initrd, volume_label, secure_boot)
+    names = volume_labels(volume_label)
     epoch = _epoch(source_date_epoch)
     menu = bootmenu.build_menu(
         host=host,
@@ -144,7 +144,9 @@ def write_iso(
             bootmenu.render("grub-find-medium.cfg.j2", marker=marker, load_menu=False)
         )
         efi_files = grub.plain_efi_files(grub.build_grub_efi(work / "bootx64.efi", find_medium))
-    esp = efiimage.fat_image(work / "efiboot.img", efi_files.files, work_dir=work, epoch=epoch)
+    esp = efiimage.fat_image(
+        work / "efiboot.img", efi_files.files, work_dir=work, epoch=epoch, label=names.fat
+    )
     tree.add_file(EFI_IMAGE, esp)
 
     for name, source in sorted((payload_dirs or {}).items()):
@@ -168,7 +170,7 @@ def write_iso(
         with open(partial, "wb") as out:
             blocks = tree.write(
                 out,
-                volume_label=volume_label,
+                labels=names,
                 epoch=epoch,
                 boot=boot,
                 boot_catalog=BOOT_CATALOG,

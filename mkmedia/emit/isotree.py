@@ -29,6 +29,7 @@ import pycdlib.isohybrid
 import pycdlib.pycdlib
 import pycdlib.utils
 
+from mkmedia.emit.labels import VolumeLabels
 from rescue_runtime.errors import ConfigError, MkmediaError
 
 # ISO9660 allows eight directory levels counting the root.
@@ -282,7 +283,7 @@ class IsoTree:
         self,
         out: BinaryIO,
         *,
-        volume_label: str,
+        labels: VolumeLabels,
         epoch: int,
         boot: list[BootEntry],
         boot_catalog: str,
@@ -298,11 +299,13 @@ class IsoTree:
             iso.new(
                 interchange_level=3,
                 sys_ident="LINUX",
-                vol_ident=volume_label,
+                vol_ident=labels.joliet,  # pycdlib writes it into both descriptors
                 app_ident_str="MKMEDIA",
                 joliet=3,
                 rock_ridge="1.09",
             )
+            # The primary descriptor holds 32 characters, Joliet's only 16.
+            iso.pvd.volume_identifier = labels.iso9660.encode("ascii").ljust(32, b" ")
             self._assign_names()
             for path in sorted(self._dir_order, key=lambda p: (p.count("/"), p)):
                 names_of = self._dirs[path]

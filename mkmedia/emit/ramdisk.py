@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mkmedia.artifacts import copy_artifact
+from mkmedia.session.artifacts import copy_artifact
 from mkmedia.emit import Artifact, Emitter
 
 

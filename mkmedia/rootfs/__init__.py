@@ -8,6 +8,7 @@
 - `check_tree()` / `problems_to_errors()` (check.py): the self-sufficiency check.
 - `smoke_run()` (smoke.py): commands run in `chroot TREE`.
 - `size_report()` (size.py): the tree's size by part.
+- `write_rescue_files()` (rescuefiles.py): /init, rescue.json and the shell profile.
 """
 
 from mkmedia.rootfs.assemble import AssemblyResult, assemble_tree

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkmedia import __version__
-from mkmedia.elf import Closure, DlopenNote, ElfResolver
+from mkmedia.elf.resolver import Closure, DlopenNote, ElfResolver
 from mkmedia.rootfs.check import TreeProblem, check_tree, problems_to_errors
 from mkmedia.rootfs.copy import TreeCopier
 from mkmedia.rootfs.copy_as_is import copy_as_is as copy_as_is_step

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mkmedia.elf import ElfResolver, MissingLibrary
+from mkmedia.elf.resolver import ElfResolver, MissingLibrary
 from rescue_runtime.errors import MissingError, MkmediaError
 
 

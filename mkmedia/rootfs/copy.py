@@ -17,7 +17,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from mkmedia.elf import RootPaths
+from mkmedia.rootpaths import RootPaths
 from rescue_runtime.errors import MissingError, MkmediaError
 
 TMP_SUFFIX = ".mkmedia-tmp"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mkmedia.elf import RootPaths
+from mkmedia.rootpaths import RootPaths
 from rescue_runtime.errors import MissingError
-
-# Searched after PATH: a non-root PATH often lacks the sbin directories.
-EXTRA_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+from rescue_runtime.run import search_path
 
 
 @dataclass
@@ -28,35 +26,6 @@ class ProgramLookup:
         ]
 
 
-def search_dirs(path_env: str | None = None) -> list[str]:
-    """PATH's absolute directories followed by the sbin/bin directories, each once."""
-    value = os.environ.get("PATH", "") if path_env is None else path_env
-    dirs: list[str] = []
-    for d in [*value.split(":"), *EXTRA_DIRS]:
-        d = d.rstrip("/") or "/"
-        if d.startswith("/") and d not in dirs:
-            dirs.append(d)
-    return dirs
-
-
-def find_program(name: str, dirs: Sequence[str], paths: RootPaths) -> str | None:
-    """A name looked up in `dirs`, or an absolute path; only executable files count."""
-    if name.startswith("/"):
-        candidates = [name]
-    elif "/" in name:
-        return None
-    else:
-        candidates = [f"{d}/{name}" for d in dirs]
-    for cand in candidates:
-        real = paths.realpath(cand)
-        if real is None:
-            continue
-        host = paths.host(real)
-        if os.path.isfile(host) and os.access(host, os.X_OK):
-            return cand
-    return None
-
-
 def find_programs(
     programs: Iterable[str],
     required: Iterable[str],
@@ -70,12 +39,12 @@ def find_programs(
     returned in `missing_optional` (see `.warnings`).
     """
     paths = RootPaths(root)
-    dirs = search_dirs(path_env)
+    dirs = search_path(path_env)
     result = ProgramLookup()
     missing_required: list[str] = []
     required = list(dict.fromkeys(required))
     for name in required:
-        hit = find_program(name, dirs, paths)
+        hit = paths.which(name, dirs)
         if hit is None:
             missing_required.append(name)
         else:
@@ -91,7 +60,7 @@ def find_programs(
     for name in dict.fromkeys(programs):
         if name in result.found:
             continue
-        hit = find_program(name, dirs, paths)
+        hit = paths.which(name, dirs)
         if hit is None:
             result.missing_optional.append(name)
         else:

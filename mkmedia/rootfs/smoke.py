@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rescue_runtime.errors import CommandError
-from rescue_runtime.run import run
+from rescue_runtime.run import SYSTEM_PATH, run
 
-CHROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/root"}
+CHROOT_ENV = {"PATH": ":".join(SYSTEM_PATH), "LC_ALL": "C", "HOME": "/root"}
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mkmedia.epoch import source_date_epoch
-from mkmedia.log import say
+from mkmedia.session.epoch import source_date_epoch
+from mkmedia.session.log import say
 from mkmedia.steps.rootfs import tree_of
 from mkmedia.workflow import Context, step
 from rescue_runtime.layout import capture, store

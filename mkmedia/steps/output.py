@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mkmedia.artifacts import copy_artifact, write_manifest
 from mkmedia.config import Config
 from mkmedia.emit import Emitter, MediaSpec, destination, emitter_class
 from mkmedia.emit.grub import host_secure_boot
-from mkmedia.epoch import source_date_epoch
-from mkmedia.log import say
+from mkmedia.session.artifacts import copy_artifact, write_manifest
+from mkmedia.session.epoch import source_date_epoch
+from mkmedia.session.log import say
 from mkmedia.workflow import WORKFLOWS, Context, step
 
 

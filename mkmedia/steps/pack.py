@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 
-from mkmedia.epoch import source_date_epoch
 from mkmedia.initrd.compress import check_kernel_support
 from mkmedia.initrd.pack import pack_tree
-from mkmedia.kernel import Kernel, kernel_config
-from mkmedia.log import say
+from mkmedia.kernel.choice import Kernel, kernel_config
+from mkmedia.session.epoch import source_date_epoch
+from mkmedia.session.log import say
 from mkmedia.steps.rootfs import tree_of
 from mkmedia.workflow import Context, step
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mkmedia.log import say
+from mkmedia.session.log import say
 from mkmedia.workflow import Context, step
 
 

@@ -6,17 +6,20 @@ import json
 import os
 from pathlib import Path
 
-from mkmedia.epoch import source_date_epoch
-from mkmedia.errors import StepError
-from mkmedia.kernel import choose_kernel
-from mkmedia.log import say
-from mkmedia.modules import install_firmware, install_modules, select_modules
-from mkmedia.pyembed import embed_python
-from mkmedia.rescuefiles import build_time, rescue_config, write_rescue_files
+from mkmedia import __version__
+from mkmedia.config import Config
+from mkmedia.kernel.modules import install_firmware, install_modules, select_modules
+from mkmedia.pyembed.embed import embed_python
 from mkmedia.rootfs.assemble import assemble_tree
+from mkmedia.rootfs.rescuefiles import build_time, write_rescue_files
 from mkmedia.rootfs.size import size_report
 from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
+from mkmedia.session.epoch import source_date_epoch
+from mkmedia.session.log import say
+from mkmedia.settings import BY_NAME
 from mkmedia.workflow import Context, step
+from rescue_runtime.errors import StepError
+from rescue_runtime.rescueconf import RescueConfig
 
 # Each must start inside the tree; together they cover shell, storage stack, python, mkmedia.
 SMOKE_COMMANDS: list[list[str]] = [
@@ -70,8 +73,8 @@ def assemble_programs(ctx: Context) -> None:
 
 @step("rootfs", 300)
 def kernel_modules(ctx: Context) -> None:
-    """Choose the kernel and copy its modules (MODULES_POLICY + MODULES) and firmware."""
-    kernel = choose_kernel(ctx.config.get_str("KERNEL"))
+    """Copy the chosen kernel's modules (MODULES_POLICY + MODULES) and firmware."""
+    kernel = ctx.config.kernel.kernel()
     ctx.state["kernel"] = kernel
     policy = ctx.config.get_str("MODULES_POLICY")
     requests = ctx.config.get_list("MODULES") + ([] if policy == "explicit" else [policy])
@@ -81,6 +84,27 @@ def kernel_modules(ctx: Context) -> None:
     install_modules(selection, tree_of(ctx))
     install_firmware(selection, tree_of(ctx))
     say(f"  kernel {kernel.version}: {selection.summary()}")
+
+
+def rescue_config(config: Config, *, created: str) -> RescueConfig:
+    return RescueConfig(
+        hostname=config.system.hostname,
+        created=created,
+        mkmedia_version=__version__,
+        os_pretty_name=config.system.os_pretty_name,
+        kernel_version=config.kernel_version,
+        backup=config.get_str("BACKUP"),
+        backup_url=config.get_str("BACKUP_URL"),
+        output=config.get_str("OUTPUT"),
+        network=config.get_str("NETWORK"),
+        modules_load=config.get_list("MODULES_LOAD"),
+        ssh_authorized_keys=config.get_list("SSH_AUTHORIZED_KEYS"),
+        ssh_root_password_hash=config.get_str("SSH_ROOT_PASSWORD_HASH"),
+        unattended_action=config.get_str("UNATTENDED_ACTION"),
+        # build-host paths (work area, output, layout directory) stay out: they differ between
+        # builds of the same recipe and mean nothing in the rescue system
+        settings={name: value for name, value in config.values.items() if BY_NAME[name].rescue},
+    )
 
 
 @step("rootfs", 800)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from rescue_runtime import features, rescueconf
 from rescue_runtime.init import cmdline, consoles, network, sshd, system
-from rescue_runtime.run import run
+from rescue_runtime.run import SYSTEM_PATH, run
 
 log = logging.getLogger("mkmedia.init")
 
 STATUS = Path("/run/mkmedia/init.status")
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH = ":".join(SYSTEM_PATH)
 
 
 class Boot:

@@ -9,7 +9,7 @@ from subprocess import Popen
 
 from rescue_runtime import features
 from rescue_runtime.rescueconf import RescueConfig
-from rescue_runtime.run import spawn, which
+from rescue_runtime.run import SYSTEM_PATH, spawn, which
 
 log = logging.getLogger("mkmedia.init")
 
@@ -54,7 +54,7 @@ def shell_environment(device: str, hostname: str) -> dict[str, str]:
     return {
         "HOME": "/root",
         "TERM": "linux" if device.startswith("/dev/tty") and device[8:9].isdigit() else "vt100",
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": ":".join(SYSTEM_PATH),
         "PS1": PROMPT,
         "HOSTNAME": hostname,
         "LANG": "C.UTF-8",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.artifacts import sha256_file
 from mkmedia.rootfs.check import check_tree
 from mkmedia.rootfs.smoke import smoke_run
+from mkmedia.session.artifacts import sha256_file
 from mkmedia.steps.rootfs import SMOKE_COMMANDS
 from tests.rescue_build import REPO, build_media
 
@@ -28,7 +28,10 @@ def manifest_of(out: Path) -> dict[str, dict[str, object]]:
 
 def test_default_recipe_tree_is_self_sufficient(tmp_path: Path) -> None:
     out = build_media(
-        tmp_path, output="RAMDISK", recipe=REPO / "recipes" / "default.yaml", keep_build_dir=True
+        tmp_path,
+        output="RAMDISK",
+        recipe=REPO / "mkmedia" / "data" / "recipes" / "default.yaml",
+        keep_build_dir=True,
     )
     (build_dir,) = tmp_path.glob("mkmedia.*")
     tree = build_dir / "rootfs"

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mkmedia.elf import ElfResolver
-from mkmedia.run import run
+from mkmedia.elf.resolver import ElfResolver
+from rescue_runtime.run import run
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from mkmedia.initrd import pack_tree
 from mkmedia.initrd.tree import DEFAULT_DEVICE_NODES
-from mkmedia.run import run, which
+from rescue_runtime.run import run, which
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 
 from mkmedia.emit import bootmenu, cdrom, destination, grub
 from mkmedia.emit.iso import default_volume_label, write_iso
-from mkmedia.run import run
 from rescue_runtime.errors import ConfigError, MissingError
+from rescue_runtime.run import run
 
 pytestmark = pytest.mark.integration
 

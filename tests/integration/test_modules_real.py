@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import MissingError
-from mkmedia.kernel import Kernel, choose_kernel, find_kernels, kernel_config, version_key
-from mkmedia.modindex import ModuleIndex
-from mkmedia.modinfo import modinfo_field, module_firmware
-from mkmedia.modules import ModuleSelection, install_modules, select_modules
-from mkmedia.run import require, run
+from mkmedia.kernel.choice import Kernel, choose_kernel, find_kernels, kernel_config, version_key
+from mkmedia.kernel.modindex import ModuleIndex
+from mkmedia.kernel.modinfo import modinfo_field, module_firmware
+from mkmedia.kernel.modules import ModuleSelection, install_modules, select_modules
+from rescue_runtime.errors import MissingError
+from rescue_runtime.run import require, run
 
 pytestmark = pytest.mark.integration
 

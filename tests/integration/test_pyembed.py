@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from mkmedia.pyembed import EmbeddedPython, embed_python
-from mkmedia.run import Result, run
+from mkmedia.pyembed.embed import EmbeddedPython, embed_python
+from rescue_runtime.run import Result, run
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import ConfigError, MkmediaError
-from mkmedia.pyembed import DEFAULT_EXCLUDES, module_closure, startup_modules
+from mkmedia.pyembed.embed import DEFAULT_EXCLUDES, module_closure, startup_modules
+from rescue_runtime.errors import ConfigError, MkmediaError
 
 pytestmark = pytest.mark.integration
 

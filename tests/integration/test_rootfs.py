@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import MissingError, MkmediaError
 from mkmedia.rootfs import (
     AssemblyResult,
     TreeCopier,
@@ -24,7 +23,8 @@ from mkmedia.rootfs import (
     size_report,
     smoke_run,
 )
-from mkmedia.run import run
+from rescue_runtime.errors import MissingError, MkmediaError
+from rescue_runtime.run import run
 
 pytestmark = [
     pytest.mark.integration,

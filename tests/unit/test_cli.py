@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import EXIT_CONFIG
+from rescue_runtime.errors import EXIT_CONFIG
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mkmedia.config import load_config
-from mkmedia.errors import ConfigError
-from mkmedia.sysinfo import SystemInfo
+from mkmedia.host.sysinfo import SystemInfo
+from rescue_runtime.errors import ConfigError
 
 
 def error_for(text: str, data_dir: Path, config_dir: Path, system: SystemInfo) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mkmedia.config import load_config
-from mkmedia.errors import ConfigError
-from mkmedia.sysinfo import SystemInfo
+from mkmedia.host.sysinfo import SystemInfo
+from rescue_runtime.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:
@@ -21,17 +21,17 @@ def test_layers_apply_in_documented_order(
     data_dir: Path, config_dir: Path, fake_system: SystemInfo, tmp_path: Path
 ) -> None:
     recipes = data_dir / "recipes"
-    # Each layer sets ISO_VOLID to its own name and appends one program.
-    write(recipes / "default.yaml", "ISO_VOLID: default\nPROGS: [p-default]\n")
-    write(recipes / "arch/x86_64.yaml", "ISO_VOLID: arch\nPROGS: [p-arch]\n")
-    write(recipes / "os/debian.yaml", "ISO_VOLID: os\nPROGS: [p-os]\n")
-    write(recipes / "os/debian/12.yaml", "ISO_VOLID: osver\nPROGS: [p-osver]\n")
-    write(tmp_path / "hw/base.yaml", "ISO_VOLID: base\nPROGS: [p-base]\n")
+    # Each layer sets ISO_VOLID to its own name (a volume label) and appends one program.
+    write(recipes / "default.yaml", "ISO_VOLID: DEFAULT\nPROGS: [p-default]\n")
+    write(recipes / "arch/x86_64.yaml", "ISO_VOLID: ARCH\nPROGS: [p-arch]\n")
+    write(recipes / "os/debian.yaml", "ISO_VOLID: OS\nPROGS: [p-os]\n")
+    write(recipes / "os/debian/12.yaml", "ISO_VOLID: OSVER\nPROGS: [p-osver]\n")
+    write(tmp_path / "hw/base.yaml", "ISO_VOLID: BASE\nPROGS: [p-base]\n")
     recipe = write(
-        tmp_path / "hw/dl380.yaml", "extends: base\nISO_VOLID: recipe\nPROGS: [p-recipe]\n"
+        tmp_path / "hw/dl380.yaml", "extends: base\nISO_VOLID: RECIPE\nPROGS: [p-recipe]\n"
     )
-    write(config_dir / "site.yaml", "ISO_VOLID: site\nPROGS: [p-site]\n")
-    write(config_dir / "local.yaml", "ISO_VOLID: local\nPROGS: [p-local]\n")
+    write(config_dir / "site.yaml", "ISO_VOLID: SITE\nPROGS: [p-site]\n")
+    write(config_dir / "local.yaml", "ISO_VOLID: LOCAL\nPROGS: [p-local]\n")
 
     config = load_config(recipe=recipe, config_dir=config_dir, system=fake_system)
     assert config.get_list("PROGS") == [
@@ -44,19 +44,19 @@ def test_layers_apply_in_documented_order(
         "p-site",
         "p-local",
     ]
-    assert config.get_str("ISO_VOLID") == "local"
+    assert config.get_str("ISO_VOLID") == "LOCAL"
     assert "local.yaml" in config.origin_text("ISO_VOLID")
 
     with_set = load_config(
-        recipe=recipe, config_dir=config_dir, system=fake_system, sets=["ISO_VOLID=cli"]
+        recipe=recipe, config_dir=config_dir, system=fake_system, sets=["ISO_VOLID=CLI"]
     )
-    assert with_set.get_str("ISO_VOLID") == "cli"
+    assert with_set.get_str("ISO_VOLID") == "CLI"
     assert with_set.origin_text("ISO_VOLID") == "--set ISO_VOLID"
 
     # Without local.yaml, site wins; the layer list reports local as missing.
     (config_dir / "local.yaml").unlink()
     config = load_config(recipe=recipe, config_dir=config_dir, system=fake_system)
-    assert config.get_str("ISO_VOLID") == "site"
+    assert config.get_str("ISO_VOLID") == "SITE"
     statuses = {layer.label: layer.status for layer in config.layers}
     assert statuses["local"] == "missing"
     assert statuses["site"] == "OK"
@@ -96,13 +96,13 @@ def test_variables_expand(
     write(
         data_dir / "recipes/default.yaml",
         "OUTPUT_PREFIX: ${HOSTNAME}-${ARCH}\n"
-        "ISO_VOLID: ${OS_VENDOR}${OS_VERSION}-$${literal}\n"
+        "SSH_ROOT_PASSWORD_HASH: ${OS_VENDOR}${OS_VERSION}-$${literal}\n"
         "KERNEL_CMDLINE: site=${env:MKMEDIA_TEST_SITE} kv=${KERNEL_VERSION}\n"
         'PROGS: ["/opt/${OS_VENDOR}/tool"]\n',
     )
     config = load_config(config_dir=config_dir, system=fake_system)
     assert config.get_str("OUTPUT_PREFIX") == "web01-x86_64"
-    assert config.get_str("ISO_VOLID") == "debian12-${literal}"
+    assert config.get_str("SSH_ROOT_PASSWORD_HASH") == "debian12-${literal}"
     # running kernel 6.1.0-9 has an image, so auto picks it (not the newer 6.1.0-10)
     assert config.get_str("KERNEL_CMDLINE") == "site=dc1 kv=6.1.0-9-amd64"
     assert config.get_list("PROGS") == ["/opt/debian/tool"]

@@ -9,18 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.elf import (
-    ElfResolver,
-    RootPaths,
-    env_program,
-    host_x86_hwcaps,
-    parse_shebang,
-    read_elf,
-    read_elf_pyelftools,
-    read_ld_so_conf,
-)
-from mkmedia.errors import MissingError, MkmediaError
-from mkmedia.run import run
+from mkmedia.elf.reader import read_elf
+from mkmedia.elf.resolver import ElfResolver
+from mkmedia.elf.scripts import env_program, parse_shebang
+from mkmedia.elf.searchpath import host_x86_hwcaps, read_ld_so_conf
+from mkmedia.rootpaths import RootPaths
+from rescue_runtime.errors import MissingError, MkmediaError
+from rescue_runtime.run import run
+from tests.elf_reference import read_elf_pyelftools
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -254,7 +250,7 @@ def test_shebang_scripts_pull_in_their_interpreter(tmp_path: Path) -> None:
     resolver = ElfResolver()
     closure = resolver.closure([str(env_script), str(sh_script)])
     real = {os.path.realpath(p) for p in closure.files}
-    python3 = resolver.find_program("python3")
+    python3 = resolver.paths.which("python3", resolver.path)
     assert python3 is not None
     assert os.path.realpath("/usr/bin/env") in real
     assert os.path.realpath(python3) in real

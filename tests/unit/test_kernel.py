@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.errors import MissingError
-from mkmedia.kernel import (
+from mkmedia.kernel.choice import (
     choose_kernel,
+    choose_once,
     find_kernels,
     image_version,
     kernel_config,
     parse_kernel_config,
     version_key,
 )
+from rescue_runtime.errors import MissingError
 
 
 def test_version_key_orders_numbers_numerically() -> None:
@@ -167,3 +168,14 @@ def test_parse_kernel_config() -> None:
         "CONFIG_CMDLINE": 'a "b"',
         "CONFIG_HZ": "250",
     }
+
+
+def test_choose_once_keeps_the_kernel_or_the_reason(machine: tuple[Path, Path]) -> None:
+    boot, mods = machine
+    found = choose_once("6.1.0-9-amd64", boot_dir=boot, modules_root=mods)
+    assert found.version == "6.1.0-9-amd64"
+    assert found.kernel().image == boot / "vmlinuz-6.1.0-9-amd64"
+    missing = choose_once("7.0.0-1-amd64", boot_dir=boot, modules_root=mods)
+    assert missing.version == "" and missing.chosen is None
+    with pytest.raises(MissingError, match=r"7\.0\.0-1-amd64"):
+        missing.kernel()

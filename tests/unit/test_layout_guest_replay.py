@@ -1,7 +1,8 @@
 """capture() replayed from every tool output recorded in the storage guest of
 tests/vm/test_layout_guest.py (tests/data/layout/guest/replay.json, made by record.py in
-that guest): the same checks as the guest test, on real LVM, MD, LUKS2, thin and btrfs
-reports, without a guest. Re-recording the file keeps these tests valid."""
+that guest): the same checks as the guest test (tests/layout_checks.py), on real LVM, MD,
+LUKS2, thin and btrfs reports, without a guest. Re-recording the file keeps these tests
+valid."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.graph import build_graph
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.serial import from_json, to_json
-from tests.vm.test_layout_guest import CHECKS
+from tests.layout_checks import CHECKS
 
 REPLAY = Path(__file__).resolve().parents[1] / "data" / "layout" / "guest" / "replay.json"
 

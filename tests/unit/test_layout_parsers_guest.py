@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rescue_runtime.layout.model import MdArray
 from rescue_runtime.layout.parse import btrfs, cryptsetup, lvm, mdadm, sfdisk, xfs
-from tests.vm.test_layout_guest import LUKS_UUID, MD_UUID, PV_UUID
+from tests.layout_checks import LUKS_UUID, MD_UUID, PV_UUID
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "layout"
 MiB = 1024 * 1024

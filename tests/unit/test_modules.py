@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from mkmedia.errors import ConfigError
-from mkmedia.firmware import find_firmware
-from mkmedia.modindex import ModuleIndex, alias_normalize, module_name_of
-from mkmedia.modinfo import ModinfoError, modinfo, module_firmware
-from mkmedia.modules import select_modules, tree_path
+from mkmedia.kernel.firmware import find_firmware
+from mkmedia.kernel.modindex import ModuleIndex, alias_normalize, module_name_of
+from mkmedia.kernel.modinfo import ModinfoError, modinfo, module_firmware
+from mkmedia.kernel.modules import select_modules, tree_path
+from rescue_runtime.errors import ConfigError
 
 VERSION = "9.9.9-test"
 

@@ -1,4 +1,4 @@
-"""The import scanner of pyembed_probe.py and the reproducible zip, run in-process."""
+"""The import scanner of mkmedia/pyembed/probe.py and the reproducible zip, run in-process."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.pyembed import ModuleSource
-from mkmedia.pyembed_probe import Resolver, codec_modules, scan_imports
-from mkmedia.pyembed_zip import ZIP_EPOCH, ZipEntry, write_zip, zip_date_time
+from mkmedia.pyembed.archive import ZIP_EPOCH, ZipEntry, write_zip, zip_date_time
+from mkmedia.pyembed.embed import ModuleSource
+from mkmedia.pyembed.probe import Resolver, codec_modules, scan_imports
 
 
 def imports(

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from mkmedia.config import load_config
-from mkmedia.sysinfo import SystemInfo
+from mkmedia.host.sysinfo import SystemInfo
 
 REPO = Path(__file__).resolve().parents[2]
+BUILTIN = REPO / "mkmedia" / "data" / "recipes"
 SHIPPED = sorted(
     path
-    for folder in ("recipes/hwclass", "recipes/examples", "tests/data/recipes")
-    for path in (REPO / folder).glob("*.yaml")
+    for folder in (BUILTIN / "hwclass", BUILTIN / "examples", REPO / "tests/data/recipes")
+    for path in folder.glob("*.yaml")
 )
 
 

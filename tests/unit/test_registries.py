@@ -11,12 +11,12 @@ import pytest
 from mkmedia import cli, emit
 from mkmedia import workflow as wf
 from mkmedia.config import load_config
-from mkmedia.emit import Artifact, Emitter, bootmenu
-from mkmedia.errors import EXIT_CONFIG, EXIT_MISSING, ConfigError
+from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu
+from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.settings import BY_NAME
-from mkmedia.sysinfo import SystemInfo
 from rescue_runtime import backup, features
 from rescue_runtime.backup.base import BackupMethod
+from rescue_runtime.errors import EXIT_CONFIG, ConfigError, MissingError
 from tests.unit.test_cli import mkmedia
 
 
@@ -24,6 +24,9 @@ class FakeUsbEmitter(Emitter):
     """A stand-in for an emitter a later version registers (the test registers this module)."""
 
     name = "USB"
+
+    def check(self) -> None:
+        raise MissingError("OUTPUT=USB but no USB stick is plugged in.")
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
         raise AssertionError("never written in these tests")
@@ -79,20 +82,46 @@ def test_output_without_emitter_is_refused_before_building(
     assert_nothing_built(tmp_path)
 
 
-def test_emitter_check_runs_before_anything_is_built(tmp_path: Path, config_dir: Path) -> None:
-    """CDROM's drive check is its emitter's check(), run in the prep stage."""
-    result = mkmedia(
-        "build",
-        *run_args(tmp_path, config_dir),
-        "--set",
-        "OUTPUT=CDROM",
-        "--set",
-        f"CDROM_DEVICE={tmp_path / 'sr9'}",
-        tmp=tmp_path,
+def test_emitter_check_runs_in_prep_before_anything_is_built(
+    data_dir: Path,
+    config_dir: Path,
+    fake_system: SystemInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(emit._EMITTERS, "USB", __name__)
+    wf.load_steps()
+    config = load_config(
+        config_dir=config_dir,
+        system=fake_system,
+        sets=[
+            "OUTPUT=USB",
+            f"OUTPUT_URL=file://{tmp_path / 'out'}",
+            f"LAYOUT_DIR={tmp_path / 'layout'}",
+        ],
     )
-    assert result.returncode == EXIT_MISSING, result.stderr
-    assert f"The optical drive {tmp_path / 'sr9'} (CDROM_DEVICE) does not exist" in result.stderr
+    build_dir = tmp_path / "work" / "mkmedia.test"
+    build_dir.mkdir(parents=True)
+    with pytest.raises(MissingError, match="no USB stick"):
+        wf.run_workflow(
+            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
+        )
     assert_nothing_built(tmp_path)
+
+
+def test_cdrom_check_names_a_missing_drive(tmp_path: Path) -> None:
+    spec = MediaSpec(
+        directory=tmp_path,
+        prefix="h",
+        host="h",
+        kernel_cmdline="",
+        consoles=("tty0",),
+        boot_default="local",
+        boot_timeout=1,
+        device=str(tmp_path / "sr9"),
+    )
+    with pytest.raises(MissingError, match=r"sr9 \(CDROM_DEVICE\) does not exist"):
+        emit.emitter_class("CDROM")(spec).check()
 
 
 def test_every_implemented_output_has_its_emitter_class() -> None:

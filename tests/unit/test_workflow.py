@@ -9,9 +9,9 @@ import pytest
 
 from mkmedia import workflow as wf
 from mkmedia.config import load_config
-from mkmedia.errors import LockError, StepError
-from mkmedia.lock import RunLock
-from mkmedia.sysinfo import SystemInfo
+from mkmedia.host.sysinfo import SystemInfo
+from mkmedia.session.lock import RunLock
+from rescue_runtime.errors import LockError, StepError
 
 
 @pytest.fixture

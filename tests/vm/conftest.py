@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mkmedia.emit.iso import write_iso
-from mkmedia.run import run_bytes
+from rescue_runtime.run import run_bytes
 
 ISO_KERNEL = Path("/boot/vmlinuz-6.1.0-56-amd64")  # Debian-signed: boots under Secure Boot too
 ISO_BUSYBOX = Path("/bin/busybox")  # busybox-static

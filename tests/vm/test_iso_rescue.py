@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.qemu import Guest, Machine, which_firmware
-from tests.rescue_build import build_media
+from mkmedia.qemu import Machine, which_firmware
+from tests.rescue_build import boot_to_prompt, build_media
 
 pytestmark = pytest.mark.vm
-
-PROMPT = r"RESCUE [^\s:]+:[^\n]*# "
-BOOT_TIMEOUT = 600.0
 
 
 def built_iso(workdir: Path, *sets: str) -> Path:
@@ -23,21 +20,6 @@ def built_iso(workdir: Path, *sets: str) -> Path:
     manifest = json.loads((out / "manifest.json").read_text())
     (iso,) = [Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == "iso"]
     return iso
-
-
-def boot_to_prompt(machine: Machine, log: Path) -> str:
-    with Guest(machine, deadline=BOOT_TIMEOUT + 300, console_log=log, name="rescue ISO") as guest:
-        guest.expect(PROMPT, BOOT_TIMEOUT)
-        status, cmdline = guest.shell("cat /proc/cmdline", timeout=120)
-        assert status == 0
-        status, out = guest.shell("mkmedia dump | head -1; cat /run/mkmedia/init.status")
-        assert status == 0 and "mkmedia rescue system" in out, out
-        failed = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
-        assert all(step["ok"] for step in failed), out
-        if machine.firmware == "uefi-secure":
-            _, dmesg = guest.shell("dmesg | grep -i -E 'secure boot|lockdown'")
-            assert "Secure boot enabled" in dmesg, dmesg
-        return cmdline
 
 
 def test_bios_cd_boots_the_rescue_system(tmp_path: Path) -> None:

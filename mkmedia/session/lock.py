@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from mkmedia.errors import LockError
+from rescue_runtime.errors import LockError
 
 
 def default_lock_path() -> Path:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mkmedia.errors import MissingError
+from rescue_runtime.errors import MissingError
 
 _GLOB_RE = re.compile(r"[*?\[]")
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")

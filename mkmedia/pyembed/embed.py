@@ -9,7 +9,7 @@ without any environment variable. Extension modules stay files in
 zip); their shared libraries are the rootfs assembler's job (`EmbeddedPython.elf_files`).
 
 Every fact about the interpreter comes from running the TARGET interpreter
-(`pyembed_probe.py`), never from the Python that runs mkmedia.
+(`probe.py`), never from the Python that runs mkmedia.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mkmedia.errors import ConfigError, MissingError, MkmediaError
-from mkmedia.pyembed_zip import ZipEntry, write_zip
-from mkmedia.run import run
+from mkmedia.pyembed.archive import ZipEntry, write_zip
+from rescue_runtime.errors import ConfigError, MissingError, MkmediaError
+from rescue_runtime.run import run, which
 
 log = logging.getLogger("mkmedia.pyembed")
 
-PROBE = Path(__file__).with_name("pyembed_probe.py")
+PROBE = Path(__file__).with_name("probe.py")
 
 # Leaves of the standard library that are imported only by code paths the rescue system never
 # takes; the closure does not follow imports into them unless our own packages import them.
@@ -103,7 +103,7 @@ PROBE_ENV: dict[str, str] = {
 
 @dataclass(frozen=True)
 class InterpreterInfo:
-    """What the target interpreter says about itself (`pyembed_probe.py info`)."""
+    """What the target interpreter says about itself (`probe.py info`)."""
 
     python: str
     version: str
@@ -207,7 +207,7 @@ class EmbeddedPython:
 
 
 def probe(python: str, mode: str, request: dict[str, Any]) -> dict[str, Any]:
-    """Run pyembed_probe.py in `mode` under the target interpreter and return its answer."""
+    """Run probe.py in `mode` under the target interpreter and return its answer."""
     result = run(
         [python, "-S", "-s", str(PROBE), mode],
         input=json.dumps(request),
@@ -388,7 +388,7 @@ def copy_interpreter(
     """
     start = Path(python)
     if not start.is_absolute():
-        found = shutil.which(python)
+        found = which(python)
         if found is None:
             raise MissingError(f"The rescue interpreter {python!r} is not on PATH.")
         start = Path(found)

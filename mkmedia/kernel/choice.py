@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mkmedia.errors import MissingError
+from rescue_runtime.errors import MissingError
 
 log = logging.getLogger("mkmedia.kernel")
 
@@ -283,6 +283,43 @@ def _choose_path(image: Path, boot: Path, mroot: Path) -> Kernel:
             kernel.modules_dir,
         )
     return _with_reason(kernel, f"KERNEL names the image {image} (version {version})")
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """KERNEL chosen once, when the configuration is loaded: the kernel, or why there is none.
+
+    No kernel is not an error until a step needs one (`dump` and `layout` work on a machine
+    without a kernel image), so the reason is kept and raised by `kernel()`.
+    """
+
+    chosen: Kernel | None
+    problem: MissingError | None = None
+
+    @property
+    def version(self) -> str:
+        """The chosen version; '' when there is none."""
+        return self.chosen.version if self.chosen is not None else ""
+
+    def kernel(self) -> Kernel:
+        """The chosen kernel, or the MissingError that explains why there is none."""
+        if self.chosen is None:
+            assert self.problem is not None
+            raise self.problem
+        return self.chosen
+
+
+def choose_once(
+    spec: str,
+    *,
+    boot_dir: str | os.PathLike[str] = "/boot",
+    modules_root: str | os.PathLike[str] = "/lib/modules",
+) -> KernelChoice:
+    """What a KERNEL setting means on this machine, as a KernelChoice (never raises)."""
+    try:
+        return KernelChoice(choose_kernel(spec, boot_dir=boot_dir, modules_root=modules_root))
+    except MissingError as exc:
+        return KernelChoice(None, exc)
 
 
 # --- configuration ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mkmedia.kernel import find_kernels
+from mkmedia.kernel.choice import find_kernels
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from mkmedia.errors import CommandError, StepError
-from mkmedia.run import run
+from rescue_runtime.errors import CommandError, StepError
+from rescue_runtime.run import run
 
 log = logging.getLogger("mkmedia.hooks")
 

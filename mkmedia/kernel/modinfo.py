@@ -15,7 +15,7 @@ from pathlib import Path
 
 import zstandard
 
-from mkmedia.errors import MkmediaError
+from rescue_runtime.errors import MkmediaError
 
 COMPRESSED_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mkmedia.modindex import has_glob
+from mkmedia.kernel.modindex import has_glob
 
 COMPRESSED = ("", ".zst", ".xz")
 _MAX_LINKS = 40

@@ -1,6 +1,6 @@
 """Run by the TARGET interpreter (the one embedded into the rescue system), not by mkmedia.
 
-`python -S -s pyembed_probe.py MODE < request.json > answer.json`, MODE one of:
+`python -S -s probe.py MODE < request.json > answer.json`, MODE one of:
 
 - `info`: the interpreter's version, prefix, stdlib and lib-dynload directories, built-in
   module names, the standard library's module names;

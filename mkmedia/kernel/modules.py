@@ -23,13 +23,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mkmedia.errors import ConfigError, MissingError
-from mkmedia.firmware import FirmwareFile, find_firmware
-from mkmedia.hostdrivers import host_drivers
-from mkmedia.kernel import Kernel
-from mkmedia.modindex import ModuleIndex, has_glob
-from mkmedia.modinfo import module_firmware
-from mkmedia.run import require, run
+from mkmedia.kernel.choice import Kernel
+from mkmedia.kernel.firmware import FirmwareFile, find_firmware
+from mkmedia.kernel.hostdrivers import host_drivers
+from mkmedia.kernel.modindex import ModuleIndex, has_glob
+from mkmedia.kernel.modinfo import module_firmware
+from rescue_runtime.errors import ConfigError, MissingError
+from rescue_runtime.run import require, run
 
 log = logging.getLogger("mkmedia.modules")
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mkmedia import __version__
-from mkmedia.config import Config
-from mkmedia.settings import BY_NAME
 from rescue_runtime.rescueconf import RescueConfig
+from rescue_runtime.run import SYSTEM_PATH
 
 INIT_SCRIPT = """\
 #!/usr/bin/python3 -I
@@ -19,7 +17,7 @@ entry()
 """
 
 PROFILE = r"""# mkmedia rescue system
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=@PATH@
 export PS1='RESCUE \h:\w # '
 export HISTFILE=/root/.bash_history
 alias ll='ls -l'
@@ -27,33 +25,12 @@ alias ll='ls -l'
 sysrq() { sync; for key in s u "$1"; do echo "$key" > /proc/sysrq-trigger; done; }
 reboot() { sysrq b; }
 poweroff() { sysrq o; }
-"""
+""".replace("@PATH@", ":".join(SYSTEM_PATH))
 
 
 def build_time(source_date_epoch: int | None) -> str:
     stamp = source_date_epoch if source_date_epoch is not None else int(time.time())
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
-
-
-def rescue_config(config: Config, *, created: str) -> RescueConfig:
-    return RescueConfig(
-        hostname=config.system.hostname,
-        created=created,
-        mkmedia_version=__version__,
-        os_pretty_name=config.system.os_pretty_name,
-        kernel_version=config.kernel_version,
-        backup=config.get_str("BACKUP"),
-        backup_url=config.get_str("BACKUP_URL"),
-        output=config.get_str("OUTPUT"),
-        network=config.get_str("NETWORK"),
-        modules_load=config.get_list("MODULES_LOAD"),
-        ssh_authorized_keys=config.get_list("SSH_AUTHORIZED_KEYS"),
-        ssh_root_password_hash=config.get_str("SSH_ROOT_PASSWORD_HASH"),
-        unattended_action=config.get_str("UNATTENDED_ACTION"),
-        # build-host paths (work area, output, layout directory) stay out: they differ between
-        # builds of the same recipe and mean nothing in the rescue system
-        settings={name: value for name, value in config.values.items() if BY_NAME[name].rescue},
-    )
 
 
 def write_rescue_files(tree: Path, rescue: RescueConfig) -> None:

@@ -1,0 +1,464 @@
+"""Real Debian 12 source machines for the end-to-end tests, built once and cached.
+
+A source machine is not a file tree pretending to be one: a debootstrapped Debian 12 with its
+own kernel, initramfs and GRUB, installed onto virtual disks from inside a QEMU guest (the
+host has no device-mapper), with a job service that runs what a test hands it on a 9p share.
+
+Build, each piece cached under CACHE keyed by what went into it:
+1. the base tree: `debootstrap` from the Debian mirror this machine's apt uses, plus the job
+   service, packed as a zstd cpio that boots as an initramfs;
+2. per machine kind (`Spec`): its initramfs, made on the host in a chroot of a copy of the tree
+   with the machine's /etc files (mkinitramfs inside a TCG guest takes more than 15 minutes),
+   then one provisioning boot of the tree-as-initramfs that partitions the disks, builds the
+   storage stack, copies the system, installs GRUB, fills the test data and powers off.
+The result is a set of raw disk images; tests boot qcow2 overlays of them and never change them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mkmedia.qemu import Guest, Machine
+from rescue_runtime.run import run
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("MKMEDIA_TEST_CACHE", "/var/tmp/mkmedia-test-cache"))
+SUITE = "bookworm"
+PACKAGES = (
+    "linux-image-amd64",
+    "systemd-sysv",
+    "udev",
+    "kmod",
+    "initramfs-tools",
+    "lvm2",
+    "thin-provisioning-tools",
+    "mdadm",
+    "cryptsetup",
+    "cryptsetup-initramfs",
+    "btrfs-progs",
+    "xfsprogs",
+    "e2fsprogs",
+    "dosfstools",
+    "acl",
+    "attr",
+    "libcap2-bin",
+    "zstd",
+    "python3",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "grub2-common",
+    "efibootmgr",
+    "parted",
+    "gdisk",
+    "fdisk",
+    "iproute2",
+    "procps",
+    "isolinux",
+    "syslinux-common",
+    "mtools",
+    "isc-dhcp-client",
+    "less",
+)
+# Software emulation: generous limits, not timing assertions.
+PROVISION_DEADLINE = 2400.0
+BUILD_VERSION = 1
+JOB_TAG = "job"
+
+# The job service: at boot, a 9p share tagged "job" (the test's directory) is mounted on
+# /run/job; its run.sh runs with output to run.log there, the markers go to the serial
+# console, and the machine powers off when the job asks for it. Without the share it does
+# nothing, so the machine boots like any other.
+JOB_SCRIPT = """#!/bin/sh
+modprobe -q 9pnet_virtio 2>/dev/null
+mkdir -p /run/job
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 job /run/job 2>/dev/null || exit 0
+echo "MKMEDIA-JOB-START $(hostname)" > /dev/ttyS0
+rc=127
+if [ -x /run/job/run.sh ]; then
+    /run/job/run.sh > /run/job/run.log 2>&1
+    rc=$?
+fi
+echo "MKMEDIA-JOB-END rc=$rc" > /dev/ttyS0
+sync
+if [ -e /run/job/poweroff ]; then
+    umount /run/job
+    systemctl --no-block poweroff
+fi
+"""
+JOB_UNIT = """[Unit]
+Description=mkmedia test job from the 9p share
+After=local-fs.target systemd-udev-settle.service
+Wants=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/mkmedia-test-job
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+GRUB_DEFAULTS = """GRUB_DEFAULT=0
+GRUB_TIMEOUT=1
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8"
+GRUB_TERMINAL="serial console"
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+"""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One kind of source machine: its firmware, disks and storage stack."""
+
+    name: str
+    firmware: str  # bios | uefi
+    disks_mib: tuple[int, ...]
+    # Shell run in the provisioning guest: partition, build the stack, make the file systems
+    # and mount the target tree at /target (with everything below it). It sets GRUB_TARGETS
+    # (the grub-install arguments, one run per line).
+    storage: str
+    # Shell run after the copy, to write /target/etc/fstab and friends from the live devices.
+    etc: str
+    # Shell that takes the stack down after unmounting.
+    teardown: str
+    data_dirs: tuple[str, ...] = ("/srv/testdata",)
+    # Host-side /etc files written into the initramfs chroot (name -> content).
+    initramfs_etc: dict[str, str] = field(default_factory=dict)
+
+
+BIOS_LVM = Spec(
+    name="bios-lvm",
+    firmware="bios",
+    disks_mib=(6144,),
+    storage="""
+printf 'label: dos\\n,256MiB,83,*\\n,,8e\\n' | sfdisk -q /dev/vda
+udevadm settle
+mkfs.ext4 -q -L boot /dev/vda1
+pvcreate -q /dev/vda2
+vgcreate -q vgsys /dev/vda2
+lvcreate -q -y -n root -L 2560M vgsys
+lvcreate -q -y -n data -L 768M vgsys
+lvcreate -q -y -n swap -L 256M vgsys
+mkfs.ext4 -q -L root /dev/vgsys/root
+mkfs.xfs -q -L data /dev/vgsys/data
+mkswap -L swap /dev/vgsys/swap >/dev/null
+mount /dev/vgsys/root /target
+mkdir -p /target/boot /target/data
+mount /dev/vda1 /target/boot
+mount /dev/vgsys/data /target/data
+GRUB_TARGETS="--target=i386-pc /dev/vda"
+""",
+    etc="""
+uuid() { blkid -o value -s UUID "$1"; }
+cat > /target/etc/fstab <<EOF
+UUID=$(uuid /dev/vgsys/root) / ext4 errors=remount-ro 0 1
+UUID=$(uuid /dev/vda1) /boot ext4 defaults 0 2
+UUID=$(uuid /dev/vgsys/data) /data xfs defaults 0 2
+UUID=$(uuid /dev/vgsys/swap) none swap sw 0 0
+EOF
+""",
+    teardown="vgchange -q -an vgsys",
+    data_dirs=("/srv/testdata", "/data/testdata"),
+    initramfs_etc={"etc/fstab": "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n"},
+)
+
+SPECS: dict[str, Spec] = {s.name: s for s in (BIOS_LVM,)}
+
+
+@dataclass(frozen=True)
+class SourceMachine:
+    """A built source machine: raw disk images (never written by tests) and what it is."""
+
+    spec: Spec
+    directory: Path
+    kernel_version: str
+
+    @property
+    def disks(self) -> list[Path]:
+        return [self.directory / f"disk{i}.img" for i in range(len(self.spec.disks_mib))]
+
+    def overlays(self, into: Path) -> list[Path]:
+        """qcow2 overlays of the disks under `into`, for one test to boot and change."""
+        into.mkdir(parents=True, exist_ok=True)
+        result = []
+        for disk in self.disks:
+            overlay = into / f"{disk.stem}.qcow2"
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(disk),
+                 str(overlay)])  # fmt: skip
+            result.append(overlay)
+        return result
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (never a host written into the code)."""
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.exists():
+        for stanza in sources.read_text().split("\n\n"):
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and line[0] != "#"
+            )
+            suites = fields.get("Suites", "").split()
+            if SUITE in suites and "URIs" in fields:
+                return fields["URIs"].split()[0]
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            words = line.split()
+            if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+                return words[1]
+    raise RuntimeError("no Debian mirror for bookworm in /etc/apt: cannot debootstrap")
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Atomically make a finished build visible; a concurrent builder's result wins."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def base_tree() -> Path:
+    """The customised debootstrap tree (root/) and its initramfs form (tree.cpio.zst)."""
+    key = _digest(SUITE, PACKAGES, debian_mirror(), JOB_SCRIPT, JOB_UNIT, GRUB_DEFAULTS, 2)
+    final = CACHE / f"tree-{key[:16]}"
+    if (final / "tree.cpio.zst").exists():
+        return final
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE / f".tree-{key[:16]}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    root = tmp / "root"
+    root.mkdir(parents=True)
+    debs = CACHE / "debs"
+    debs.mkdir(exist_ok=True)
+    run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
+         f"--include={','.join(PACKAGES)}", SUITE, str(root), debian_mirror()])  # fmt: skip
+    _customise(root)
+    _pack_cpio(root, tmp / "tree.cpio.zst")
+    return _publish(tmp, final)
+
+
+def _customise(root: Path) -> None:
+    (root / "etc/hostname").write_text("srcmachine\n")
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 srcmachine\n")
+    job = root / "usr/local/sbin/mkmedia-test-job"
+    job.write_text(JOB_SCRIPT)
+    job.chmod(0o755)
+    (root / "etc/systemd/system/mkmedia-test-job.service").write_text(JOB_UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "mkmedia-test-job.service").symlink_to("/etc/systemd/system/mkmedia-test-job.service")
+    (root / "etc/default/grub").write_text(GRUB_DEFAULTS)
+    # Root logs in on the serial console without a password (a test machine; never reached
+    # by a network).
+    run(["chroot", str(root), "passwd", "-d", "root"])
+    (root / "etc/initramfs-tools/conf.d/mkmedia-test").write_text("MODULES=most\nCOMPRESS=zstd\n")
+    for junk in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
+        shutil.rmtree(root / junk, ignore_errors=True)
+        (root / junk).mkdir(parents=True, exist_ok=True)
+
+
+def _pack_cpio(root: Path, output: Path) -> None:
+    """newc cpio of the tree, zstd-compressed, with the entries sorted (GNU cpio, zstd)."""
+    names = subprocess.run(
+        ["find", ".", "-mindepth", "1", "-print0"], cwd=root, check=True, capture_output=True
+    ).stdout.split(b"\0")
+    listing = b"\0".join(sorted(n for n in names if n)) + b"\0"
+    partial = output.with_name(output.name + ".partial")
+    with open(partial, "wb") as out:
+        cpio = subprocess.Popen(
+            ["cpio", "--null", "-o", "-H", "newc", "--quiet"],
+            cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        zstd = subprocess.Popen(["zstd", "-q", "-T0", "-6", "-c"], stdin=cpio.stdout, stdout=out)
+        assert cpio.stdin is not None and cpio.stdout is not None
+        cpio.stdout.close()
+        cpio.stdin.write(listing)
+        cpio.stdin.close()
+        if cpio.wait() != 0 or zstd.wait() != 0:
+            raise RuntimeError(f"packing {root} as a cpio failed")
+    partial.rename(output)
+
+
+def kernel_version(root: Path) -> str:
+    versions = sorted(p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*"))
+    if len(versions) != 1:
+        raise RuntimeError(f"expected one kernel in {root}/boot, found {versions}")
+    return versions[0]
+
+
+def build_initramfs(base: Path, spec: Spec, output: Path) -> None:
+    """mkinitramfs for the spec, on the host, in a chroot of a copy of the base tree."""
+    work = output.parent / "initramfs-root"
+    shutil.rmtree(work, ignore_errors=True)
+    run(["cp", "-a", "--reflink=auto", str(base / "root"), str(work)])
+    for name, text in spec.initramfs_etc.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    version = kernel_version(work)
+    mounted: list[Path] = []
+    try:
+        for what in ("proc", "sys", "dev"):
+            target = work / what
+            run(["mount", "--bind", f"/{what}", str(target)])
+            mounted.append(target)
+        run(["chroot", str(work), "mkinitramfs", "-o", f"/boot/initrd.img-{version}", version])
+    finally:
+        for target in reversed(mounted):
+            run(["umount", "-l", str(target)])
+    shutil.copyfile(work / "boot" / f"initrd.img-{version}", output)
+    shutil.rmtree(work)
+
+
+def _provision_script(spec: Spec, version: str) -> str:
+    excludes = " ".join(f"--exclude=./{p}" for p in ("provision", "init", "target"))
+    data = "\n".join(f"sh /provision/make-testdata.sh /target{d} 400 8" for d in spec.data_dirs)
+    grub_efi = "mkdir -p /target/boot/efi\n" if spec.firmware == "uefi" else ""
+    return f"""#!/bin/bash
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs run /run
+exec > /dev/ttyS0 2>&1
+trap 'echo "PROVISION-FAILED at line $LINENO"; echo o > /proc/sysrq-trigger' ERR
+set -eE
+echo PROVISION-START
+/lib/systemd/systemd-udevd --daemon
+udevadm trigger --action=add
+udevadm settle
+mkdir -p /target
+{spec.storage}
+{grub_efi}tar -C / --one-file-system {excludes} --xattrs --xattrs-include='*' --acls -cf - . \\
+    | tar -C /target --xattrs --xattrs-include='*' --acls -xpf -
+{spec.etc}
+cp /provision/initrd.img /target/boot/initrd.img-{version}
+{data}
+for d in dev proc sys run; do mount --bind /$d /target/$d; done
+while read -r args; do
+    [ -n "$args" ] && chroot /target grub-install $args
+done <<EOF
+$GRUB_TARGETS
+EOF
+chroot /target grub-mkconfig -o /boot/grub/grub.cfg 2>&1 | tail -3
+umount -R /target
+{spec.teardown}
+sync
+echo PROVISION-OK
+echo o > /proc/sysrq-trigger
+sleep 60
+"""
+
+
+def _small_cpio(files: dict[str, tuple[bytes, int]], output: Path, staging: Path) -> None:
+    """An uncompressed newc cpio of a few files (name -> (content, mode))."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for name, (content, mode) in files.items():
+        path = staging / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        path.chmod(mode)
+    names = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
+    with open(output, "wb") as out:
+        subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet"], cwd=staging,
+            input="\n".join(names).encode(), stdout=out, check=True,
+        )  # fmt: skip
+    shutil.rmtree(staging)
+
+
+def source_machine(name: str, *, log_dir: Path | None = None) -> SourceMachine:
+    """The source machine of this kind, built now if the cache does not have it."""
+    spec = SPECS[name]
+    base = base_tree()
+    version = kernel_version(base / "root")
+    # Keyed by what goes into the disks (not by this file's text, so editing a test helper
+    # here does not rebuild them); bump BUILD_VERSION when the provisioning changes otherwise.
+    key = _digest(
+        BUILD_VERSION, base.name, spec, _provision_script(spec, version),
+        (HERE / "make-testdata.sh").read_text(),
+    )  # fmt: skip
+    final = CACHE / f"source-{spec.name}-{key[:16]}"
+    if (final / "machine.json").exists():
+        return SourceMachine(spec, final, version)
+    tmp = CACHE / f".source-{spec.name}-{key[:16]}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    build_initramfs(base, spec, tmp / "initrd.img")
+    small = tmp / "provision.cpio"
+    _small_cpio(
+        {
+            "init": (_provision_script(spec, version).encode(), 0o755),
+            "provision/initrd.img": ((tmp / "initrd.img").read_bytes(), 0o644),
+            "provision/make-testdata.sh": ((HERE / "make-testdata.sh").read_bytes(), 0o755),
+        },
+        small,
+        tmp / "staging",
+    )
+    initrd = tmp / "boot-initrd"
+    with open(initrd, "wb") as out:
+        out.write(small.read_bytes())
+        out.write((base / "tree.cpio.zst").read_bytes())
+    disks = []
+    for i, size in enumerate(spec.disks_mib):
+        disk = tmp / f"disk{i}.img"
+        with open(disk, "wb") as handle:
+            handle.truncate(size << 20)
+        disks.append(disk)
+    machine = Machine(
+        firmware="bios",
+        memory_mib=3072,
+        kernel=base / "root" / "boot" / f"vmlinuz-{version}",
+        initrd=initrd,
+        append="console=ttyS0,115200 quiet",
+        boot_disk=None,
+        disks=disks,
+        network=False,
+    )
+    console = (log_dir or tmp) / f"provision-{spec.name}.log"
+    with Guest(machine, deadline=PROVISION_DEADLINE, console_log=console, name="provision") as g:
+        g.expect(r"PROVISION-(OK|FAILED[^\n]*)", timeout=PROVISION_DEADLINE)
+        verdict = g.output
+        g.wait_exit(120)
+    if "PROVISION-OK" not in verdict:
+        raise RuntimeError(f"provisioning {spec.name} failed; console log: {console}")
+    for leftover in (small, initrd, tmp / "initrd.img"):
+        leftover.unlink()
+    (tmp / "machine.json").write_text(
+        json.dumps({"spec": spec.name, "kernel": version, "firmware": spec.firmware}) + "\n"
+    )
+    return SourceMachine(spec, _publish(tmp, final), version)
+
+
+def boot_source(
+    machine: SourceMachine,
+    disks: Sequence[Path],
+    job_dir: Path,
+    *,
+    console_log: Path,
+    deadline: float = 1200.0,
+) -> Guest:
+    """A Guest booting the source machine's (overlay) disks with `job_dir` as its job share."""
+    qemu = Machine(
+        firmware=machine.spec.firmware,
+        memory_mib=1536,
+        disks=list(disks),  # virtio with fixed serials, as at provisioning
+        boot_order="c",
+        network=True,
+        extra=["-virtfs", f"local,path={job_dir},mount_tag={JOB_TAG},security_model=none"],
+    )
+    return Guest(qemu, deadline=deadline, console_log=console_log, name=machine.spec.name)
