@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mkmedia.session.artifacts import copy_artifact
 from mkmedia.emit import Artifact, Emitter
+from mkmedia.session.artifacts import copy_artifact
 
 
 class RamdiskEmitter(Emitter):
