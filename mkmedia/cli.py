@@ -20,6 +20,7 @@ from mkmedia.workflow import (
     describe_plan,
     load_steps,
     make_build_dir,
+    plan,
     reap_build_dirs,
     run_workflow,
 )
@@ -182,7 +183,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
                 "name": s.name,
                 "type": s.kind.value,
                 "default": s.default,
-                "choices": list(s.choices),
+                "choices": list(s.offered),
                 "merge": s.merge_rule,
                 "flag": s.flag,
                 "help": s.help,
@@ -192,7 +193,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     for s in SETTINGS:
-        kind = s.kind.value + (f" ({'|'.join(s.choices)})" if s.choices else "")
+        kind = s.kind.value + (f" ({'|'.join(s.offered)})" if s.offered else "")
         flag = f"  [{s.flag}]" if s.flag else ""
         print(
             f"{s.name:<22} {kind}{flag}\n    {s.help}\n"
@@ -207,8 +208,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     args.workflow = "build"
     # The menu's default boots the local disk (a forgotten disc must not wipe a machine); the
-    # demo has no local disk, so it boots the "Recover" entry. Later --set values still win.
-    args.sets = ["BOOT_DEFAULT=recover", "BOOT_TIMEOUT=2", *args.sets]
+    # demo has no local disk, so it boots the rescue system. Later --set values still win.
+    args.sets = ["BOOT_DEFAULT=rescue", "BOOT_TIMEOUT=2", *args.sets]
     cmd_workflow(args)
     if args.simulate:
         return EXIT_OK
@@ -243,6 +244,7 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     config = _load(args)
     workflow = WORKFLOWS[args.workflow]
     hooks_dir = args.config_dir / "hooks.d"
+    plan(workflow, config)  # refuses, before any work, a run that would not do what it says
     if args.simulate:
         print(describe_plan(workflow, config, hooks_dir))
         return EXIT_OK

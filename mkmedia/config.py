@@ -22,6 +22,7 @@ from mkmedia.host.sysinfo import SystemInfo, detect
 from mkmedia.kernel.choice import KernelChoice, choose_once
 from mkmedia.recipe import Assignment, Layer, Origin, load_file, parse_set
 from mkmedia.settings import BY_NAME, SETTINGS
+from rescue_runtime import backup
 from rescue_runtime.errors import ConfigError
 
 log = logging.getLogger("mkmedia.config")
@@ -270,18 +271,37 @@ def expand_values(
     return expanded
 
 
+def check_registered(values: Mapping[str, object], where: Callable[[str], str]) -> None:
+    """A choice whose registry (emitters, backup methods, menu entries) lacks it is refused."""
+    for setting in SETTINGS:
+        value = values[setting.name]
+        if setting.registry is None or value in setting.registry.names():
+            continue
+        raise ConfigError(
+            f"{setting.name}={value} (from {where(setting.name)}) "
+            f"{setting.registry.why_not(str(value))}.",
+            hint=f"This version offers {setting.name}: {', '.join(setting.offered)}.",
+        )
+
+
+def check_backup_url(method: str, url: str, where: Callable[[str], str]) -> None:
+    """BACKUP_URL as the BACKUP method takes it."""
+    try:
+        backup.method_class(method).check_url(url)
+    except ConfigError as exc:
+        name = "BACKUP_URL" if url else "BACKUP"
+        message = f"{exc.message.rstrip('.')} ({name} from {where(name)})."
+        raise ConfigError(message, hint=exc.hint) from None
+
+
 def semantic_checks(values: Mapping[str, object], origins: Mapping[str, list[Origin]]) -> None:
     """Checks across settings, with messages that say what to change."""
 
     def where(name: str) -> str:
         return ", ".join(o.where() for o in origins.get(name, []))
 
-    if values["BACKUP"] != "NONE" and not values["BACKUP_URL"]:
-        raise ConfigError(
-            f"BACKUP is {values['BACKUP']} (from {where('BACKUP')}) but BACKUP_URL is empty. "
-            "Set BACKUP_URL to where the backup goes (for example file:///srv/backup), "
-            "or set BACKUP to NONE."
-        )
+    check_registered(values, where)
+    check_backup_url(str(values["BACKUP"]), str(values["BACKUP_URL"]), where)
 
 
 def load_config(

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from mkmedia.config import Config
-from mkmedia.steps.output import iso_path
+from mkmedia.steps.output import media_spec
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.progress import ProgressFunc
 from rescue_runtime.errors import ConfigError, MissingError
@@ -74,6 +74,12 @@ def demo_restore(config: Config, target: Path, progress: ProgressFunc) -> dict[s
             ) as directory:
                 return Netfs.restore(directory, target, progress=progress)
         name = parsed.path.strip("/")
-        copy = extract_iso_directory(iso_path(config), name, Path(work))
+        copy = extract_iso_directory(_iso_path(config), name, Path(work))
         os.chmod(copy, 0o700)
         return Netfs.restore(copy, target, progress=progress)
+
+
+def _iso_path(config: Config) -> Path:
+    """Where OUTPUT=ISO wrote the media this configuration describes."""
+    spec = media_spec(config)
+    return spec.directory / f"{spec.prefix}.iso"

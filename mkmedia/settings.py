@@ -6,9 +6,13 @@ are all driven by this table. Names follow ReaR's where ReaR has one, so its use
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from mkmedia import emit
+from mkmedia.emit import bootmenu
+from rescue_runtime import backup
 from rescue_runtime.layout.select import DEFAULT_AUTOEXCLUDE
 
 
@@ -21,6 +25,14 @@ class Kind(Enum):
 
 
 @dataclass(frozen=True)
+class Registry:
+    """Which of a setting's choices this version implements, as a registry decides."""
+
+    names: Callable[[], tuple[str, ...]]  # the choices that work, in the order shown
+    why_not: Callable[[str], str]  # why another choice is refused (the end of a sentence)
+
+
+@dataclass(frozen=True)
 class Setting:
     name: str
     kind: Kind
@@ -30,6 +42,14 @@ class Setting:
     flag: str | None = None  # the command-line flag of build-like commands, when there is one
     expand: bool = True  # ${VARIABLE} expansion applies to its values
     rescue: bool = True  # carried into the rescue system (build-host paths are not)
+    # The registry deciding which choices validation accepts and `mkmedia settings` offers;
+    # the other choices are names known for later versions, refused with the registry's reason.
+    registry: Registry | None = None
+
+    @property
+    def offered(self) -> tuple[str, ...]:
+        """The choices this version accepts."""
+        return self.registry.names() if self.registry else self.choices
 
     @property
     def is_list(self) -> bool:
@@ -55,14 +75,33 @@ def _s(
     flag: str | None = None,
     expand: bool = True,
     rescue: bool = True,
+    registry: Registry | None = None,
 ) -> Setting:
-    return Setting(name, kind, default, help, choices, flag, expand, rescue)
+    return Setting(name, kind, default, help, choices, flag, expand, rescue, registry)
 
 
 STR, INT, BOOL, LIST, CHOICE = Kind.STR, Kind.INT, Kind.BOOL, Kind.LIST, Kind.CHOICE
 
-OUTPUT_KINDS = ("ISO", "CDROM", "USB", "PXE", "OBDR", "RAMDISK", "RAWDISK")
-BACKUP_METHODS = ("NONE", "NETFS", "TAPE", "CDROM", "EXTERNAL")
+
+def _known(registered: tuple[str, ...], planned: tuple[str, ...]) -> tuple[str, ...]:
+    """Every name a recipe may write: the registered ones, then those planned for later."""
+    return (*registered, *(name for name in planned if name not in registered))
+
+
+# Names the design plans; each is refused until its emitter or method is registered.
+OUTPUT_KINDS = _known(
+    emit.output_names(), ("ISO", "CDROM", "USB", "PXE", "OBDR", "RAMDISK", "RAWDISK")
+)
+BACKUP_METHODS = _known(backup.method_names(), ("NONE", "NETFS", "TAPE", "CDROM", "EXTERNAL"))
+OUTPUT_REGISTRY = Registry(
+    emit.output_names,
+    lambda name: "has no emitter in this version of mkmedia, so no media would be written",
+)
+BACKUP_REGISTRY = Registry(
+    backup.method_names,
+    lambda name: "has no backup method in this version of mkmedia, so no backup would be made",
+)
+BOOT_DEFAULT_REGISTRY = Registry(bootmenu.available_defaults, bootmenu.why_not)
 
 SETTINGS: tuple[Setting, ...] = (
     # --- what the media is -----------------------------------------------------------------
@@ -73,6 +112,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Kind of rescue media to write.",
         choices=OUTPUT_KINDS,
         flag="--output",
+        registry=OUTPUT_REGISTRY,
     ),
     _s(
         "OUTPUT_URL",
@@ -91,12 +131,21 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s("CDROM_DEVICE", STR, "", "Optical drive OUTPUT=CDROM burns to; empty: the first writer."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
-    _s("BACKUP", CHOICE, "NONE", "Backup method.", choices=BACKUP_METHODS, flag="--backup"),
+    _s(
+        "BACKUP",
+        CHOICE,
+        "NONE",
+        "Backup method.",
+        choices=BACKUP_METHODS,
+        flag="--backup",
+        registry=BACKUP_REGISTRY,
+    ),
     _s(
         "BACKUP_URL",
         STR,
         "",
-        "Where the backup goes (NETFS: file:///DIR, sshfs://USER@HOST/DIR, iso:///NAME).",
+        "Where the backup goes; the BACKUP method says which URL schemes it takes "
+        "(NETFS: file:///DIR, sshfs://USER@HOST/DIR, iso:///NAME).",
         flag="--backup-url",
     ),
     _s(
@@ -163,8 +212,9 @@ SETTINGS: tuple[Setting, ...] = (
         "BOOT_DEFAULT",
         CHOICE,
         "local",
-        "Boot menu default: boot the local disk, recover, or recover unattended.",
-        choices=("local", "recover", "unattended"),
+        "Boot menu default: boot the local disk, or the rescue system.",
+        choices=bootmenu.BOOT_DEFAULTS,
+        registry=BOOT_DEFAULT_REGISTRY,
     ),
     _s("BOOT_TIMEOUT", INT, 30, "Seconds the boot menu waits before its default (0-3599)."),
     _s(
@@ -193,7 +243,7 @@ SETTINGS: tuple[Setting, ...] = (
         "UNATTENDED_ACTION",
         CHOICE,
         "reboot",
-        "What an unattended recovery does when it has finished.",
+        "What an unattended recovery does when it has finished (recover comes later).",
         choices=("reboot", "poweroff", "shell"),
     ),
     # --- layout ------------------------------------------------------------------------------
@@ -220,13 +270,6 @@ SETTINGS: tuple[Setting, ...] = (
     _s("LUKS_HEADER_BACKUP", BOOL, False, "Keep LUKS header backups with the layout (sensitive)."),
     # --- the run itself ----------------------------------------------------------------------
     _s("TMPDIR", STR, "/var/tmp", "Parent directory of the private build area.", rescue=False),
-    _s(
-        "STATE_DIR",
-        STR,
-        "/var/lib/mkmedia",
-        "mkmedia's state: layout, output, manifests.",
-        rescue=False,
-    ),
     _s(
         "REPORT",
         BOOL,

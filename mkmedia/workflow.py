@@ -134,8 +134,26 @@ def plan(workflow: Workflow, config: Config) -> list[tuple[str, list[Step]]]:
             (s for s in _REGISTRY if s.stage == stage and s.applies(config)),
             key=lambda s: (s.order, s.name),
         )
+        if stage == "backup":
+            check_makes_backup(workflow, config, steps)
         result.append((stage, steps))
     return result
+
+
+def check_makes_backup(workflow: Workflow, config: Config, steps: Sequence[Step]) -> None:
+    """A backup workflow that would make no backup is refused: it must not end in success."""
+    method = config.get_str("BACKUP")
+    if method == "NONE":
+        raise ConfigError(
+            f"BACKUP=NONE: {workflow.name} makes no backup; use build, or set BACKUP "
+            f"(NONE comes from {config.origin_text('BACKUP')}).",
+        )
+    if not steps:
+        raise ConfigError(
+            f"BACKUP={method}: this version has no backup step for it, so {workflow.name} "
+            "would make no backup.",
+            hint="Use build, or choose another BACKUP method.",
+        )
 
 
 def describe_plan(workflow: Workflow, config: Config, hooks_dir: Path) -> str:

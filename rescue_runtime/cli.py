@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from rescue_runtime import __version__
+from rescue_runtime import __version__, features
 from rescue_runtime.cliopts import CommonOptions, default
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
@@ -42,11 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_layout_parser(sub, parents=[common])
     add_checklayout_parser(sub, parents=[common])
-    recover = sub.add_parser(
-        "recover",
-        help="recreate the disk layout, restore, reinstall boot",
-        parents=[common],
-    )
+    recover_help = "recreate the disk layout, restore, reinstall boot"
+    if not features.RECOVER.ready:
+        recover_help += " (not in this version yet)"
+    recover = sub.add_parser("recover", help=recover_help, parents=[common])
     recover.add_argument("--unattended", action="store_true", help="ask no questions")
     return parser
 
@@ -63,9 +62,8 @@ def cmd_dump() -> int:
 def cmd_recover(unattended: bool) -> int:
     """Entry point of the recover workflow (verify, recreate, restore, finalize)."""
     mode = "unattended" if unattended else "interactive"
-    print(f"mkmedia recover: starting ({mode})", flush=True)
     raise MkmediaError(
-        "The recover workflow is not part of this version of mkmedia yet; no disk was touched.",
+        f"{features.RECOVER.missing} (asked for an {mode} recovery); no disk was touched.",
         hint="Use the shell to repair the machine by hand.",
     )
 

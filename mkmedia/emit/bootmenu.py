@@ -1,7 +1,8 @@
 """The boot menu, as data: one list of entries rendered by every boot loader template.
 
-ISO, USB and PXE menus all come from `menu_entries()`, so "Recover <host>", "Automatic recover
-<host>" and "Boot from the first local disk" mean the same thing on every medium.
+ISO, USB and PXE menus all come from `ENTRIES`, so each entry means the same thing on every
+medium. An entry that needs a rescue feature this version lacks (`rescue_runtime.features`) is
+neither shown nor accepted as BOOT_DEFAULT; it comes back when that feature is made real.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import jinja2
 
 from mkmedia.emit.menutext import control_character, grub_special
 from mkmedia.host.paths import bootloaders_dir, missing_data
+from rescue_runtime import features
 from rescue_runtime.errors import ConfigError
 
-BOOT_DEFAULTS = ("local", "recover", "unattended")
 DEFAULT_CONSOLES = ("tty0", "ttyS0,115200")
 # Extra entries for a serial console that the configured consoles do not cover (many servers
 # put their BMC's serial-over-LAN on the second port).
@@ -28,8 +29,54 @@ _SERIAL = re.compile(r"^ttyS(\d+)(?:,(\d+))?")
 
 
 @dataclass(frozen=True)
+class EntryKind:
+    """One kind of menu entry; its id is also the BOOT_DEFAULT value that picks it."""
+
+    id: str
+    label: str  # "{host}" is the host name
+    kind: str  # "linux" (kernel + initrd) or "local" (hand over to the first local disk)
+    options: str = ""  # kernel options of the rescue system that this entry adds
+    serial_variants: bool = False  # also offered for the serial consoles not configured
+    needs: features.Feature | None = None  # shown only when this rescue feature is ready
+
+    @property
+    def ready(self) -> bool:
+        return self.needs is None or self.needs.ready
+
+
+# The menu, in its order. While recover is a stub, the entry that boots the rescue system is
+# named for what it does; the recover issue renames it and its "unattended" row comes back.
+ENTRIES: tuple[EntryKind, ...] = (
+    EntryKind("rescue", "Rescue system for {host}", "linux", serial_variants=True),
+    EntryKind(
+        "unattended",
+        "Automatic recover {host}",
+        "linux",
+        options="unattended",
+        serial_variants=True,
+        needs=features.RECOVER,
+    ),
+    EntryKind("local", "Boot from the first local disk", "local"),
+)
+BOOT_DEFAULTS = tuple(entry.id for entry in ENTRIES)
+
+
+def available_defaults() -> tuple[str, ...]:
+    """The BOOT_DEFAULT values this version offers (the entries it shows)."""
+    return tuple(entry.id for entry in ENTRIES if entry.ready)
+
+
+def why_not(boot_default: str) -> str:
+    """Why a BOOT_DEFAULT value is refused, as the end of a sentence."""
+    for entry in ENTRIES:
+        if entry.id == boot_default and entry.needs is not None and not entry.needs.ready:
+            return f"needs mkmedia {entry.needs.name}, which is not implemented in this version yet"
+    return f"is not one of {', '.join(available_defaults())}"
+
+
+@dataclass(frozen=True)
 class MenuEntry:
-    id: str  # stable identifier: local, recover, unattended, recover-ttyS1, ...
+    id: str  # stable identifier: local, rescue, rescue-ttyS1, ...
     label: str
     kind: str  # "linux" (kernel + initrd) or "local" (hand over to the first local disk)
     cmdline: str = ""
@@ -74,6 +121,16 @@ def _join(*parts: str) -> str:
     return " ".join(part for part in parts if part.strip())
 
 
+def _entry(kind: EntryKind, host: str, args: str, serial: str = "") -> MenuEntry:
+    label = kind.label.format(host=host)
+    if kind.kind == "local":
+        return MenuEntry(kind.id, label, kind.kind)
+    entry_id = f"{kind.id}-{serial}" if serial else kind.id
+    if serial:
+        label += f" (serial console {serial})"
+    return MenuEntry(entry_id, label, kind.kind, _join(args, kind.options))
+
+
 def build_menu(
     *,
     host: str,
@@ -83,10 +140,11 @@ def build_menu(
     boot_timeout: int = 30,
     serial_variants: Sequence[str] = DEFAULT_SERIAL_VARIANTS,
 ) -> BootMenu:
-    if boot_default not in BOOT_DEFAULTS:
+    if boot_default not in available_defaults():
         raise ConfigError(
-            f"BOOT_DEFAULT is {boot_default!r}, which is not one of {', '.join(BOOT_DEFAULTS)}.",
-            hint="Set BOOT_DEFAULT to local (the safe choice), recover or unattended.",
+            f"BOOT_DEFAULT is {boot_default!r}, which {why_not(boot_default)}.",
+            hint=f"Set BOOT_DEFAULT to one of {', '.join(available_defaults())} "
+            "(local is the safe choice).",
         )
     if boot_timeout < 0:
         raise ConfigError(
@@ -109,12 +167,9 @@ def build_menu(
             "The console list is empty, so the rescue system would have no console.",
             hint="Configure at least one console, e.g. tty0 and ttyS0,115200.",
         )
+    shown = [entry for entry in ENTRIES if entry.ready]
     base = _join(kernel_cmdline, _console_args(consoles))
-    entries = [
-        MenuEntry("recover", f"Recover {host}", "linux", base),
-        MenuEntry("unattended", f"Automatic recover {host}", "linux", _join(base, "unattended")),
-        MenuEntry("local", "Boot from the first local disk", "local"),
-    ]
+    entries = [_entry(kind, host, base) for kind in shown]
     # Serial variants: the screen plus a serial port the configured consoles do not name.
     configured = {console.split(",")[0] for console in consoles}
     screens = [console for console in consoles if not _SERIAL.match(console)]
@@ -123,16 +178,9 @@ def build_menu(
         if device in configured:
             continue
         args = _join(kernel_cmdline, _console_args([*screens, variant]))
-        label = f"Recover {host} (serial console {device})"
-        entries.append(MenuEntry(f"recover-{device}", label, "linux", args))
-        entries.append(
-            MenuEntry(
-                f"unattended-{device}",
-                f"Automatic recover {host} (serial console {device})",
-                "linux",
-                _join(args, "unattended"),
-            )
-        )
+        for kind in shown:
+            if kind.serial_variants:
+                entries.append(_entry(kind, host, args, device))
     return BootMenu(
         title=f"mkmedia rescue system for {host}",
         entries=tuple(entries),

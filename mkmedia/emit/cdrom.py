@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from mkmedia.emit import Artifact
+from mkmedia.emit.iso import IsoEmitter
 from rescue_runtime.errors import MissingError
 from rescue_runtime.run import require, run
 
@@ -49,24 +50,30 @@ def check_medium(device: str) -> str:
     return kind
 
 
+def find_writer(device: str | None) -> str:
+    """The drive to burn to: `device` when it exists, else the first writer xorriso lists."""
+    if device:
+        if not Path(device).exists():
+            raise MissingError(
+                f"The optical drive {device} (CDROM_DEVICE) does not exist.",
+                hint="Check the device name with `xorriso -devices`.",
+            )
+        return device
+    drives = optical_writers()
+    if not drives:
+        raise MissingError(
+            "OUTPUT=CDROM but this machine has no writable optical drive (xorriso -devices "
+            "lists none).",
+            hint="Connect a CD/DVD writer, name it with CDROM_DEVICE, or use OUTPUT=ISO.",
+        )
+    return drives[0]
+
+
 def burn_iso(iso: Path, *, device: str | None = None, speed: str | None = None) -> list[Artifact]:
     """Write the ISO to an optical medium; return the ISO artifact (the disc holds the same)."""
     if not iso.is_file():
         raise MissingError(f"The ISO {iso} to burn does not exist.")
-    if device is None:
-        drives = optical_writers()
-        if not drives:
-            raise MissingError(
-                "OUTPUT=CDROM but this machine has no writable optical drive (xorriso -devices "
-                "lists none).",
-                hint="Connect a CD/DVD writer, name it with CDROM_DEVICE, or use OUTPUT=ISO.",
-            )
-        device = drives[0]
-    elif not Path(device).exists():
-        raise MissingError(
-            f"The optical drive {device} (CDROM_DEVICE) does not exist.",
-            hint="Check the device name with `xorriso -devices`.",
-        )
+    device = find_writer(device)
     check_medium(device)
     xorriso = require("xorriso", package="xorriso")
     argv = [xorriso, "-as", "cdrecord", "-v", f"dev={device}", "blank=as_needed", "-eject"]
@@ -74,3 +81,19 @@ def burn_iso(iso: Path, *, device: str | None = None, speed: str | None = None) 
         argv.append(f"speed={speed}")
     run([*argv, str(iso)], what=f"burning {iso} to {device}")
     return [Artifact.of(iso, "cdrom")]
+
+
+class CdromEmitter(IsoEmitter):
+    """The hybrid ISO, written beside the other media and then burnt to the optical drive."""
+
+    name = "CDROM"
+
+    def check(self) -> None:
+        find_writer(self.spec.device or None)
+
+    def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
+        written = super().write(kernel=kernel, initrd=initrd, work_dir=work_dir)
+        return [*written, *burn_iso(self.iso_path(), device=self.spec.device or None)]
+
+
+EMITTER = CdromEmitter

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mkmedia.emit import Artifact, bootmenu, efiimage, grub, hybrid, isolinux
+from mkmedia.emit import Artifact, Emitter, bootmenu, efiimage, grub, hybrid, isolinux
 from mkmedia.emit.isotree import BootEntry, IsoTree
 from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
 from mkmedia.session.epoch import source_date_epoch as environment_epoch
@@ -184,3 +184,33 @@ def write_iso(
         partial.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     return [Artifact.of(output, "iso")]
+
+
+class IsoEmitter(Emitter):
+    """OUTPUT=ISO: the hybrid ISO <prefix>.iso in the output directory."""
+
+    name = "ISO"
+
+    def iso_path(self) -> Path:
+        return self.spec.directory / f"{self.spec.prefix}.iso"
+
+    def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
+        spec = self.spec
+        return write_iso(
+            self.iso_path(),
+            kernel=kernel,
+            initrd=initrd,
+            volume_label=spec.volume_label,
+            host=spec.host,
+            kernel_cmdline=spec.kernel_cmdline,
+            boot_default=spec.boot_default,
+            boot_timeout=spec.boot_timeout,
+            consoles=spec.consoles,
+            secure_boot=spec.secure_boot,
+            payload_dirs=spec.payload_dirs,
+            source_date_epoch=spec.source_date_epoch,
+            work_dir=work_dir,
+        )
+
+
+EMITTER = IsoEmitter

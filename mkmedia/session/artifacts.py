@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def copy_artifact(source: Path, destination: Path, kind: str) -> Artifact:
+    """Copy to a temporary name beside the destination, then rename: never half a file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return Artifact.of(destination, kind)
 
 
 def write_manifest(path: Path, artifacts: Sequence[Artifact], meta: dict[str, object]) -> Artifact:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from mkmedia.config import Config
-from mkmedia.emit import cdrom, destination
+from mkmedia.emit import Emitter, MediaSpec, destination, emitter_class
 from mkmedia.emit.grub import host_secure_boot
-from mkmedia.emit.iso import write_iso
-from mkmedia.session.artifacts import Artifact, write_manifest
+from mkmedia.session.artifacts import copy_artifact, write_manifest
 from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
-from mkmedia.workflow import Context, step
-from rescue_runtime.errors import MissingError
+from mkmedia.workflow import WORKFLOWS, Context, step
 
 
 def output_dir(ctx: Context) -> Path:
@@ -26,27 +22,6 @@ def output_directory(config: Config) -> Path:
     return destination.output_dir(config.get_str("OUTPUT_URL")) / config.get_str("OUTPUT_PREFIX")
 
 
-def copy_artifact(source: Path, destination: Path, kind: str) -> Artifact:
-    """Copy to a temporary name beside the destination, then rename: never half a file."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, destination)
-    return Artifact.of(destination, kind)
-
-
-@step("output", 100, when=lambda c: c.get_str("OUTPUT") == "RAMDISK")
-def write_ramdisk(ctx: Context) -> None:
-    """RAMDISK output: the kernel and initrd, for boot loaders and QEMU -kernel/-initrd."""
-    directory = output_dir(ctx)
-    prefix = ctx.config.get_str("OUTPUT_PREFIX")
-    kernel = ctx.state["kernel_image"]
-    initrd = ctx.state["initrd"]
-    assert isinstance(kernel, Path) and isinstance(initrd, Path)
-    ctx.artifacts.append(copy_artifact(kernel, directory / f"{prefix}-kernel", "kernel"))
-    ctx.artifacts.append(copy_artifact(initrd, directory / f"{prefix}-initrd.img", "initrd"))
-
-
 def wants_secure_boot(config: Config) -> bool:
     choice = config.get_str("SECURE_BOOT")
     if choice == "auto":
@@ -54,59 +29,49 @@ def wants_secure_boot(config: Config) -> bool:
     return choice == "yes"
 
 
-def iso_path(config: Config) -> Path:
-    return output_directory(config) / f"{config.get_str('OUTPUT_PREFIX')}.iso"
+def media_spec(config: Config, payload_dirs: dict[str, Path] | None = None) -> MediaSpec:
+    """The settings an emitter needs, as plain values."""
+    return MediaSpec(
+        directory=output_directory(config),
+        prefix=config.get_str("OUTPUT_PREFIX"),
+        host=config.system.hostname,
+        kernel_cmdline=config.get_str("KERNEL_CMDLINE"),
+        consoles=tuple(config.get_list("CONSOLES")),
+        boot_default=config.get_str("BOOT_DEFAULT"),
+        boot_timeout=config.get_int("BOOT_TIMEOUT"),
+        volume_label=config.get_str("ISO_VOLID") or None,
+        secure_boot=wants_secure_boot(config),
+        device=config.get_str("CDROM_DEVICE"),
+        source_date_epoch=source_date_epoch(),
+        payload_dirs=dict(payload_dirs or {}),
+    )
 
 
-@step("output", 100, when=lambda c: c.get_str("OUTPUT") in ("ISO", "CDROM"))
-def write_iso_image(ctx: Context) -> None:
-    """Write the hybrid ISO (BIOS + UEFI, CD and USB stick) with the boot menus."""
+def emitter(config: Config) -> Emitter:
+    """The emitter registered for OUTPUT (validation has refused a kind without one)."""
+    return emitter_class(config.get_str("OUTPUT"))(media_spec(config))
+
+
+@step("prep", 200)
+def check_output(ctx: Context) -> None:
+    """Ask the OUTPUT emitter whether this machine can take the media, before building."""
+    if "output" in WORKFLOWS[ctx.workflow].stages:
+        emitter(ctx.config).check()
+
+
+@step("output", 100)
+def write_media(ctx: Context) -> None:
+    """Write the media with the emitter registered for OUTPUT."""
     kernel = ctx.state["kernel_image"]
     initrd = ctx.state["initrd"]
     assert isinstance(kernel, Path) and isinstance(initrd, Path)
-    config = ctx.config
-    artifacts = write_iso(
-        iso_path(config),
-        kernel=kernel,
-        initrd=initrd,
-        volume_label=config.get_str("ISO_VOLID") or None,
-        host=config.system.hostname,
-        kernel_cmdline=config.get_str("KERNEL_CMDLINE"),
-        boot_default=config.get_str("BOOT_DEFAULT"),
-        boot_timeout=config.get_int("BOOT_TIMEOUT"),
-        consoles=config.get_list("CONSOLES"),
-        secure_boot=wants_secure_boot(config),
-        payload_dirs=ctx.state.get("iso_payload_dirs"),  # type: ignore[arg-type]
-        source_date_epoch=source_date_epoch(),
-        work_dir=ctx.build_dir / "iso",
-    )
-    ctx.artifacts.extend(artifacts)
-
-
-@step("prep", 200, when=lambda c: c.get_str("OUTPUT") == "CDROM")
-def check_optical_drive(ctx: Context) -> None:
-    """OUTPUT=CDROM: find a writable drive before building anything."""
-    device = ctx.config.get_str("CDROM_DEVICE")
-    if device:
-        if not Path(device).exists():
-            raise MissingError(
-                f"The optical drive {device} (CDROM_DEVICE) does not exist.",
-                hint="Check the device name with `xorriso -devices`.",
-            )
-        return
-    if not cdrom.optical_writers():
-        raise MissingError(
-            "OUTPUT=CDROM but this machine has no writable optical drive (xorriso -devices "
-            "lists none).",
-            hint="Connect a CD/DVD writer, set CDROM_DEVICE, or use OUTPUT=ISO.",
-        )
-
-
-@step("output", 200, when=lambda c: c.get_str("OUTPUT") == "CDROM")
-def burn_cdrom(ctx: Context) -> None:
-    """OUTPUT=CDROM: burn the ISO to the optical medium."""
-    device = ctx.config.get_str("CDROM_DEVICE") or None
-    ctx.artifacts.extend(cdrom.burn_iso(iso_path(ctx.config), device=device))
+    work_dir = ctx.build_dir / "emit"
+    # A backup inside the media (BACKUP_URL=iso://) is handed over by the backup stage.
+    payload = ctx.state.get("iso_payload_dirs") or {}
+    assert isinstance(payload, dict)
+    spec = media_spec(ctx.config, payload_dirs=payload)
+    media = emitter_class(ctx.config.get_str("OUTPUT"))(spec)
+    ctx.artifacts.extend(media.write(kernel=kernel, initrd=initrd, work_dir=work_dir))
 
 
 @step("output", 800, when=lambda c: c.get_bool("REPORT"))

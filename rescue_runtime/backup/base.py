@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from typing import ClassVar
+from urllib.parse import urlsplit
+
+from rescue_runtime.errors import ConfigError
 
 
 class BackupMethod:
@@ -22,4 +25,27 @@ class BackupMethod:
 
     @classmethod
     def check_url(cls, url: str) -> None:
-        """Raise ConfigError when BACKUP_URL is wrong for this method (run before any build)."""
+        """Raise ConfigError when BACKUP_URL is wrong for this method (run before any build).
+
+        This checks what every method shares: a URL exactly when the method takes one, with
+        one of its schemes. A method adds its own rules (a path, a host) by extending this."""
+        if not cls.url_schemes:
+            if url:
+                raise ConfigError(
+                    f"BACKUP_URL={url!r} is set but BACKUP={cls.name} takes no URL.",
+                    hint="Leave BACKUP_URL empty, or choose a method that writes to a URL.",
+                )
+            return
+        schemes = ", ".join(f"{scheme}://" for scheme in cls.url_schemes)
+        if not url:
+            raise ConfigError(
+                f"BACKUP={cls.name} but BACKUP_URL is empty.",
+                hint=f"Set BACKUP_URL to where the backup goes ({schemes}), or set BACKUP=NONE.",
+            )
+        scheme = urlsplit(url).scheme
+        if scheme not in cls.url_schemes:
+            found = f"the scheme {scheme!r}" if scheme else "no scheme"
+            raise ConfigError(
+                f"BACKUP_URL={url!r} has {found}, which BACKUP={cls.name} does not take.",
+                hint=f"Write it with one of {schemes}.",
+            )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rescue_runtime import rescueconf
+from rescue_runtime import features, rescueconf
 from rescue_runtime.init import cmdline, consoles, network, sshd, system
 from rescue_runtime.run import SYSTEM_PATH, run
 
@@ -44,20 +44,29 @@ class Boot:
             self.failures.append(name)
             self.say(f"mkmedia init: {name} FAILED: {message}")
             log.exception("step %s failed", name)
-        record = {
-            "step": name,
-            "ok": ok,
-            "message": message,
-            "seconds": round(time.monotonic() - started, 3),
-        }
-        try:
-            with STATUS.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError:
-            pass
+        self.record(name, ok, message, time.monotonic() - started)
         if ok:
             self.say(f"mkmedia init: {name}: {message or 'ok'}")
         return result
+
+    def record(
+        self, name: str, ok: bool, message: str, seconds: float = 0.0, **extra: object
+    ) -> None:
+        entry = {"step": name, "ok": ok, "message": message, "seconds": round(seconds, 3), **extra}
+        try:
+            with STATUS.open("a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+        except OSError:
+            pass
+
+    def not_available(self, name: str, what: str, feature: features.Feature, outcome: str) -> None:
+        """A kernel option asked for what this version cannot do: say so, record it, go on."""
+        message = (
+            f"{what} is not available in this version (mkmedia {feature.name} is not "
+            f"implemented yet); {outcome}"
+        )
+        self.say(f"mkmedia init: {message}")
+        self.record(name, False, message, available=False)
 
 
 def setup_logging(debug: bool) -> None:
@@ -123,6 +132,24 @@ def run_recover(fd: int) -> int:
     return proc.wait()
 
 
+def update_option(boot: Boot, url: str) -> None:
+    """mkmedia.update=URL: apply the update, or say this version has none."""
+    if not features.UPDATE.ready:
+        boot.not_available("update", f"mkmedia.update={url}", features.UPDATE, "nothing applied")
+        return
+    boot.step("update", lambda: _update(url))
+
+
+def unattended_option(boot: Boot, config: rescueconf.RescueConfig) -> None:
+    """The `unattended` option: recover without questions, or say this version cannot."""
+    if not features.RECOVER.ready:
+        # nothing to run: say so and leave the shell to the operator
+        outcome = "nothing was run, the shell is ready"
+        boot.not_available("unattended", "unattended recovery", features.RECOVER, outcome)
+        return
+    recover_unattended(boot, config)
+
+
 def power(action: str) -> None:
     """Reboot or power off through sysrq: no init system to ask in the rescue system."""
     os.sync()
@@ -166,12 +193,12 @@ def main() -> None:
     boot.step("network", lambda: network_step(config, options))
     boot.step("sshd", lambda: sshd.start_sshd(config))
     if options.update_url:
-        boot.step("update", lambda: _update(options.update_url))
+        update_option(boot, options.update_url)
     boot.say(consoles.banner(config))
     if boot.failures:
         boot.say("mkmedia init: these steps failed: " + ", ".join(boot.failures))
     if options.unattended:
-        recover_unattended(boot, config)
+        unattended_option(boot, config)
     consoles.supervise_shells(devices, config.hostname)
 
 

@@ -7,6 +7,7 @@ import os
 import time
 from subprocess import Popen
 
+from rescue_runtime import features
 from rescue_runtime.rescueconf import RescueConfig
 from rescue_runtime.run import SYSTEM_PATH, spawn, which
 
@@ -26,12 +27,11 @@ def banner(config: RescueConfig) -> str:
         + (f" from {config.os_pretty_name}" if config.os_pretty_name else ""),
         f"  backup: {backup}{where}",
         "",
-        "  mkmedia recover      recover this machine (asks before touching disks)",
-        "  mkmedia mountonly    open and mount the saved layout under /mnt/local for repair",
-        "  mkmedia dump         show this rescue system's settings",
-        "=" * 72,
-        "",
+        *(f"  mkmedia {c.name:<12}  {c.summary}" for c in features.ready_commands()),
     ]
+    if not features.RECOVER.ready:
+        lines.append("  (mkmedia recover is not in this version yet: repair by hand here.)")
+    lines += ["=" * 72, ""]
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.e2e]
 BUILD_JOB = """#!/bin/sh
 set -e
 {build} --log-file /run/job/mkmedia.log \\
-    --set OUTPUT_URL=file:///run/job/out --set BOOT_DEFAULT=recover --set BOOT_TIMEOUT=2
+    --set OUTPUT_URL=file:///run/job/out --set BOOT_DEFAULT=rescue --set BOOT_TIMEOUT=2
 cp /var/lib/mkmedia/layout/layout.json /run/job/layout.json
 uname -r > /run/job/kernel.txt
 """

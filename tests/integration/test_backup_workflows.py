@@ -138,7 +138,7 @@ def test_mkbackup_backs_up_before_the_iso_is_written(tmp_path: Path) -> None:
 
     assert position("layout/100_save-layout") < position("layout/200_plan-backup-sources")
     assert position("layout/200_plan-backup-sources") < position("rootfs/")
-    assert position("backup/100_make-backup") < position("output/100_write-iso-image")
+    assert position("backup/100_make-backup") < position("output/100_write-media")
 
 
 def test_iso_round_trip(system: Path, tmp_path: Path) -> None:

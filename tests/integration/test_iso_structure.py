@@ -180,23 +180,23 @@ def test_default_entry_is_local_in_both_menus(iso: Path, tmp_path: Path) -> None
     assert "TIMEOUT 50" in isolinux_cfg
     assert "SERIAL 0 115200" in isolinux_cfg
     assert "serial --unit=0 --speed=115200" in grub_cfg
-    recover = re.search(r"--id recover \{(.*?)\}", grub_cfg, re.S)
-    assert recover and "quiet console=tty0 console=ttyS0,115200" in recover.group(1)
-    unattended = re.search(r"--id unattended \{(.*?)\}", grub_cfg, re.S)
-    assert unattended and "console=ttyS0,115200 unattended" in unattended.group(1)
+    rescue = re.search(r"--id rescue \{(.*?)\}", grub_cfg, re.S)
+    assert rescue and "quiet console=tty0 console=ttyS0,115200" in rescue.group(1)
+    # recover is a stub in this version: no menu entry offers it
+    assert "unattended" not in grub_cfg and "unattended" not in isolinux_cfg
+    assert "ecover" not in grub_cfg and "ecover" not in isolinux_cfg
     # a serial variant for the port the consoles do not name
-    assert "--id recover-ttyS1" in grub_cfg and "LABEL recover-ttyS1" in isolinux_cfg
+    assert "--id rescue-ttyS1" in grub_cfg and "LABEL rescue-ttyS1" in isolinux_cfg
 
 
 def test_menu_is_data_driven() -> None:
     menu = bootmenu.build_menu(
-        host="h", kernel_cmdline="x=1", consoles=["tty0"], boot_default="unattended"
+        host="h", kernel_cmdline="x=1", consoles=["tty0"], boot_default="rescue"
     )
     ids = [entry.id for entry in menu.entries]
-    assert ids[:3] == ["recover", "unattended", "local"]
-    assert "recover-ttyS0" in ids and "recover-ttyS1" in ids
+    assert ids == ["rescue", "local", "rescue-ttyS0", "rescue-ttyS1"]
     assert menu.serial is None
-    assert menu.entry("recover-ttyS0").cmdline == "x=1 console=tty0 console=ttyS0,115200"
+    assert menu.entry("rescue-ttyS0").cmdline == "x=1 console=tty0 console=ttyS0,115200"
     with pytest.raises(ConfigError, match="BOOT_DEFAULT"):
         bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="wipe")
 

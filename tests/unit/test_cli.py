@@ -81,8 +81,11 @@ def test_simulate_shows_the_plan(tmp_path: Path, config_dir: Path) -> None:
 
 
 def test_flags_from_the_settings_table(tmp_path: Path, config_dir: Path) -> None:
-    result = mkmedia("build", "--simulate", "--output", "pxe", "-c", str(config_dir), tmp=tmp_path)
+    result = mkmedia(
+        "build", "--simulate", "--output", "ramdisk", "-c", str(config_dir), tmp=tmp_path
+    )
     assert result.returncode == 0, result.stderr
+    assert "output/100_write-media" in result.stdout
     bad = mkmedia("build", "--simulate", "--output", "floppy", "-c", str(config_dir), tmp=tmp_path)
     assert bad.returncode == EXIT_CONFIG
     assert "'floppy' is not a valid value for OUTPUT" in bad.stderr

@@ -36,7 +36,8 @@ def error_for(text: str, data_dir: Path, config_dir: Path, system: SystemInfo) -
         ("OUTPUT: ISO\nOUTPUT: USB\n", ["line 2", "given twice", "first at line 1"]),
         ("- a\n- b\n", ["must be a mapping"]),
         ("OUTPUT: ISO\n  bad: indent\n", ["not valid YAML", "line 2"]),
-        ("BACKUP: NETFS\n", ["BACKUP_URL is empty"]),
+        ("BACKUP: TAPE\n", ["BACKUP=TAPE", "has no backup method", "offers BACKUP: NONE"]),
+        ("OUTPUT: USB\n", ["OUTPUT=USB", "has no emitter", "offers OUTPUT: ISO"]),
         ("OUTPUT_URL: ftp://x\n", ["has the scheme 'ftp'", "supported: file://"]),
     ],
 )
@@ -47,7 +48,7 @@ def test_error_messages(
     config_dir: Path,
     fake_system: SystemInfo,
 ) -> None:
-    if "BACKUP_URL is empty" in expected or "supported: file://" in expected:
+    if "supported: file://" in expected:
         (config_dir / "local.yaml").write_text(text)
         with pytest.raises(ConfigError) as err:
             load_config(config_dir=config_dir, system=fake_system)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
 from pathlib import Path
 
+import pytest
+
+from rescue_runtime import cli as rescue_cli
+from rescue_runtime import features, init
 from rescue_runtime.init import cmdline, consoles, network, system
 from rescue_runtime.rescueconf import RescueConfig, SavedInterface
 
@@ -55,7 +62,73 @@ def test_banner_names_host_backup_and_commands() -> None:
         )
     )
     assert "host db7" in text and "2026-11-23T05:00:00Z" in text
-    assert "NETFS at nfs://nas/backups" in text and "mkmedia recover" in text
+    assert "NETFS at nfs://nas/backups" in text and "mkmedia dump" in text
+
+
+def rescue_commands() -> set[str]:
+    """The subcommands the rescue system's `mkmedia` really has."""
+    parser = rescue_cli.build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
+
+
+def test_banner_offers_only_what_the_rescue_command_has() -> None:
+    text = consoles.banner(RescueConfig(hostname="db7"))
+    offered = set(re.findall(r"^  mkmedia (\S+)  ", text, re.M))
+    assert offered and offered <= rescue_commands(), offered - rescue_commands()
+    assert {f.name for f in features.ready_commands()} == offered
+    assert "mountonly" not in text and "update" not in text
+    # recover is in the command (as a refusal) but not offered as working
+    assert "recover" not in offered and "mkmedia recover is not in this version yet" in text
+
+
+def test_rescue_recover_refuses_and_touches_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert not features.RECOVER.ready
+    assert rescue_cli.main(["recover", "--unattended"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "", "no claim that anything started"
+    assert "mkmedia recover is not implemented in this version of mkmedia yet" in err
+    assert "no disk was touched" in err
+
+
+@pytest.fixture
+def boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> init.Boot:
+    """A Boot whose console and init.status are files of the test."""
+    monkeypatch.setattr(init, "STATUS", tmp_path / "init.status")
+    console = tmp_path / "console"
+    console.touch()  # stands in for a tty, which exists before /init writes to it
+    return init.Boot([str(console)])
+
+
+def status_of(tmp_path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (tmp_path / "init.status").read_text().splitlines()]
+
+
+def test_update_option_is_reported_not_run(
+    boot: init.Boot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(init, "_update", lambda url: pytest.fail("no update command to run"))
+    init.update_option(boot, "http://10.0.2.2/u.tar")
+    console = (tmp_path / "console").read_text()
+    assert "mkmedia.update=http://10.0.2.2/u.tar is not available in this version" in console
+    assert "nothing applied" in console
+    (record,) = status_of(tmp_path)
+    assert record["step"] == "update" and record["ok"] is False
+    assert record["available"] is False
+    assert "not available in this version" in str(record["message"])
+
+
+def test_unattended_option_says_so_and_leaves_the_shell(
+    boot: init.Boot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(init, "recover_unattended", lambda *a: pytest.fail("nothing to run"))
+    monkeypatch.setattr(init, "power", lambda action: pytest.fail("no reboot"))
+    init.unattended_option(boot, RescueConfig())
+    console = (tmp_path / "console").read_text()
+    assert "unattended recovery is not available in this version" in console
+    assert "the shell is ready" in console
+    (record,) = status_of(tmp_path)
+    assert record["step"] == "unattended" and record["available"] is False
 
 
 def test_rescue_config_round_trip() -> None:

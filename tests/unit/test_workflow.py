@@ -50,9 +50,9 @@ def test_steps_run_in_stage_then_order(
     def prep_step(ctx: wf.Context) -> None:
         calls.append("prep-500")
 
-    @wf.step("output", 150, when=lambda c: c.get_str("OUTPUT") == "USB")
-    def usb_only(ctx: wf.Context) -> None:
-        calls.append("usb")
+    @wf.step("output", 150, when=lambda c: c.get_str("OUTPUT") == "RAMDISK")
+    def ramdisk_only(ctx: wf.Context) -> None:
+        calls.append("ramdisk")
 
     config = load_config(config_dir=config_dir, system=fake_system)
     build_dir = tmp_path / "build"
@@ -64,16 +64,16 @@ def test_steps_run_in_stage_then_order(
     assert not build_dir.exists(), "the build directory is removed unless kept"
 
     calls.clear()
-    usb = load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=USB"])
+    ramdisk = load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=RAMDISK"])
     build_dir.mkdir()
     wf.run_workflow(
         wf.WORKFLOWS["build"],
-        usb,
+        ramdisk,
         hooks_dir=config_dir / "hooks.d",
         build_dir=build_dir,
         keep_build_dir=True,
     )
-    assert calls == ["prep-500", "output-100", "usb", "output-200"]
+    assert calls == ["prep-500", "output-100", "ramdisk", "output-200"]
     assert build_dir.exists()
 
 
@@ -114,12 +114,12 @@ def test_hooks_run_in_name_order_with_settings_in_env(
             handle.write("step\n")
 
     config = load_config(
-        config_dir=config_dir, system=fake_system, sets=["PROGS=a,b", "OUTPUT=PXE"]
+        config_dir=config_dir, system=fake_system, sets=["PROGS=a,b", "OUTPUT=RAMDISK"]
     )
     build_dir = tmp_path / "b"
     build_dir.mkdir()
     wf.run_workflow(wf.WORKFLOWS["build"], config, hooks_dir=hooks, build_dir=build_dir)
-    assert out.read_text().splitlines() == ["pre1 build", "pre2 PXE prep", "step", "post a b"]
+    assert out.read_text().splitlines() == ["pre1 build", "pre2 RAMDISK prep", "step", "post a b"]
 
 
 def test_failing_hook_stops_the_workflow(

@@ -69,7 +69,7 @@ def iso_build(
                 "volume_label": "RESCUE_VMTEST",
                 "host": "vmtest",
                 "kernel_cmdline": "quiet mkmedia.test=1",
-                "boot_default": "recover",
+                "boot_default": "rescue",
                 "boot_timeout": 1,
                 "source_date_epoch": 1_700_000_000,
                 "work_dir": base / f"work-{variant}",

@@ -50,7 +50,7 @@ def reach_prompt(running: Guest) -> str:
     raise GuestError(f"The rescue shell never answered on the serial console:\n{running.tail()}")
 
 
-def assert_recover_entry(cmdline: str) -> None:
+def assert_rescue_entry(cmdline: str) -> None:
     assert "mkmedia.test=1" in cmdline
     assert "console=tty0 console=ttyS0,115200" in cmdline
     assert "unattended" not in cmdline.split()
@@ -64,13 +64,13 @@ def test_boots_to_rescue_prompt(
     firmware: str, medium: str, iso_build: Callable[..., Path], tmp_path: Path
 ) -> None:
     need(firmware)
-    iso = iso_build("recover")
+    iso = iso_build("rescue")
     if medium == "cd":
         machine = Machine(firmware=firmware, cdrom=iso, boot_order="d", network=False)
     else:
         machine = Machine(firmware=firmware, boot_disk=iso, network=False)
     with guest(machine, tmp_path / "console.log") as running:
-        assert_recover_entry(reach_prompt(running))
+        assert_rescue_entry(reach_prompt(running))
         status, output = running.shell("echo shell-$((6 * 7))", timeout=120)
         assert status == 0 and "shell-42" in output
 
@@ -92,18 +92,18 @@ def test_uefi_partition_path_without_el_torito(
     iso_build: Callable[..., Path], tmp_path: Path
 ) -> None:
     need("uefi")
-    disk = blank_el_torito(iso_build("recover"), tmp_path / "no-eltorito.iso")
+    disk = blank_el_torito(iso_build("rescue"), tmp_path / "no-eltorito.iso")
     machine = Machine(firmware="uefi", boot_disk=disk, network=False)
     with guest(machine, tmp_path / "console.log") as running:
-        assert_recover_entry(reach_prompt(running))
+        assert_rescue_entry(reach_prompt(running))
 
 
 def test_secure_boot_from_cd(iso_build: Callable[..., Path], tmp_path: Path) -> None:
     need("uefi-secure")
-    iso = iso_build("secure", secure_boot=True, boot_default="unattended")
+    iso = iso_build("secure", secure_boot=True)
     machine = Machine(firmware="uefi-secure", cdrom=iso, boot_order="d", network=False)
     with guest(machine, tmp_path / "console.log") as running:
-        assert "unattended" in reach_prompt(running).split()
+        assert_rescue_entry(reach_prompt(running))
         status, output = running.shell("dmesg | grep -i 'secure boot'", timeout=120)
         assert status == 0 and "Secure boot enabled" in output, output
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.vm
 
 
 def built_iso(workdir: Path, *sets: str) -> Path:
-    out = build_media(workdir, output="ISO", sets=("BOOT_DEFAULT=recover", *sets))
+    out = build_media(workdir, output="ISO", sets=("BOOT_DEFAULT=rescue", *sets))
     manifest = json.loads((out / "manifest.json").read_text())
     (iso,) = [Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == "iso"]
     return iso

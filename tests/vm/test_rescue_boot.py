@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,12 @@ def booted(ramdisk: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def test_prompt_banner_and_init_steps(booted: Guest) -> None:
     assert "mkmedia rescue system for host" in booted.output
+    # every command the banner offers runs in the rescue system
+    offered = re.findall(r"^  mkmedia (\S+)  ", booted.output.replace("\r", ""), re.M)
+    assert "dump" in offered and "mountonly" not in booted.output
+    for command in offered:
+        status, out = booted.shell(f"mkmedia {command} --help")
+        assert status == 0, out
     status, out = booted.shell("cat /run/mkmedia/init.status")
     assert status == 0
     steps = {json.loads(line)["step"]: json.loads(line) for line in out.splitlines() if line}
@@ -132,16 +139,29 @@ def test_python_and_tools_run(booted: Guest) -> None:
         assert status == 0, f"{command}: {out}"
 
 
-def test_unattended_runs_recover_entry_point(ramdisk: Path, tmp_path: Path) -> None:
-    # with mkmedia.debug too, which keeps every kernel message on the consoles
-    m = machine(ramdisk, tmp_path, "unattended mkmedia.debug", network=False)
+def test_options_for_missing_features_are_reported_not_run(ramdisk: Path, tmp_path: Path) -> None:
+    """`unattended` and `mkmedia.update=` ask for what this version lacks: /init says so,
+    records it, runs nothing and leaves the shell; `mkmedia recover` refuses. With
+    mkmedia.debug too, which keeps every kernel message on the consoles."""
+    m = machine(
+        ramdisk,
+        tmp_path,
+        "unattended mkmedia.debug mkmedia.update=http://10.0.2.2/u.tar",
+        network=False,
+    )
     with Guest(m, deadline=600, name="unattended rescue") as guest:
-        guest.expect("mkmedia recover: starting \\(unattended\\)", BOOT_TIMEOUT)
-        # the stub recover fails, so nothing reboots and the shell stays usable
-        guest.expect("unattended recovery FAILED", 120)
+        guest.expect("mkmedia.update=http://10.0.2.2/u.tar is not available", BOOT_TIMEOUT)
+        guest.expect("unattended recovery is not available in this version", 120)
         guest.expect(PROMPT, 120)
         status, out = guest.shell("cat /proc/sys/kernel/printk")
         assert status == 0 and int(out.split()[0]) > CONSOLE_LOGLEVEL, out
+        status, out = guest.shell("cat /run/mkmedia/init.status")
+        assert status == 0, out
+        steps = {json.loads(line)["step"]: json.loads(line) for line in out.splitlines() if line}
+        assert steps["update"]["available"] is False and not steps["update"]["ok"]
+        assert steps["unattended"]["available"] is False
+        status, out = guest.shell("mkmedia recover")
+        assert status == 1 and "not implemented in this version" in out, out
 
 
 def test_shell_option_stops_before_anything_runs(ramdisk: Path, tmp_path: Path) -> None:

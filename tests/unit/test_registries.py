@@ -1,0 +1,285 @@
+"""The OUTPUT and BACKUP registries decide what is accepted and offered; nothing claims a
+result it did not produce (media, backup, menu entries for a recover that does not exist)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mkmedia import cli, emit
+from mkmedia import workflow as wf
+from mkmedia.config import load_config
+from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu
+from mkmedia.host.sysinfo import SystemInfo
+from mkmedia.settings import BY_NAME
+from rescue_runtime import backup, features
+from rescue_runtime.backup.base import BackupMethod
+from rescue_runtime.errors import EXIT_CONFIG, ConfigError, MissingError
+from tests.unit.test_cli import mkmedia
+
+
+class FakeUsbEmitter(Emitter):
+    """A stand-in for an emitter a later version registers (the test registers this module)."""
+
+    name = "USB"
+
+    def check(self) -> None:
+        raise MissingError("OUTPUT=USB but no USB stick is plugged in.")
+
+    def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
+        raise AssertionError("never written in these tests")
+
+
+class FakeFileBackup(BackupMethod):
+    """A stand-in for a backup method that writes to file:// URLs."""
+
+    name = "NETFS"
+    url_schemes = ("file",)
+
+
+EMITTER = FakeUsbEmitter
+METHOD = FakeFileBackup
+
+# The OUTPUT kinds a recipe may name that have no emitter yet: each must be refused.
+UNIMPLEMENTED = [k for k in BY_NAME["OUTPUT"].choices if k not in emit.output_names()]
+
+
+def run_args(tmp_path: Path, config_dir: Path) -> list[str]:
+    """Options that keep a real run inside the test's directory."""
+    return [
+        "-c",
+        str(config_dir),
+        "--log-file",
+        str(tmp_path / "mkmedia.log"),
+        "--set",
+        f"OUTPUT_URL=file://{tmp_path / 'out'}",
+        "--set",
+        f"TMPDIR={tmp_path / 'work'}",
+        "--set",
+        f"LAYOUT_DIR={tmp_path / 'layout'}",
+    ]
+
+
+def assert_nothing_built(tmp_path: Path) -> None:
+    assert not (tmp_path / "out").exists(), "nothing is written under OUTPUT_URL"
+    assert not (tmp_path / "layout").exists(), "no layout was saved"
+    assert not list((tmp_path / "work").glob("mkmedia.*")), "no build directory was made"
+
+
+@pytest.mark.parametrize("kind", UNIMPLEMENTED)
+def test_output_without_emitter_is_refused_before_building(
+    kind: str, tmp_path: Path, config_dir: Path
+) -> None:
+    result = mkmedia(
+        "build", *run_args(tmp_path, config_dir), "--set", f"OUTPUT={kind}", tmp=tmp_path
+    )
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert f"OUTPUT={kind} (from --set OUTPUT) has no emitter" in result.stderr
+    assert f"offers OUTPUT: {', '.join(emit.output_names())}." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert_nothing_built(tmp_path)
+
+
+def test_emitter_check_runs_in_prep_before_anything_is_built(
+    data_dir: Path,
+    config_dir: Path,
+    fake_system: SystemInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(emit._EMITTERS, "USB", __name__)
+    wf.load_steps()
+    config = load_config(
+        config_dir=config_dir,
+        system=fake_system,
+        sets=[
+            "OUTPUT=USB",
+            f"OUTPUT_URL=file://{tmp_path / 'out'}",
+            f"LAYOUT_DIR={tmp_path / 'layout'}",
+        ],
+    )
+    build_dir = tmp_path / "work" / "mkmedia.test"
+    build_dir.mkdir(parents=True)
+    with pytest.raises(MissingError, match="no USB stick"):
+        wf.run_workflow(
+            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
+        )
+    assert_nothing_built(tmp_path)
+
+
+def test_cdrom_check_names_a_missing_drive(tmp_path: Path) -> None:
+    spec = MediaSpec(
+        directory=tmp_path,
+        prefix="h",
+        host="h",
+        kernel_cmdline="",
+        consoles=("tty0",),
+        boot_default="local",
+        boot_timeout=1,
+        device=str(tmp_path / "sr9"),
+    )
+    with pytest.raises(MissingError, match=r"sr9 \(CDROM_DEVICE\) does not exist"):
+        emit.emitter_class("CDROM")(spec).check()
+
+
+def test_every_implemented_output_has_its_emitter_class() -> None:
+    assert set(emit.output_names()) == {"ISO", "CDROM", "RAMDISK"}
+    for name in emit.output_names():
+        emitter = emit.emitter_class(name)
+        assert issubclass(emitter, Emitter) and emitter.name == name
+
+
+def test_output_is_accepted_only_when_a_class_is_registered(
+    data_dir: Path, config_dir: Path, fake_system: SystemInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=RAMDISK"])
+    monkeypatch.delitem(emit._EMITTERS, "RAMDISK")
+    with pytest.raises(ConfigError) as err:
+        load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=RAMDISK"])
+    assert "OUTPUT=RAMDISK (from --set OUTPUT) has no emitter" in str(err.value)
+    assert "offers OUTPUT: ISO, CDROM." in str(err.value)
+    with pytest.raises(ConfigError, match="OUTPUT=RAMDISK has no emitter"):
+        emit.emitter_class("RAMDISK")
+
+    # registering a class is all a new kind needs
+    monkeypatch.setitem(emit._EMITTERS, "USB", __name__)
+    config = load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=USB"])
+    assert config.get_str("OUTPUT") == "USB"
+    assert emit.emitter_class("USB") is FakeUsbEmitter
+
+
+def settings_rows(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
+    capsys.readouterr()
+    assert cli.main(["settings", "--json"]) == 0
+    return {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+
+
+def test_settings_lists_choices_from_the_registries(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = settings_rows(capsys)
+    assert rows["OUTPUT"]["choices"] == list(emit.output_names())
+    assert rows["BACKUP"]["choices"] == list(backup.method_names())
+    assert rows["BOOT_DEFAULT"]["choices"] == ["rescue", "local"]
+    assert "STATE_DIR" not in rows, "a setting nothing uses is not offered"
+
+    monkeypatch.delitem(emit._EMITTERS, "CDROM")
+    monkeypatch.setitem(emit._EMITTERS, "USB", __name__)
+    monkeypatch.setitem(backup._METHODS, "NETFS", __name__)
+    rows = settings_rows(capsys)
+    assert rows["OUTPUT"]["choices"] == ["ISO", "RAMDISK", "USB"]
+    assert "NETFS" in rows["BACKUP"]["choices"]  # type: ignore[operator]
+    assert cli.main(["settings"]) == 0
+    text = capsys.readouterr().out
+    assert "OUTPUT                 choice (ISO|RAMDISK|USB)" in text
+
+
+def test_backup_without_method_is_refused(
+    data_dir: Path, config_dir: Path, fake_system: SystemInfo
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            config_dir=config_dir,
+            system=fake_system,
+            sets=["BACKUP=TAPE", "BACKUP_URL=tape:///dev/nst0"],
+        )
+    message = str(err.value)
+    assert "BACKUP=TAPE (from --set BACKUP) has no backup method" in message
+    assert f"offers BACKUP: {', '.join(backup.method_names())}." in message
+
+
+@pytest.mark.parametrize("method", backup.method_names())
+@pytest.mark.parametrize("url", ["garbage", "http://x"])
+def test_backup_url_is_checked_by_every_method(
+    method: str, url: str, data_dir: Path, config_dir: Path, fake_system: SystemInfo
+) -> None:
+    with pytest.raises(ConfigError, match=f"BACKUP_URL='{url}'.*BACKUP_URL from --set BACKUP_URL"):
+        load_config(
+            config_dir=config_dir,
+            system=fake_system,
+            sets=[f"BACKUP={method}", f"BACKUP_URL={url}"],
+        )
+
+
+def test_backup_url_rules_of_a_method_with_urls(
+    data_dir: Path, config_dir: Path, fake_system: SystemInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(backup._METHODS, "NETFS", __name__)
+
+    def load(*sets: str) -> object:
+        return load_config(config_dir=config_dir, system=fake_system, sets=["BACKUP=NETFS", *sets])
+
+    with pytest.raises(ConfigError, match=r"BACKUP=NETFS but BACKUP_URL is empty.*file://"):
+        load()
+    with pytest.raises(ConfigError, match="has no scheme, which BACKUP=NETFS does not take"):
+        load("BACKUP_URL=garbage")
+    with pytest.raises(ConfigError, match="the scheme 'http', which BACKUP=NETFS does not take"):
+        load("BACKUP_URL=http://x")
+    assert load("BACKUP_URL=file:///srv/backup")
+
+
+@pytest.mark.parametrize("workflow", ["mkbackup", "mkbackuponly"])
+@pytest.mark.parametrize("simulate", [False, True])
+def test_backup_workflow_without_backup_is_refused(
+    workflow: str, simulate: bool, tmp_path: Path, config_dir: Path
+) -> None:
+    extra = ["--simulate"] if simulate else []
+    result = mkmedia(workflow, *extra, *run_args(tmp_path, config_dir), tmp=tmp_path)
+    assert result.returncode == EXIT_CONFIG, (result.stdout, result.stderr)
+    assert f"BACKUP=NONE: {workflow} makes no backup; use build, or set BACKUP" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert_nothing_built(tmp_path)
+
+
+def test_backup_stage_without_steps_is_refused(
+    data_dir: Path, config_dir: Path, fake_system: SystemInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A method that validates but has no backup step would make mkbackup end in success."""
+    monkeypatch.setattr(wf, "_REGISTRY", [])
+    monkeypatch.setitem(backup._METHODS, "NETFS", __name__)
+    config = load_config(
+        config_dir=config_dir,
+        system=fake_system,
+        sets=["BACKUP=NETFS", "BACKUP_URL=file:///srv/backup"],
+    )
+    with pytest.raises(ConfigError, match="no backup step for it, so mkbackuponly would make"):
+        wf.plan(wf.WORKFLOWS["mkbackuponly"], config)
+    assert wf.plan(wf.WORKFLOWS["build"], config)
+
+
+def test_boot_default_unattended_is_refused_while_recover_is_a_stub(
+    data_dir: Path, config_dir: Path, fake_system: SystemInfo
+) -> None:
+    assert not features.RECOVER.ready
+    with pytest.raises(ConfigError) as err:
+        load_config(config_dir=config_dir, system=fake_system, sets=["BOOT_DEFAULT=unattended"])
+    message = str(err.value)
+    assert "BOOT_DEFAULT=unattended (from --set BOOT_DEFAULT) needs mkmedia recover" in message
+    assert "not implemented in this version yet" in message
+    with pytest.raises(ConfigError, match="needs mkmedia recover"):
+        bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="unattended")
+
+
+def test_menu_shows_only_what_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    menu = bootmenu.build_menu(host="db7", kernel_cmdline="", consoles=["tty0"])
+    labels = [entry.label for entry in menu.entries]
+    assert labels[:2] == ["Rescue system for db7", "Boot from the first local disk"]
+    assert not [label for label in labels if "ecover" in label], labels
+    assert not [entry for entry in menu.entries if "unattended" in entry.cmdline.split()]
+
+    # the entries needing recover come back from their one row once recover is real
+    ready = features.Feature("recover", "", ready=True)
+    rows = [
+        bootmenu.EntryKind(e.id, e.label, e.kind, e.options, e.serial_variants, ready)
+        if e.needs
+        else e
+        for e in bootmenu.ENTRIES
+    ]
+    monkeypatch.setattr(bootmenu, "ENTRIES", tuple(rows))
+    menu = bootmenu.build_menu(
+        host="db7", kernel_cmdline="", consoles=["tty0"], boot_default="unattended"
+    )
+    assert "unattended" in menu.entry("unattended").cmdline.split()
+    assert "unattended" in menu.entry("unattended-ttyS1").cmdline.split()
