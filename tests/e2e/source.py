@@ -174,6 +174,23 @@ EOF
     initramfs_etc={"etc/fstab": "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n"},
 )
 
+SETTLE_PARTITIONS = """
+# sgdisk's own re-read can meet udev holding the disk (EBUSY): re-read until the nodes exist.
+settle_partitions() {
+    for _ in $(seq 1 40); do
+        udevadm settle
+        for disk in /dev/vd?; do blockdev --rereadpt "$disk" 2>/dev/null || true; done
+        udevadm settle
+        missing=0
+        for part in "$@"; do [ -b "$part" ] || missing=1; done
+        [ "$missing" = 0 ] && return 0
+        sleep 0.5
+    done
+    echo "partitions $* did not appear"
+    return 1
+}
+"""
+
 # UEFI, a mirrored machine: both disks carry an ESP (the second a copy, not mounted), a RAID1
 # for /boot and a RAID1 holding LUKS2 (key file named in crypttab, unlocked by the initramfs)
 # with LVM inside. UUIDs are fixed so the host-side initramfs knows them.
@@ -213,12 +230,13 @@ UEFI_RAID_LUKS = Spec(
     name="uefi-raid-luks",
     firmware="uefi",
     disks_mib=(4096, 4096),
-    storage=f"""
+    storage=SETTLE_PARTITIONS
+    + f"""
 for d in vda vdb; do
     sgdisk -q -Z -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:+384MiB -t 2:fd00 -c 2:boot \\
         -n 3:0:0 -t 3:fd00 -c 3:crypt /dev/$d >/dev/null
 done
-udevadm settle
+settle_partitions /dev/vda1 /dev/vda2 /dev/vda3 /dev/vdb1 /dev/vdb2 /dev/vdb3
 mdadm --create /dev/md/boot --run --assume-clean --level=1 --raid-devices=2 --metadata=1.2 \\
     --homehost=srcmachine --name=boot --uuid={MD_BOOT_UUID} /dev/vda2 /dev/vdb2
 mdadm --create /dev/md/crypt --run --assume-clean --level=1 --raid-devices=2 --metadata=1.2 \\
@@ -273,9 +291,10 @@ BTRFS = Spec(
     name="uefi-btrfs",
     firmware="uefi",
     disks_mib=(4096,),
-    storage="""
+    storage=SETTLE_PARTITIONS
+    + """
 sgdisk -q -Z -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:0 -t 2:8300 -c 2:root /dev/vda >/dev/null
-udevadm settle
+settle_partitions /dev/vda1 /dev/vda2
 mkfs.vfat -F 32 -n ESP /dev/vda1 >/dev/null
 mkfs.btrfs -q -L root /dev/vda2
 mkdir -p /run/top
