@@ -7,6 +7,7 @@ from pathlib import Path
 from mkmedia.config import Config
 from mkmedia.emit import Emitter, MediaSpec, destination, emitter_class
 from mkmedia.emit.grub import host_secure_boot
+from mkmedia.session import outputset
 from mkmedia.session.artifacts import copy_artifact, write_manifest
 from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
@@ -29,10 +30,15 @@ def wants_secure_boot(config: Config) -> bool:
     return choice == "yes"
 
 
-def media_spec(config: Config, payload_dirs: dict[str, Path] | None = None) -> MediaSpec:
-    """The settings an emitter needs, as plain values."""
+def media_spec(
+    config: Config,
+    payload_dirs: dict[str, Path] | None = None,
+    directory: Path | None = None,
+) -> MediaSpec:
+    """The settings an emitter needs, as plain values (`directory`: where it writes, by
+    default the output directory itself)."""
     return MediaSpec(
-        directory=output_directory(config),
+        directory=directory or output_directory(config),
         prefix=config.get_str("OUTPUT_PREFIX"),
         host=config.system.hostname,
         kernel_cmdline=config.get_str("KERNEL_CMDLINE"),
@@ -69,9 +75,23 @@ def write_media(ctx: Context) -> None:
     # A backup inside the media (BACKUP_URL=iso://) is handed over by the backup stage.
     payload = ctx.state.get("iso_payload_dirs") or {}
     assert isinstance(payload, dict)
-    spec = media_spec(ctx.config, payload_dirs=payload)
-    media = emitter_class(ctx.config.get_str("OUTPUT"))(spec)
-    ctx.artifacts.extend(media.write(kernel=kernel, initrd=initrd, work_dir=work_dir))
+    # Written into a staging directory, committed by the manifest step: a failure anywhere
+    # before leaves the previous media and their manifest as they were.
+    staging = outputset.open_staging(output_dir(ctx))
+    ctx.state["output_staging"] = staging
+    try:
+        spec = media_spec(ctx.config, payload_dirs=payload, directory=staging)
+        media = emitter_class(ctx.config.get_str("OUTPUT"))(spec)
+        ctx.artifacts.extend(media.write(kernel=kernel, initrd=initrd, work_dir=work_dir))
+    except BaseException:
+        outputset.discard(staging)
+        raise
+
+
+def _staging(ctx: Context) -> Path:
+    staging = ctx.state["output_staging"]
+    assert isinstance(staging, Path)
+    return staging
 
 
 @step("output", 800, when=lambda c: c.get_bool("REPORT"))
@@ -80,15 +100,26 @@ def write_size_report(ctx: Context) -> None:
     report = ctx.build_dir / "rootfs-report.txt"
     if report.exists():
         name = f"{ctx.config.get_str('OUTPUT_PREFIX')}-report.txt"
-        ctx.artifacts.append(copy_artifact(report, output_dir(ctx) / name, "report"))
+        staging = _staging(ctx)
+        try:
+            ctx.artifacts.append(copy_artifact(report, staging / name, "report"))
+        except BaseException:
+            outputset.discard(staging)
+            raise
 
 
 @step("output", 900)
 def write_output_manifest(ctx: Context) -> None:
-    """Write manifest.json listing every artifact with size and sha256."""
+    """Put the staged media in place, then write manifest.json listing every artifact with
+    size and sha256."""
     directory = output_dir(ctx)
+    staging = _staging(ctx)
+    try:
+        ctx.artifacts = outputset.commit(staging, directory, ctx.artifacts)
+    finally:
+        outputset.discard(staging)
     manifest = write_manifest(
-        directory / "manifest.json",
+        directory / outputset.MANIFEST,
         ctx.artifacts,
         {
             "host": ctx.config.system.hostname,
