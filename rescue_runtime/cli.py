@@ -9,6 +9,8 @@ import sys
 from rescue_runtime import __version__
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
+from rescue_runtime.mountonly import add_mountonly_parsers
+from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_checklayout_parser(sub)
     recover = sub.add_parser("recover", help="recreate the disk layout, restore, reinstall boot")
     recover.add_argument("--unattended", action="store_true", help="ask no questions")
+    recover.add_argument(
+        "--force", action="store_true", help="run even after mountonly changed the disks (warns)"
+    )
+    add_mountonly_parsers(sub)
     return parser
 
 
@@ -57,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        # After mountonly, the commands that need the disks as found refuse (or warn).
+        if args.command in INTERLOCKED:
+            require_known_disk_state(args.command, getattr(args, "force", False))
         if args.command == "dump":
             return cmd_dump()
         if args.command == "recover":

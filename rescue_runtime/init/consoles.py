@@ -28,6 +28,7 @@ def banner(config: RescueConfig) -> str:
         "",
         "  mkmedia recover      recover this machine (asks before touching disks)",
         "  mkmedia mountonly    open and mount the saved layout under /mnt/local for repair",
+        "  mkmedia umount       take down what mountonly brought up",
         "  mkmedia dump         show this rescue system's settings",
         "=" * 72,
         "",
