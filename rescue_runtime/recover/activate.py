@@ -37,6 +37,8 @@ NOT_FOR_MOUNT = frozenset(
 # Pseudo file systems bound into the target so that a chroot works (source, under target).
 BINDS = ("/proc", "/sys", "/dev", "/dev/pts", "/run")
 EFIVARS = "/sys/firmware/efi/efivars"
+# Sub-mounts of the bound trees, bound (or mounted) only where the rescue system has them.
+OWN_MOUNTS = ("/dev/pts", EFIVARS)
 # cryptsetup's exit status for "no key available with this passphrase".
 CRYPTSETUP_BAD_KEY = 2
 
@@ -234,9 +236,19 @@ class Activator:
         for tool, package in (("blkid", "util-linux"), ("mount", "mount")):
             if which(tool) is None:
                 raise MissingError(f"{tool} is needed by mountonly.", hint=f"Install {package}.")
-        efi = os.path.isdir(EFIVARS)
+        steps = plan(self.layout, efi=os.path.isdir(EFIVARS))
+        mounts = [s.mount.mountpoint for s in steps if s.mount]
+        if not mounts:
+            raise ActivateError(
+                "The saved layout has no file system to mount; nothing was changed.",
+                hint="Check it with `mkmedia layout show`.",
+            )
         notes = []
-        for step in plan(self.layout, efi=efi):
+        if "/" not in mounts:
+            # Nothing to chroot into: the pseudo file systems would only clutter the target.
+            steps = [s for s in steps if s.kind != "bind"]
+            notes.append("the layout has no root file system: /proc, /sys, /dev not bound")
+        for step in steps:
             note = self.do(step)
             if note:
                 notes.append(note)
@@ -400,8 +412,10 @@ class Activator:
         path = under(self.target, source)
         if path in self.mounted_before:
             return None
-        if source not in mounted_paths():
-            return None  # not mounted in the rescue system (/dev/pts, efivarfs)
+        if source in OWN_MOUNTS and source not in mounted_paths():
+            return None  # not mounted in the rescue system: nothing to bind
+        if not os.path.isdir(source):
+            return f"{source} is missing here: not bound"
         if not os.path.isdir(path):
             if self.ro or source == EFIVARS:
                 return f"{path} is missing: {source} not bound"

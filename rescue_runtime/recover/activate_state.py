@@ -178,7 +178,7 @@ def require_known_disk_state(command: str, force: bool, directory: Path | None =
         return
     allowed = ", ".join(sorted(ALLOWED_AFTER))
     raise DiskStateError(
-        f"mkmedia {command}: the disks are no longer in a known state: reboot the rescue "
+        f"{command} refused: the disks are no longer in a known state: reboot the rescue "
         f"system first. {what}.",
         hint=f"After mountonly only {allowed} may run; `--force` overrides this at your own risk.",
     )

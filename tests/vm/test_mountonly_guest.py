@@ -195,6 +195,21 @@ def test_mountonly_interlock_umount_and_partial(guest: Guest) -> None:
     out = sh(guest, "mkmedia umount", "umount with nothing up")
     assert "nothing" in out, out
 
+    # Device names that differ from the saved ones: found by UUID (the array assembled by
+    # its UUID under the name the layout gives it).
+    sh(
+        guest,
+        "mkdir -p /tmp/renamed && sed 's#/dev/vda#/dev/vdx#g; s#/dev/vdb#/dev/vdy#g; "
+        "s#/dev/md0#/dev/md9#g' /tmp/layout/layout.json > /tmp/renamed/layout.json",
+    )
+    out = sh(guest, f"mkmedia mountonly --dir /tmp/renamed {KEY} --force", "renamed devices")
+    assert "assembled /dev/md9" in out and "mounted /dev/vda1 on /mnt/local/boot" in out, out
+    for mountpoint, *_ in FSTAB:
+        path = f"/mnt/local{mountpoint.rstrip('/')}/{marker(mountpoint)}"
+        assert sh(guest, f"cat {path}").strip() == marker(mountpoint), path
+    sh(guest, "mkmedia umount", "umount after the renamed layout")
+    nothing_up(guest)
+
     # Partial: three wrong passphrases for the LUKS volume stop mountonly halfway (after the
     # root LV, its mounts and the array are up); umount must still take it all down.
     status, out = guest.shell(
