@@ -8,22 +8,15 @@ Needs root and loop devices (the build machine has both).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import pytest
 
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.recover.activate import Activator, deactivate, mounted_paths
 from rescue_runtime.recover.activate_state import StateFile, read_breadcrumb
-from rescue_runtime.run import run, which
-from tests.integration.test_layout_loop import loop_disk
+from rescue_runtime.run import run
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root"),
-    pytest.mark.skipif(which("losetup") is None, reason="losetup missing"),
-]
+# Root and loop devices, as the layout loop test needs.
+from tests.integration.test_layout_loop import loop_disk, pytestmark  # noqa: F401
 
 MiB = 1024 * 1024
 # Not the layout loop test's UUIDs: the two may run at the same time on one machine.
