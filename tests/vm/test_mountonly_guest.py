@@ -210,6 +210,17 @@ def test_mountonly_interlock_umount_and_partial(guest: Guest) -> None:
     sh(guest, "mkmedia umount", "umount after the renamed layout")
     nothing_up(guest)
 
+    # Read-only: every file system mounted ro, nothing can be written.
+    sh(guest, f"mkmedia mountonly {LAYOUT} {KEY} --ro --force", "mountonly --ro")
+    ro = sh(guest, "findmnt -rn -o TARGET,OPTIONS | grep '^/mnt/local'")
+    for mountpoint, *_ in FSTAB:
+        target = "/mnt/local" + mountpoint.rstrip("/")
+        assert f"{target} ro," in ro, ro
+    status, out = guest.shell("echo new > /mnt/local/home/new", STEP_TIMEOUT)
+    assert status != 0 and "Read-only file system" in out, out
+    sh(guest, "mkmedia umount", "umount after --ro")
+    nothing_up(guest)
+
     # Partial: three wrong passphrases for the LUKS volume stop mountonly halfway (after the
     # root LV, its mounts and the array are up); umount must still take it all down.
     status, out = guest.shell(
