@@ -10,6 +10,8 @@ from rescue_runtime import __version__, features
 from rescue_runtime.cliopts import CommonOptions, default
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
+from rescue_runtime.mountonly import add_mountonly_parsers
+from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
 from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
 
 
@@ -47,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         recover_help += " (not in this version yet)"
     recover = sub.add_parser("recover", help=recover_help, parents=[common])
     recover.add_argument("--unattended", action="store_true", help="ask no questions")
+    recover.add_argument(
+        "--force", action="store_true", help="run even after mountonly changed the disks (warns)"
+    )
+    add_mountonly_parsers(sub, parents=[common])
     return parser
 
 
@@ -85,6 +91,9 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 0
     try:
+        # After mountonly, the commands that need the disks as found refuse (or warn).
+        if args.command in INTERLOCKED:
+            require_known_disk_state(args.command, getattr(args, "force", False))
         if args.command == "dump":
             return cmd_dump()
         if args.command == "recover":

@@ -1,0 +1,1 @@
+"""Bringing a saved layout back: activating it for repair (activate*.py) and recreating it."""
