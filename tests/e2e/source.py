@@ -233,7 +233,7 @@ UEFI_RAID_LUKS = Spec(
     storage=SETTLE_PARTITIONS
     + f"""
 for d in vda vdb; do
-    sgdisk -q -Z -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:+384MiB -t 2:fd00 -c 2:boot \\
+    sgdisk -o -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:+384MiB -t 2:fd00 -c 2:boot \\
         -n 3:0:0 -t 3:fd00 -c 3:crypt /dev/$d >/dev/null
 done
 settle_partitions /dev/vda1 /dev/vda2 /dev/vda3 /dev/vdb1 /dev/vdb2 /dev/vdb3
@@ -293,7 +293,7 @@ BTRFS = Spec(
     disks_mib=(4096,),
     storage=SETTLE_PARTITIONS
     + """
-sgdisk -q -Z -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:0 -t 2:8300 -c 2:root /dev/vda >/dev/null
+sgdisk -o -n 1:1MiB:+100MiB -t 1:ef00 -c 1:esp -n 2:0:0 -t 2:8300 -c 2:root /dev/vda >/dev/null
 settle_partitions /dev/vda1 /dev/vda2
 mkfs.vfat -F 32 -n ESP /dev/vda1 >/dev/null
 mkfs.btrfs -q -L root /dev/vda2
