@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import pkgutil
 import shutil
 import stat
 import tempfile
@@ -21,11 +20,12 @@ from pathlib import Path
 
 from mkmedia.config import Config
 from mkmedia.session.artifacts import Artifact
-from mkmedia.session.hooks import PHASES, check_hooks, find_hooks, run_hooks
 from mkmedia.session.lock import Owner, read_record
 from mkmedia.session.log import say
-from rescue_runtime.errors import ConfigError, MkmediaError, StepError
+from rescue_runtime import workflow as engine
+from rescue_runtime.errors import ConfigError
 from rescue_runtime.signals import shielded
+from rescue_runtime.workflow import Workflow
 
 log = logging.getLogger("mkmedia.workflow")
 
@@ -50,31 +50,8 @@ class Context:
 
 StepFunc = Callable[[Context], None]
 Condition = Callable[[Config], bool]
-
-
-@dataclass(frozen=True)
-class Step:
-    stage: str
-    order: int
-    name: str
-    func: StepFunc
-    when: Condition | None = None
-    doc: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.stage}/{self.order:03d}_{self.name}"
-
-    def applies(self, config: Config) -> bool:
-        return self.when is None or bool(self.when(config))
-
-
-@dataclass(frozen=True)
-class Workflow:
-    name: str
-    help: str
-    stages: tuple[str, ...]
-
+# The builder's steps: the engine's, over its context and its configuration.
+Step = engine.Step[Context, Config]
 
 WORKFLOWS: dict[str, Workflow] = {
     w.name: w
@@ -94,6 +71,9 @@ WORKFLOWS: dict[str, Workflow] = {
     )
 }
 
+# The modules of mkmedia.steps, imported by load_steps() so that their @step functions register.
+STEP_MODULES = ("prep", "layout", "rootfs", "pack", "backup", "output")
+
 _REGISTRY: list[Step] = []
 
 
@@ -101,25 +81,13 @@ def step(
     stage: str, order: int, *, when: Condition | None = None
 ) -> Callable[[StepFunc], StepFunc]:
     """Register a function as a workflow step of `stage` at position `order`."""
-
-    def register(func: StepFunc) -> StepFunc:
-        name = func.__name__.strip("_").replace("_", "-")
-        doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        label = f"{stage}/{order:03d}_{name}"
-        if any(s.label == label for s in _REGISTRY):
-            raise RuntimeError(f"step {label} registered twice")
-        _REGISTRY.append(Step(stage, order, name, func, when, doc))
-        return func
-
-    return register
+    return engine.register(_REGISTRY, stage, order, when)
 
 
 def load_steps() -> None:
-    """Import every module of mkmedia.steps so their @step functions register."""
-    import mkmedia.steps as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    """Import the step modules (the list above) so their @step functions register."""
+    for name in STEP_MODULES:
+        importlib.import_module(f"mkmedia.steps.{name}")
 
 
 def registered_steps() -> list[Step]:
@@ -128,15 +96,10 @@ def registered_steps() -> list[Step]:
 
 def plan(workflow: Workflow, config: Config) -> list[tuple[str, list[Step]]]:
     """The steps that would run, stage by stage, for this configuration."""
-    result = []
-    for stage in workflow.stages:
-        steps = sorted(
-            (s for s in _REGISTRY if s.stage == stage and s.applies(config)),
-            key=lambda s: (s.order, s.name),
-        )
+    result = engine.plan(workflow, _REGISTRY, config)
+    for stage, steps in result:
         if stage == "backup":
             check_makes_backup(workflow, config, steps)
-        result.append((stage, steps))
     return result
 
 
@@ -157,18 +120,7 @@ def check_makes_backup(workflow: Workflow, config: Config, steps: Sequence[Step]
 
 
 def describe_plan(workflow: Workflow, config: Config, hooks_dir: Path) -> str:
-    lines = [f"Workflow {workflow.name}: {workflow.help}"]
-    for stage, steps in plan(workflow, config):
-        lines.append(f"stage {stage}")
-        for hook in find_hooks(hooks_dir, stage, "pre"):
-            lines.append(f"  hook   pre  {hook}")
-        for s in steps:
-            lines.append(f"  step   {s.label:<36} {s.doc}")
-        for hook in find_hooks(hooks_dir, stage, "post"):
-            lines.append(f"  hook   post {hook}")
-        if not steps:
-            lines.append("  (no steps for this configuration)")
-    return "\n".join(lines)
+    return engine.describe_plan(workflow, plan(workflow, config), hooks_dir)
 
 
 # The private build directory of a run: created under TMPDIR with its owner recorded (the
@@ -261,28 +213,20 @@ def run_workflow(
     """Run every applicable step in order, with hooks around each stage."""
     ctx = Context(config, workflow.name, build_dir, log_path, state=dict(state or {}))
     env = config.environment()
-    env.update({"MKMEDIA_WORKFLOW": workflow.name, "MKMEDIA_BUILD_DIR": str(build_dir)})
+    env["MKMEDIA_BUILD_DIR"] = str(build_dir)
     started = time.monotonic()
     try:
-        check_hooks(hooks_dir, workflow.stages)
-        for stage, steps in plan(workflow, config):
-            run_hooks(hooks_dir, stage, PHASES[0], env, cwd=build_dir)
-            for s in steps:
-                say(f"{s.label:<36} {s.doc}")
-                t0 = time.monotonic()
-                try:
-                    s.func(ctx)
-                except MkmediaError:
-                    raise
-                except OSError as exc:
-                    raise StepError(
-                        f"The step {s.label} failed: {exc}.",
-                        hint="The log file holds the details.",
-                    ) from exc
-                elapsed = time.monotonic() - t0
-                ctx.timings.append((s.label, elapsed))
-                log.debug("step %s took %.2f s", s.label, elapsed)
-            run_hooks(hooks_dir, stage, PHASES[1], env, cwd=build_dir)
+        planned = plan(workflow, config)
+        engine.run_plan(
+            workflow,
+            planned,
+            ctx,
+            hooks_dir=hooks_dir,
+            env=env,
+            cwd=build_dir,
+            say=say,
+            timings=ctx.timings,
+        )
     finally:
         with shielded():
             if keep_build_dir:

@@ -2,7 +2,6 @@
 
 - lock.py: the run lock, so two runs cannot trample each other's work.
 - log.py: the log file and the short lines on the terminal.
-- hooks.py: the user's executables before and after each stage.
 - epoch.py: SOURCE_DATE_EPOCH, the one time a reproducible build may use.
 - artifacts.py: what the run wrote, the manifest that lists it, and the atomic write.
 """

@@ -1,1 +1,2 @@
-"""Workflow steps. Each module registers its steps with @step; workflow.load_steps imports them."""
+"""Workflow steps. Each module registers its steps with @step; workflow.load_steps imports the
+modules listed in workflow.STEP_MODULES."""

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.session.hooks import check_hooks, find_hooks
 from mkmedia.session.lock import RunLock
 from mkmedia.workflow import make_build_dir
 from rescue_runtime import rescueconf
@@ -26,6 +25,7 @@ from rescue_runtime.layout.model import Disk, Layout, Mount, Partition
 from rescue_runtime.layout.serial import from_json, to_json
 from rescue_runtime.layout.store import JSON_NAME, load, save
 from rescue_runtime.run import run
+from rescue_runtime.workflow import check_hooks, find_hooks
 from tests.unit.test_cli import REPO, mkmedia
 
 
