@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,10 +23,14 @@ from mkmedia.workflow import (
     reap_build_dirs,
     run_workflow,
 )
+from rescue_runtime.cliguard import Command, Guard, dispatch
 from rescue_runtime.cliopts import CommonOptions, default, dest
-from rescue_runtime.errors import EXIT_CODES, EXIT_OK, MkmediaError, UsageError
-from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
-from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
+from rescue_runtime.errors import EXIT_CODES, EXIT_OK, UsageError
+from rescue_runtime.layout.cli import (
+    add_checklayout_parser,
+    add_layout_parser,
+    configured_command,
+)
 
 log = logging.getLogger("mkmedia.cli")
 
@@ -264,51 +267,42 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.command == "demo":
-        return cmd_demo(args)
-    if getattr(args, "workflow", None):
-        return cmd_workflow(args)
-    if args.command == "dump":
-        return cmd_dump(args)
-    if args.command == "recover":
-        return cmd_recover(args)
-    if args.command == "settings":
-        return cmd_settings(args)
-    if hasattr(args, "func"):  # layout, checklayout: the rescue runtime's own commands
-        # LAYOUT_DIR, EXCLUDE_RECREATE, AUTOEXCLUDE_PATH: as `build` saves the layout
-        args.configured = from_settings(_load(args).values)
-        result: int = args.func(args)
-        return result
-    parser.print_help()
-    return EXIT_OK
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    return dict(_load(args).values)
+
+
+# Every subcommand the parser offers, and what runs it (the workflows: cmd_workflow).
+COMMANDS: dict[str, Command] = {
+    "demo": cmd_demo,
+    "dump": cmd_dump,
+    "recover": cmd_recover,
+    "settings": cmd_settings,
+    # LAYOUT_DIR, EXCLUDE_RECREATE, AUTOEXCLUDE_PATH: as `build` saves the layout
+    "layout": configured_command(_settings),
+    "checklayout": configured_command(_settings),
+    **dict.fromkeys(WORKFLOWS, cmd_workflow),
+    "mkrescue": cmd_workflow,  # build's alias
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with terminate_unwinds():  # SIGTERM unwinds like Ctrl-C: build directory and lock go
-        try:
-            return _main(argv)
-        except KeyboardInterrupt as exc:
-            log.error("%s", stopped_by(exc))
-            return exit_code(exc)
+    # SIGTERM unwinds like Ctrl-C: build directory and lock go
+    return Guard(report=lambda text: log.error("%s", text)).run(lambda guard: _main(guard, argv))
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(guard: Guard, argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = COMMON.merge(parser.parse_args(argv))
     builds = bool(getattr(args, "workflow", None)) or args.command == "demo"
     needs_log = builds and not getattr(args, "simulate", False)
     log_path = args.log_file or (default_log_path() if needs_log else None)
     args.log_file = setup_logging(log_path, verbose=args.verbose, debug=args.debug)
-    try:
-        return dispatch(args, parser)
-    except MkmediaError as exc:
-        if args.debug:
-            raise
-        log.error("%s", exc)
-        if args.log_file:
-            print(f"mkmedia: the log file {args.log_file} has the details.", file=sys.stderr)
-        return exc.exit_code
+    guard.debug, guard.log_file = args.debug, args.log_file
+    result = dispatch(COMMANDS, args)
+    if result is None:
+        parser.print_help()
+        return EXIT_OK
+    return result
 
 
 if __name__ == "__main__":

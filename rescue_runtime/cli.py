@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from rescue_runtime import __version__, features
+from rescue_runtime.cliguard import Command, Guard, dispatch
 from rescue_runtime.cliopts import CommonOptions, default
-from rescue_runtime.errors import EXIT_CODES, MkmediaError
-from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
-from rescue_runtime.mountonly import add_mountonly_parsers
+from rescue_runtime.errors import EXIT_CODES
+from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, configured_command
+from rescue_runtime.mountonly import add_mountonly_parsers, cmd_mountonly, cmd_umount
 from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
-from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
+from rescue_runtime.recover.workflow import cmd_recover
 
 
 def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
@@ -52,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument(
         "--force", action="store_true", help="run even after mountonly changed the disks (warns)"
     )
+    recover.add_argument(
+        "--simulate", action="store_true", help="list the stages, steps and hooks, run nothing"
+    )
     add_mountonly_parsers(sub, parents=[common])
     return parser
 
 
-def cmd_dump() -> int:
+def cmd_dump(args: argparse.Namespace) -> int:
     from rescue_runtime import rescueconf
 
     config = rescueconf.load()
@@ -65,51 +68,50 @@ def cmd_dump() -> int:
     return 0
 
 
-def cmd_recover(unattended: bool) -> int:
-    """Entry point of the recover workflow (verify, recreate, restore, finalize)."""
-    mode = "unattended" if unattended else "interactive"
-    raise MkmediaError(
-        f"{features.RECOVER.missing} (asked for an {mode} recovery); no disk was touched.",
-        hint="Use the shell to repair the machine by hand.",
-    )
+def rescue_settings(args: argparse.Namespace) -> dict[str, object]:
+    from rescue_runtime import rescueconf
+
+    return rescueconf.load().settings
+
+
+def interlocked(command: Command) -> Command:
+    """After mountonly, the commands that need the disks as found refuse (or warn);
+    --simulate changes nothing, so it always runs."""
+
+    def guarded(args: argparse.Namespace) -> int:
+        if not getattr(args, "simulate", False):
+            require_known_disk_state(args.command, getattr(args, "force", False))
+        return command(args)
+
+    return guarded
+
+
+# Every subcommand the parser offers, and what runs it.
+COMMANDS: dict[str, Command] = {
+    "dump": cmd_dump,
+    "layout": configured_command(rescue_settings),
+    "checklayout": configured_command(rescue_settings),
+    "recover": cmd_recover,
+    "mountonly": cmd_mountonly,
+    "umount": cmd_umount,
+}
+COMMANDS.update({name: interlocked(COMMANDS[name]) for name in INTERLOCKED & set(COMMANDS)})
 
 
 def main(argv: list[str] | None = None) -> int:
-    with terminate_unwinds():  # SIGTERM unwinds like Ctrl-C: temporary files are removed
-        try:
-            return _main(argv)
-        except KeyboardInterrupt as exc:
-            print(f"mkmedia: {stopped_by(exc)}", file=sys.stderr)
-            return exit_code(exc)
+    return Guard().run(lambda guard: _main(guard, argv))
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(guard: Guard, argv: list[str] | None) -> int:
     parser = build_parser()
     args = COMMON.merge(parser.parse_args(argv))
+    guard.debug = args.debug
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    if args.command is None:
+    result = dispatch(COMMANDS, args)
+    if result is None:
         parser.print_help()
         return 0
-    try:
-        # After mountonly, the commands that need the disks as found refuse (or warn).
-        if args.command in INTERLOCKED:
-            require_known_disk_state(args.command, getattr(args, "force", False))
-        if args.command == "dump":
-            return cmd_dump()
-        if args.command == "recover":
-            return cmd_recover(args.unattended)
-        if hasattr(args, "func"):  # layout, checklayout: from the rescue configuration
-            from rescue_runtime import rescueconf
-
-            args.configured = from_settings(rescueconf.load().settings)
-            result: int = args.func(args)
-            return result
-    except MkmediaError as exc:
-        if args.debug:
-            raise
-        print(f"mkmedia: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return result
 
 
 if __name__ == "__main__":

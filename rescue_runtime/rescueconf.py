@@ -13,6 +13,8 @@ from pathlib import Path
 from rescue_runtime.errors import ConfigError
 
 RESCUE_CONF = Path("/etc/mkmedia/rescue.json")
+# The user's hooks of the rescue workflows: <stage>/{pre,post}/, as on the host.
+HOOKS_DIR = Path("/etc/mkmedia/hooks.d")
 FORMAT_VERSION = 1
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rescue_runtime.errors import EXIT_FAILURE, EXIT_OK
@@ -50,6 +50,22 @@ def from_settings(settings: Mapping[str, object]) -> Configured:
     conf.autoexclude = strings("AUTOEXCLUDE_PATH", conf.autoexclude)
     conf.luks_header_backup = settings.get("LUKS_HEADER_BACKUP") is True
     return conf
+
+
+def configured_command(
+    settings: Callable[[argparse.Namespace], Mapping[str, object]],
+) -> Callable[[argparse.Namespace], int]:
+    """layout and checklayout, run with the setting values `settings(args)` gives (the host's
+    configuration, or the rescue system's rescue.json)."""
+
+    def run_configured(args: argparse.Namespace) -> int:
+        if not hasattr(args, "func"):  # `layout` without save or show
+            return EXIT_OK
+        args.configured = from_settings(settings(args))
+        result: int = args.func(args)
+        return result
+
+    return run_configured
 
 
 def configured(args: argparse.Namespace) -> Configured:

@@ -233,9 +233,14 @@ class Activator:
 
     def run(self) -> list[str]:
         """Bring everything up; returns notes for the user."""
-        for tool, package in (("blkid", "util-linux"), ("mount", "mount")):
-            if which(tool) is None:
-                raise MissingError(f"{tool} is needed by mountonly.", hint=f"Install {package}.")
+        require_tools()
+        steps, notes = self.planned()
+        notes += self.bring_up(steps)
+        return notes + self.closing_notes()
+
+    def planned(self) -> tuple[list[Step], list[str]]:
+        """The steps to run and notes about what is left out; refuses a layout with nothing
+        to mount before anything is changed."""
         steps = plan(self.layout, efi=os.path.isdir(EFIVARS))
         mounts = [s.mount.mountpoint for s in steps if s.mount]
         if not mounts:
@@ -248,14 +253,15 @@ class Activator:
             # Nothing to chroot into: the pseudo file systems would only clutter the target.
             steps = [s for s in steps if s.kind != "bind"]
             notes.append("the layout has no root file system: /proc, /sys, /dev not bound")
-        for step in steps:
-            note = self.do(step)
-            if note:
-                notes.append(note)
+        return steps, notes
+
+    def bring_up(self, steps: list[Step]) -> list[str]:
+        """Run these steps in their order; returns their notes."""
+        return [note for note in map(self.do, steps) if note]
+
+    def closing_notes(self) -> list[str]:
         swaps = [m.device for m in self.layout.mounts if m.fstype == "swap"]
-        if swaps:
-            notes.append(f"swap not activated ({', '.join(swaps)})")
-        return notes
+        return [f"swap not activated ({', '.join(swaps)})"] if swaps else []
 
     def do(self, step: Step) -> str | None:
         if step.md:
@@ -429,6 +435,13 @@ class Activator:
         run(argv, what=f"binding {source} into {self.target}")
         self._done(entry, f"bound {source} on {path}")
         return None
+
+
+def require_tools() -> None:
+    """What every mountonly needs, whatever the layout holds."""
+    for tool, package in (("blkid", "util-linux"), ("mount", "mount")):
+        if which(tool) is None:
+            raise MissingError(f"{tool} is needed by mountonly.", hint=f"Install {package}.")
 
 
 def require(program: str) -> None:
