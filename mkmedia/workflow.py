@@ -17,12 +17,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from mkmedia.config import Config
+from mkmedia.kernel.choice import Kernel
+from mkmedia.pyembed.embed import EmbeddedPython
 from mkmedia.session.artifacts import Artifact
+from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.lock import Owner, read_record
 from mkmedia.session.log import say
 from rescue_runtime import workflow as engine
+from rescue_runtime.backup.sources import BackupPlan
 from rescue_runtime.errors import ConfigError
 from rescue_runtime.signals import shielded
 from rescue_runtime.workflow import Workflow
@@ -32,20 +37,50 @@ log = logging.getLogger("mkmedia.workflow")
 
 @dataclass
 class Context:
-    """What steps share during one run."""
+    """What steps share during one run: typed fields, each set once by the step that makes
+    it (None until then; `need()` says which step ran too early)."""
 
     config: Config
     workflow: str
     build_dir: Path
     log_path: Path | None = None
+    # SOURCE_DATE_EPOCH, read once when the run starts: every time a step writes derives from it.
+    epoch: int | None = None
     artifacts: list[Artifact] = field(default_factory=list)
-    state: dict[str, object] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)
+    python: EmbeddedPython | None = None  # rootfs: the interpreter embedded into the tree
+    layout_dir: Path | None = None  # layout: where this run saved the layout
+    layout_sha256: str = ""  # the layout the backup was planned with
+    backup_plan: BackupPlan | None = None  # layout (mkbackup): what the backup covers
+    kernel_image: Path | None = None  # pack: the kernel copied into the build area
+    initrd: Path | None = None  # pack: the compressed initrd
+    payload_dirs: dict[str, Path] = field(default_factory=dict)  # backup: into the media
+    output_staging: Path | None = None  # output: where the output set is staged
+
+    @property
+    def tree(self) -> Path:
+        """The rescue tree being assembled."""
+        return self.build_dir / "rootfs"
+
+    @property
+    def kernel(self) -> Kernel:
+        """The kernel the configuration chose (once); its MissingError when there is none."""
+        return self.config.kernel.kernel()
 
     def warn(self, message: str) -> None:
         log.warning("%s", message)
         self.warnings.append(message)
+
+
+T = TypeVar("T")
+
+
+def need(value: T | None, what: str) -> T:
+    """A context field a step needs: a None here is a step-order bug, not a user error."""
+    if value is None:
+        raise RuntimeError(f"{what} is not there yet: the step that makes it has not run")
+    return value
 
 
 StepFunc = Callable[[Context], None]
@@ -208,10 +243,9 @@ def run_workflow(
     build_dir: Path,
     keep_build_dir: bool = False,
     log_path: Path | None = None,
-    state: dict[str, object] | None = None,
 ) -> Context:
     """Run every applicable step in order, with hooks around each stage."""
-    ctx = Context(config, workflow.name, build_dir, log_path, state=dict(state or {}))
+    ctx = Context(config, workflow.name, build_dir, log_path, epoch=source_date_epoch())
     env = config.environment()
     env["MKMEDIA_BUILD_DIR"] = str(build_dir)
     started = time.monotonic()

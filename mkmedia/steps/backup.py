@@ -87,7 +87,7 @@ def _plan(ctx: Context) -> BackupPlan:
             hint="Use another name, e.g. iso:///backup.",
         )
     layout, digest = _saved_layout(ctx)
-    ctx.state["layout_sha256"] = digest
+    ctx.layout_sha256 = digest
     root = layout.options.root or "/"
     host_excludes = [
         (f"{output_directory(config)}/*", "mkmedia's output directory"),
@@ -125,7 +125,7 @@ def plan_backup_sources(ctx: Context) -> None:
     if ctx.workflow != "mkbackup":
         return
     plan = _plan(ctx)
-    ctx.state["backup_plan"] = plan
+    ctx.backup_plan = plan
     say(f"  backup covers {', '.join(s.path for s in plan.sources)}")
 
 
@@ -147,9 +147,7 @@ class ProgressBar:
 @step("backup", 100, when=_netfs)
 def make_backup(ctx: Context) -> None:
     """BACKUP=NETFS: tar | zstd -T0 into BACKUP_URL, with its manifest (sizes, sha256)."""
-    plan = ctx.state.get("backup_plan")
-    if not isinstance(plan, BackupPlan):
-        plan = _plan(ctx)
+    plan = ctx.backup_plan or _plan(ctx)
     url = ctx.config.get_str("BACKUP_URL")
     bar = ProgressBar("backup")
     with backup_directory(ctx) as directory:
@@ -161,7 +159,7 @@ def make_backup(ctx: Context) -> None:
                 plan,
                 directory,
                 url=url,
-                layout_sha256=str(ctx.state["layout_sha256"]),
+                layout_sha256=ctx.layout_sha256,
                 keep_old=ctx.config.get_bool("NETFS_KEEP_OLD_BACKUP_COPY"),
                 progress=bar,
             )
@@ -180,7 +178,7 @@ def make_backup(ctx: Context) -> None:
                 "BACKUP_PROG_EXCLUDE.",
             )
         name = parse_url(url).path.strip("/")
-        ctx.state["iso_payload_dirs"] = {name: directory}
+        ctx.payload_dirs = {name: directory}
     elif parse_url(url).scheme == "file":
         ctx.artifacts.append(
             Artifact(directory / VOLUME_NAME, "backup", int(volume["size"]), str(volume["sha256"]))

@@ -6,9 +6,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
-from mkmedia.steps.rootfs import tree_of
 from mkmedia.workflow import Context, step
 from rescue_runtime.layout import capture, store
 
@@ -23,20 +21,20 @@ def save_layout(ctx: Context) -> None:
         autoexclude=ctx.config.get_list("AUTOEXCLUDE_PATH"),
         luks_header_dir=header_dir,
     )
-    epoch = source_date_epoch()
+    epoch = ctx.epoch
     if epoch is not None:
         # SOURCE_DATE_EPOCH stands for every time of a reproducible build, this one included
         layout.captured_at = datetime.fromtimestamp(epoch, tz=UTC).isoformat()
     path = store.save(layout, layout_dir)
-    ctx.state["layout_dir"] = layout_dir
+    ctx.layout_dir = layout_dir
     say(f"  layout saved in {path}")
 
 
 @step("rootfs", 700)
 def copy_layout(ctx: Context) -> None:
     """Carry the saved layout into the rescue system (/var/lib/mkmedia/layout)."""
-    source = ctx.state.get("layout_dir")
-    if not isinstance(source, Path) or not source.is_dir():
+    source = ctx.layout_dir
+    if source is None or not source.is_dir():
         return
-    target = tree_of(ctx) / "var/lib/mkmedia/layout"
+    target = ctx.tree / "var/lib/mkmedia/layout"
     shutil.copytree(source, target, dirs_exist_ok=True)

@@ -11,7 +11,7 @@ from mkmedia.session import outputset
 from mkmedia.session.artifacts import copy_artifact, write_manifest
 from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
-from mkmedia.workflow import WORKFLOWS, Context, step
+from mkmedia.workflow import WORKFLOWS, Context, need, step
 
 
 def output_dir(ctx: Context) -> Path:
@@ -68,17 +68,15 @@ def check_output(ctx: Context) -> None:
 @step("output", 100)
 def write_media(ctx: Context) -> None:
     """Write the media with the emitter registered for OUTPUT."""
-    kernel = ctx.state["kernel_image"]
-    initrd = ctx.state["initrd"]
-    assert isinstance(kernel, Path) and isinstance(initrd, Path)
+    kernel = need(ctx.kernel_image, "the kernel image")
+    initrd = need(ctx.initrd, "the initrd")
     work_dir = ctx.build_dir / "emit"
     # A backup inside the media (BACKUP_URL=iso://) is handed over by the backup stage.
-    payload = ctx.state.get("iso_payload_dirs") or {}
-    assert isinstance(payload, dict)
+    payload = ctx.payload_dirs
     # Written into a staging directory, committed by the manifest step: a failure anywhere
     # before leaves the previous media and their manifest as they were.
     staging = outputset.open_staging(output_dir(ctx))
-    ctx.state["output_staging"] = staging
+    ctx.output_staging = staging
     try:
         spec = media_spec(ctx.config, payload_dirs=payload, directory=staging)
         media = emitter_class(ctx.config.get_str("OUTPUT"))(spec)
@@ -89,9 +87,7 @@ def write_media(ctx: Context) -> None:
 
 
 def _staging(ctx: Context) -> Path:
-    staging = ctx.state["output_staging"]
-    assert isinstance(staging, Path)
-    return staging
+    return need(ctx.output_staging, "the output staging directory")
 
 
 @step("output", 800, when=lambda c: c.get_bool("REPORT"))

@@ -6,18 +6,15 @@ import shutil
 
 from mkmedia.initrd.compress import check_kernel_support
 from mkmedia.initrd.pack import pack_tree
-from mkmedia.kernel.choice import Kernel, kernel_config
-from mkmedia.session.epoch import source_date_epoch
+from mkmedia.kernel.choice import kernel_config
 from mkmedia.session.log import say
-from mkmedia.steps.rootfs import tree_of
 from mkmedia.workflow import Context, step
 
 
 @step("pack", 100)
 def pack_initrd(ctx: Context) -> None:
     """Pack the tree into a reproducible cpio archive, compressed, and copy the kernel."""
-    kernel = ctx.state["kernel"]
-    assert isinstance(kernel, Kernel)
+    kernel = ctx.kernel
     compression = ctx.config.get_str("COMPRESSION")
     if kernel.config is None:
         ctx.warn(
@@ -28,15 +25,15 @@ def pack_initrd(ctx: Context) -> None:
     level = ctx.config.get_int("COMPRESSION_LEVEL") or None
     initrd = ctx.build_dir / "initrd.img"
     result = pack_tree(
-        tree_of(ctx),
+        ctx.tree,
         initrd,
         compression=compression,
         level=level,
-        source_date_epoch=source_date_epoch(),
+        source_date_epoch=ctx.epoch,
         progress=True,
     )
     kernel_copy = ctx.build_dir / "kernel"
     shutil.copyfile(kernel.image, kernel_copy)
-    ctx.state["initrd"] = initrd
-    ctx.state["kernel_image"] = kernel_copy
+    ctx.initrd = initrd
+    ctx.kernel_image = kernel_copy
     say(f"  initrd {result.compressed_bytes / 1e6:.1f} MB ({compression})")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from mkmedia import __version__
 from mkmedia.config import Config
@@ -14,10 +13,9 @@ from mkmedia.rootfs.assemble import assemble_tree
 from mkmedia.rootfs.rescuefiles import build_time, write_rescue_files
 from mkmedia.rootfs.size import size_report
 from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
-from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
 from mkmedia.settings import BY_NAME
-from mkmedia.workflow import Context, step
+from mkmedia.workflow import Context, need, step
 from rescue_runtime.backup import method_class
 from rescue_runtime.errors import StepError
 from rescue_runtime.rescueconf import RescueConfig
@@ -38,29 +36,25 @@ SMOKE_COMMANDS: list[list[str]] = [
 ]
 
 
-def tree_of(ctx: Context) -> Path:
-    return ctx.build_dir / "rootfs"
-
-
 @step("rootfs", 100)
 def embed_python_runtime(ctx: Context) -> None:
     """Embed the interpreter and the standard-library modules the rescue runtime needs."""
     embedded = embed_python(
-        tree_of(ctx),
+        ctx.tree,
         python=ctx.config.get_str("PYTHON"),
-        source_date_epoch=source_date_epoch(),
+        source_date_epoch=ctx.epoch,
     )
-    ctx.state["python"] = embedded
+    ctx.python = embedded
     say(f"  {embedded.summary()}")
 
 
 @step("rootfs", 200)
 def assemble_programs(ctx: Context) -> None:
     """Copy programs, libraries and COPY_AS_IS with their dependencies; check the tree."""
-    embedded = ctx.state["python"]
-    elf_files = [str(p) for p in embedded.elf_files]  # type: ignore[attr-defined]
+    embedded = need(ctx.python, "the embedded Python")
+    elf_files = [str(p) for p in embedded.elf_files]
     result = assemble_tree(
-        tree_of(ctx),
+        ctx.tree,
         programs=ctx.config.get_list("PROGS"),
         required_programs=[
             *ctx.config.get_list("REQUIRED_PROGS"),
@@ -81,15 +75,14 @@ def assemble_programs(ctx: Context) -> None:
 @step("rootfs", 300)
 def kernel_modules(ctx: Context) -> None:
     """Copy the chosen kernel's modules (MODULES_POLICY + MODULES) and firmware."""
-    kernel = ctx.config.kernel.kernel()
-    ctx.state["kernel"] = kernel
+    kernel = ctx.kernel
     policy = ctx.config.get_str("MODULES_POLICY")
     requests = ctx.config.get_list("MODULES") + ([] if policy == "explicit" else [policy])
     selection = select_modules(kernel, requests, base=(), firmware=ctx.config.get_list("FIRMWARE"))
     for missing in selection.not_found:
         ctx.warn(f"kernel module {missing}: not in kernel {kernel.version}")
-    install_modules(selection, tree_of(ctx))
-    install_firmware(selection, tree_of(ctx))
+    install_modules(selection, ctx.tree)
+    install_firmware(selection, ctx.tree)
     say(f"  kernel {kernel.version}: {selection.summary()}")
 
 
@@ -117,8 +110,8 @@ def rescue_config(config: Config, *, created: str) -> RescueConfig:
 @step("rootfs", 800)
 def rescue_system_files(ctx: Context) -> None:
     """Write /init, /etc/mkmedia/rescue.json and the shell profile."""
-    rescue = rescue_config(ctx.config, created=build_time(source_date_epoch()))
-    write_rescue_files(tree_of(ctx), rescue)
+    rescue = rescue_config(ctx.config, created=build_time(ctx.epoch))
+    write_rescue_files(ctx.tree, rescue)
 
 
 @step("rootfs", 850)
@@ -127,7 +120,7 @@ def smoke_run(ctx: Context) -> None:
     if os.geteuid() != 0:
         ctx.warn("not root: the chroot smoke run of the rescue tree was skipped")
         return
-    result = smoke_run_tree(tree_of(ctx), SMOKE_COMMANDS)
+    result = smoke_run_tree(ctx.tree, SMOKE_COMMANDS)
     failed = [r for r in result if not r.ok]
     if failed:
         lines = "; ".join(f"`{' '.join(r.command)}`: {r.output.strip()[-200:]}" for r in failed)
@@ -141,7 +134,6 @@ def smoke_run(ctx: Context) -> None:
 @step("rootfs", 900, when=lambda c: c.get_bool("REPORT"))
 def size_report_file(ctx: Context) -> None:
     """Report the tree's size by part and its largest files."""
-    report = size_report(tree_of(ctx))
+    report = size_report(ctx.tree)
     (ctx.build_dir / "rootfs-report.txt").write_text(report.as_text())
     (ctx.build_dir / "rootfs-report.json").write_text(json.dumps(report.as_dict(), indent=2))
-    ctx.state["report"] = report
