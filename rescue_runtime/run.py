@@ -1,7 +1,10 @@
 """The one wrapper every external command goes through.
 
 argv lists only (never a shell string), the command line and its output go to the log, and a
-failure raises CommandError naming the command, its exit status and the tail of its output.
+failure raises CommandError naming the command, how it ended (an exit status the caller did
+not accept, a signal, a program it could not find or start) and the tail of its output.
+Standard input is /dev/null unless the caller gives some: a command waiting for input it will
+never get would hang the run.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import posixpath
 import shlex
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -119,6 +123,27 @@ def _cannot_start(
     )
 
 
+def ended(code: int) -> str:
+    """How a command ended, for an error message: the signal that killed it, or its exit
+    status with what 126 and 127 mean (a shell, env or chroot could not run a program)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} ({-code})"
+    if code == 127:
+        return "failed with exit status 127 (a program it runs was not found)"
+    if code == 126:
+        return "failed with exit status 126 (a program it runs could not be executed)"
+    return f"failed with exit status {code}"
+
+
+def merged_env(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The caller's variables over this process's environment (None: this one as it is)."""
+    return None if env is None else {**os.environ, **env}
+
+
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
     parts = text.rstrip().splitlines()
     return "\n".join(parts[-lines:])
@@ -128,6 +153,7 @@ def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
     check: bool = True,
+    ok_codes: Sequence[int] = (0,),
     input: str | bytes | None = None,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -135,7 +161,8 @@ def run(
     binary: bool = False,
     what: str | None = None,
 ) -> Result:
-    """Run a command, log it with its output, and raise CommandError on failure when `check`.
+    """Run a command, log it with its output, and raise CommandError when `check` and its
+    exit status is not in `ok_codes`.
 
     `what` is a short phrase for the error message ("writing the ISO", ...). With `binary`,
     stdout/stderr are decoded with errors replaced (used for tools that print raw bytes).
@@ -145,29 +172,8 @@ def run(
         raise ValueError("run() needs a command")
     cmdline = shlex.join(args)
     log.debug("run: %s%s", cmdline, f"  (cwd={cwd})" if cwd else "")
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
     data = input.encode() if isinstance(input, str) else input
-    try:
-        proc = subprocess.run(
-            args,
-            input=data,
-            capture_output=True,
-            cwd=cwd,
-            env=full_env,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise CommandError(
-            f"The command `{cmdline}` did not finish within {timeout} seconds"
-            + (f" while {what}" if what else "")
-            + "; it was stopped."
-        ) from exc
-    except OSError as exc:
-        raise _cannot_start(args[0], exc, cwd) from exc
+    proc = _complete(args, data, cwd=cwd, env=env, timeout=timeout, what=what)
     stdout = proc.stdout.decode(errors="replace")
     stderr = proc.stderr.decode(errors="replace")
     if stdout.strip():
@@ -176,15 +182,50 @@ def run(
         log.debug("stderr of %s:\n%s", args[0], stderr.rstrip())
     log.debug("exit status %d: %s", proc.returncode, args[0])
     result = Result(args, proc.returncode, stdout, stderr)
-    if check and proc.returncode != 0:
+    if check and proc.returncode not in ok_codes:
         tail = _tail(stderr) or _tail(stdout) or "(no output)"
-        raise CommandError(
-            f"The command `{cmdline}` failed with exit status {proc.returncode}"
-            + (f" while {what}" if what else "")
-            + f". The end of its output:\n{tail}",
-            hint="The log file holds the full output.",
-        )
+        raise _failed(cmdline, proc.returncode, what, tail)
     return result
+
+
+def _complete(
+    args: list[str],
+    data: bytes | None,
+    *,
+    cwd: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    what: str | None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run to completion, output captured, stdin /dev/null unless `data` is given."""
+    try:
+        return subprocess.run(
+            args,
+            input=data,
+            stdin=subprocess.DEVNULL if data is None else None,
+            capture_output=True,
+            cwd=cwd,
+            env=merged_env(env),
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(
+            f"The command `{shlex.join(args)}` did not finish within {timeout} seconds"
+            + (f" while {what}" if what else "")
+            + "; it was stopped."
+        ) from exc
+    except OSError as exc:
+        raise _cannot_start(args[0], exc, cwd) from exc
+
+
+def _failed(cmdline: str, code: int, what: str | None, tail: str) -> CommandError:
+    return CommandError(
+        f"The command `{cmdline}` {ended(code)}"
+        + (f" while {what}" if what else "")
+        + f". The end of its output:\n{tail}",
+        hint="The log file holds the full output.",
+    )
 
 
 def run_bytes(
@@ -198,19 +239,12 @@ def run_bytes(
     args = [os.fspath(a) for a in argv]
     cmdline = shlex.join(args)
     log.debug("run: %s", cmdline)
-    try:
-        proc = subprocess.run(args, input=input, capture_output=True, cwd=cwd, check=False)
-    except OSError as exc:
-        raise _cannot_start(args[0], exc, cwd) from exc
+    proc = _complete(args, input, cwd=cwd, what=what)
     stderr = proc.stderr.decode(errors="replace")
     if stderr.strip():
         log.debug("stderr of %s:\n%s", args[0], stderr.rstrip())
     if proc.returncode != 0:
-        raise CommandError(
-            f"The command `{cmdline}` failed with exit status {proc.returncode}"
-            + (f" while {what}" if what else "")
-            + f". The end of its output:\n{_tail(stderr) or '(no output)'}"
-        )
+        raise _failed(cmdline, proc.returncode, what, _tail(stderr) or "(no output)")
     return proc.stdout
 
 
@@ -231,10 +265,6 @@ def spawn(
     """
     args = list(argv)
     log.debug("spawn: %s", shlex.join(args))
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
 
     def take_tty() -> None:
         import fcntl
@@ -248,7 +278,7 @@ def spawn(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            env=full_env,
+            env=merged_env(env),
             start_new_session=new_session or controlling_tty,
             preexec_fn=take_tty if controlling_tty else None,
         )
@@ -358,7 +388,7 @@ def pipeline(
     failed = [i for i, code in enumerate(codes) if code not in accepted[i]]
     if failed:
         details = "; ".join(
-            f"`{args[i][0]}` exit status {codes[i]}: {_tail(stderrs[i], 5) or '(no output)'}"
+            f"`{args[i][0]}` {ended(codes[i])}: {_tail(stderrs[i], 5) or '(no output)'}"
             for i in failed
         )
         raise CommandError(

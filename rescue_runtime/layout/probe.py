@@ -35,11 +35,7 @@ class SystemProbe:
         program = which(argv[0])
         if program is None:
             return None
-        check = ok_codes == (0,)
-        result = run([program, *argv[1:]], env=TOOL_ENV, what=what, timeout=300, check=check)
-        if not check and result.returncode not in ok_codes:
-            # Let run() raise its usual CommandError for a status the caller did not expect.
-            run([program, *argv[1:]], env=TOOL_ENV, what=what, timeout=300)
+        result = run([program, *argv[1:]], env=TOOL_ENV, what=what, timeout=300, ok_codes=ok_codes)
         return result.stdout
 
     def read(self, path: str) -> str | None:
