@@ -9,6 +9,7 @@ import sys
 from rescue_runtime import __version__
 from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser
+from rescue_runtime.recover.recreate_cli import add_layoutonly_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("dump", help="show the rescue system's definition and settings")
     add_layout_parser(sub)
     add_checklayout_parser(sub)
+    add_layoutonly_parser(sub)
     recover = sub.add_parser("recover", help="recreate the disk layout, restore, reinstall boot")
     recover.add_argument("--unattended", action="store_true", help="ask no questions")
     return parser
