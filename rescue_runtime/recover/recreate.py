@@ -59,11 +59,12 @@ PREAMBLE = r"""#!/bin/bash
 set -euo pipefail
 TARGET=${{TARGET:-{target}}}
 STATE_DIR=${{STATE_DIR:-{state_dir}}}
+WORK_DIR=${{WORK_DIR:-{work_dir}}}
 KEY_DIR=${{KEY_DIR:-{key_dir}}}
 LAYOUT_DIR=${{LAYOUT_DIR:-{layout_dir}}}
 LOG=${{LOG:-{log}}}
 COMPONENT=preamble
-mkdir -p "$STATE_DIR" "$(dirname "$LOG")"
+mkdir -p "$STATE_DIR" "$WORK_DIR" "$(dirname "$LOG")"
 exec > >(tee -a "$LOG") 2>&1
 TEE_PID=$!
 # At the end, let tee write the last lines before the script's caller goes on.
@@ -170,7 +171,7 @@ def ordered_blocks(layout: Layout, warnings: list[str]) -> list[Block]:
 def render_block(block: Block) -> str:
     out = [f"# --- {block.title} ---"]
     out += [f"# {c}" for c in block.comments]
-    probe = f' "$TARGET"{quote(block.probe_mount)}' if block.probe_mount else ""
+    probe = f' "$TARGET"{quote(block.probe_mount)}' if block.probe_mount is not None else ""
     out.append(f"if begin {quote(block.id)}{probe}; then")
     for line in block.lines:
         first, *rest = line.split("\n")  # a here-document's body and EOF stay in column 0
@@ -201,6 +202,7 @@ def generate(
         disk_lines="\n".join(f"#   {d}" for d in disks) or "#   (none)",
         target=shlex.quote(target),
         state_dir=shlex.quote(f"{script_dir}/state-{digest}"),
+        work_dir=shlex.quote(f"{script_dir}/work-{digest}"),
         key_dir=shlex.quote(KEY_DIR),
         layout_dir=shlex.quote(layout_dir),
         log=shlex.quote(f"{script_dir}/recreate-{digest}.log"),

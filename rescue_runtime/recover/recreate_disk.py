@@ -68,6 +68,9 @@ def disk_block(disk: Disk) -> Block:
         disk.path,
         stdin=sfdisk_script(disk),
     )
+    # sfdisk's own re-read can fail (a loop device without partition scanning, a disk the
+    # kernel holds): partprobe tells the kernel partition by partition.
+    block.run("partprobe", disk.path)
     for part in sorted(disk.partitions, key=lambda p: p.number):
         block.run("wait_dev", part.path)
         if part.kind != "extended":  # its first sector is the EBR chain sfdisk just wrote

@@ -130,7 +130,7 @@ def btrfs_subvolumes_block(fs: Filesystem) -> Block:
     """Subvolumes in id order, each only when missing (this block may run twice)."""
     assert fs.btrfs is not None
     block = Block(f"btrfs-subvolumes:{fs.device}", f"btrfs subvolumes of {fs.device}")
-    top = f'"$STATE_DIR/btrfs-{fs.uuid or fs.device.replace("/", "_")}"'
+    top = f'"$WORK_DIR/btrfs-{fs.uuid or fs.device.replace("/", "_")}"'
     block.run("mkdir", "-p", top)
     block.raw(
         f"findmnt -rn --mountpoint {top} >/dev/null || mount -o subvolid=5 {fs.device} {top}",
@@ -174,12 +174,13 @@ def mount_block(mount: Mount, layout: Layout, warnings: list[str]) -> Block | No
     if fs is None:
         warnings.append(f"{mount.id}: {mount.device} has no saved file system; not mounted")
         return None
-    where = '"$TARGET"' + shlex.quote(mount.mountpoint if mount.mountpoint != "/" else "")
-    block = Block(mount.id, f"mount {mount.device} at $TARGET{mount.mountpoint}")
-    block.probe_mount = mount.mountpoint
+    under = mount.mountpoint if mount.mountpoint != "/" else ""
+    where = '"$TARGET"' + shlex.quote(under)
+    block = Block(mount.id, f"mount {mount.device} at $TARGET{under}")
+    block.probe_mount = under
     argv = ["mount", "-t", mount.fstype]
-    if mount.fstype == "btrfs" and mount.fsroot not in ("", "/"):
-        argv += ["-o", f"subvol={mount.fsroot}"]
+    if mount.fstype == "btrfs":  # always named: without it the default subvolume mounts
+        argv += ["-o", f"subvol={mount.fsroot or '/'}"]
     elif mount.fsroot not in ("", "/"):
         warnings.append(f"{mount.id}: a bind mount of {mount.fsroot}; not mounted")
         return None

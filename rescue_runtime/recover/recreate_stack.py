@@ -159,7 +159,7 @@ def lv_block(lv: LogicalVolume, layout: Layout) -> Block:
 def lvm_ids_block(vg: VolumeGroup, layout: Layout) -> Block:
     block = Block(f"lvm-ids:{vg.name}", f"LVM {vg.name}: the saved VG and LV UUIDs")
     lvs = [lv for lv in layout.lvs if lv.vg == vg.name]
-    meta = f'"$STATE_DIR/{vg.name}.vg"'
+    meta = f'"$WORK_DIR/{vg.name}.vg"'
     block.run("lvm", "vgchange", "--activate", "n", vg.name)
     block.run("lvm", "vgcfgbackup", "--file", meta, vg.name)
     # UUIDs are unique strings: replacing the new one by the saved one touches nothing else.
