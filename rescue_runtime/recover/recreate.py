@@ -36,7 +36,7 @@ SCRIPT_DIR = "/var/lib/mkmedia/recreate"
 # Key files live in the rescue system's RAM (/run), never on a target disk.
 KEY_DIR = "/run/mkmedia/recreate/keys"
 # Programs the frame itself uses (besides those the blocks name).
-FRAME_PROGRAMS = ["bash", "mkdir", "touch", "tee", "udevadm", "findmnt", "head"]
+FRAME_PROGRAMS = ["bash", "mkdir", "dirname", "tee", "udevadm", "findmnt", "head", "sleep"]
 
 
 @dataclass
@@ -89,7 +89,7 @@ begin() {{
 # finish: the current component's commands all succeeded.
 finish() {{
     {{ set +x; }} 2>/dev/null
-    touch "$STATE_DIR/${{COMPONENT//[\/:]/_}}"
+    : > "$STATE_DIR/${{COMPONENT//[\/:]/_}}"
 }}
 # wait_dev DEV: udev has made the device node.
 wait_dev() {{

@@ -267,3 +267,14 @@ def test_layoutonly_script_only_and_refusal(
     err = capsys.readouterr().err
     assert "runs only inside the rescue system" in err and "--force" in err
     assert not list((tmp_path / "r").glob("state-*"))
+
+
+def test_default_rescue_system_has_every_program(case: tuple[Layout, RecreatePlan]) -> None:
+    """What layoutonly checks before it runs: the default recipe packs each program."""
+    import yaml
+
+    from mkmedia.paths import data_dir
+
+    recipe = yaml.safe_load((data_dir() / "recipes" / "default.yaml").read_text())
+    packed = {Path(p).name for p in recipe["REQUIRED_PROGS"] + recipe["PROGS"]}
+    assert [p for p in case[1].programs if p not in packed] == []

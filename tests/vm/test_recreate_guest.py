@@ -45,7 +45,10 @@ ESP_STEP = (
     "sgdisk -n 3:0:+32MiB -t 3:ef00 -c 3:esp /dev/vda >/dev/null && udevadm settle "
     f"&& mkfs.vfat -F 16 -i {ESP_VOLUME_ID.replace('-', '')} -n ESP /dev/vda3 >/dev/null",
 )
-MOUNT_ESP = ("mount the ESP", "mkdir -p /mnt/gpt/esp && mount /dev/vda3 /mnt/gpt/esp")
+MOUNT_ESP = (
+    "mount the ESP",
+    "mkdir -p /mnt/gpt/esp && { mount /dev/vda3 /mnt/gpt/esp || { dmesg | tail -n 5; false; }; }",
+)
 
 # Everything down, then signatures off every partition and disk and the first and last
 # MiB of each disk zeroed: the script must not find anything of the old stacks.
@@ -119,7 +122,7 @@ def recreated(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def run_layoutonly(guest: Guest, options: str) -> str:
     status, out = guest.shell(
         f"mkmedia layoutonly --dir /tmp/layout1 {options} > /tmp/layoutonly.out 2>&1; "
-        "s=$?; tail -n 40 /tmp/layoutonly.out; exit $s",
+        "s=$?; tail -n 40 /tmp/layoutonly.out; (exit $s)",
         RUN_TIMEOUT,
     )
     assert status == 0, f"mkmedia layoutonly {options} failed ({status}):\n{out}"
@@ -157,7 +160,7 @@ def test_interrupted_script_continues(recreated: Recreated) -> None:
         f"rm -rf {STATE}/state-* && sed '/^# --- LUKS2 /i false' {recreated.script} > {broken}",
     )
     status, out = guest.shell(
-        f"bash {broken} > /tmp/broken.out 2>&1; s=$?; tail -n 5 /tmp/broken.out; exit $s",
+        f"bash {broken} > /tmp/broken.out 2>&1; s=$?; tail -n 5 /tmp/broken.out; (exit $s)",
         RUN_TIMEOUT,
     )
     assert status != 0, out
