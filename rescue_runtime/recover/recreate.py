@@ -65,10 +65,12 @@ LAYOUT_DIR=${{LAYOUT_DIR:-{layout_dir}}}
 LOG=${{LOG:-{log}}}
 COMPONENT=preamble
 mkdir -p "$STATE_DIR" "$WORK_DIR" "$(dirname "$LOG")"
-exec > >(tee -a "$LOG") 2>&1
-TEE_PID=$!
-# At the end, let tee write the last lines before the script's caller goes on.
-trap '{{ set +x; }} 2>/dev/null; exec >&- 2>&-; wait "$TEE_PID" 2>/dev/null || true' EXIT
+# Everything into the log too: the script runs itself once more through tee (a pipeline,
+# so tee has written the last line when the script's caller goes on).
+if [ -z "${{RECREATE_LOGGING:-}}" ]; then
+    RECREATE_LOGGING=1 bash "$0" "$@" 2>&1 | tee -a "$LOG"
+    exit "${{PIPESTATUS[0]}}"
+fi
 trap 'echo "recreate: FAILED in $COMPONENT (line $LINENO, status $?); fix the cause and" \
     "run this script again: finished components are skipped" >&2' ERR
 PS4='+ [$COMPONENT] '

@@ -122,7 +122,8 @@ def recreated(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def run_layoutonly(guest: Guest, options: str) -> str:
     status, out = guest.shell(
         f"mkmedia layoutonly --dir /tmp/layout1 {options} > /tmp/layoutonly.out 2>&1; "
-        "s=$?; tail -n 40 /tmp/layoutonly.out; (exit $s)",
+        "s=$?; grep -m 1 '^recreate script: ' /tmp/layoutonly.out; tail -n 40 /tmp/layoutonly.out; "
+        "(exit $s)",
         RUN_TIMEOUT,
     )
     assert status == 0, f"mkmedia layoutonly {options} failed ({status}):\n{out}"
