@@ -278,3 +278,26 @@ def test_default_rescue_system_has_every_program(case: tuple[Layout, RecreatePla
     recipe = yaml.safe_load((data_dir() / "recipes" / "default.yaml").read_text())
     packed = {Path(p).name for p in recipe["REQUIRED_PROGS"] + recipe["PROGS"]}
     assert [p for p in case[1].programs if p not in packed] == []
+
+
+def test_luks_pbkdf_cost_parsed() -> None:
+    """The cost parameters luksFormat gets back, from real luksDump outputs."""
+    from rescue_runtime.layout.parse import cryptsetup
+
+    data = Path(__file__).resolve().parents[1] / "data" / "layout" / "cryptsetup"
+    luks1 = cryptsetup.parse_dump((data / "host-luks1.txt").read_text())
+    assert (luks1.pbkdf, luks1.pbkdf_iterations) == ("pbkdf2", 1000)
+    argon = cryptsetup.parse_dump((data / "host-luks2.txt").read_text())
+    assert (argon.pbkdf, argon.pbkdf_iterations, argon.pbkdf_memory, argon.pbkdf_parallel) == (
+        "argon2id",
+        4,
+        32768,
+        2,
+    )
+    argon = cryptsetup.merge_json_metadata(argon, (data / "host-luks2-json.json").read_text())
+    assert (argon.pbkdf_iterations, argon.pbkdf_memory, argon.pbkdf_parallel) == (4, 32768, 2)
+    text = (data / "guest-luks2-pbkdf2.txt").read_text()
+    pbkdf2 = cryptsetup.merge_json_metadata(
+        cryptsetup.parse_dump(text), (data / "guest-luks2-pbkdf2-json.json").read_text()
+    )
+    assert (pbkdf2.pbkdf, pbkdf2.pbkdf_iterations, pbkdf2.pbkdf_memory) == ("pbkdf2", 1000, None)
