@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -20,6 +21,13 @@ RESCUE_MARKERS = (str(RESCUE_CONF), "/run/mkmedia/init.status")
 
 def in_rescue_system(markers: tuple[str, ...] = RESCUE_MARKERS) -> bool:
     return any(os.path.exists(m) for m in markers)
+
+
+def is_block_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def write_script(text: str, directory: str, digest: str) -> Path:
@@ -52,6 +60,13 @@ def cmd_layoutonly(args: argparse.Namespace) -> int:
             f"mkmedia layoutonly rewrites the disks {', '.join(plan.disks)} and runs only "
             f"inside the rescue system (none of {', '.join(RESCUE_MARKERS)} exists here).",
             hint=f"Review {path}; add --force to run it on this machine anyway.",
+        )
+    absent = [d for d in plan.disks if not is_block_device(d)]
+    if absent:
+        raise MissingError(
+            f"The saved layout's disks {', '.join(absent)} are not on this machine; the "
+            f"recreate script {path} writes only the layout's disks, so nothing was touched.",
+            hint="Attach disks of the same names, or edit the layout for the disks present.",
         )
     missing = [p for p in plan.programs if which(p) is None]
     if missing:

@@ -301,3 +301,17 @@ def test_luks_pbkdf_cost_parsed() -> None:
         cryptsetup.parse_dump(text), (data / "guest-luks2-pbkdf2-json.json").read_text()
     )
     assert (pbkdf2.pbkdf, pbkdf2.pbkdf_iterations, pbkdf2.pbkdf_memory) == ("pbkdf2", 1000, None)
+
+
+def test_layoutonly_refuses_absent_disks(
+    guest_layout: Layout, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = copy.deepcopy(guest_layout)
+    for n, disk in enumerate(layout.disks):  # names no machine has: the script cannot run
+        disk.path = f"/dev/mkmedia-absent-{n}"
+    save(layout, tmp_path / "layout")
+    args = ["layoutonly", "--force", "--dir", str(tmp_path / "layout")]
+    assert main([*args, "--script-dir", str(tmp_path / "r")]) == 6
+    err = capsys.readouterr().err
+    assert "/dev/mkmedia-absent-0" in err and "nothing was touched" in err
+    assert not list((tmp_path / "r").glob("state-*"))
