@@ -12,6 +12,7 @@ from rescue_runtime.errors import EXIT_CODES, MkmediaError
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, from_settings
 from rescue_runtime.mountonly import add_mountonly_parsers
 from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
+from rescue_runtime.recover.recreate_cli import add_layoutonly_parser
 from rescue_runtime.signals import exit_code, stopped_by, terminate_unwinds
 
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_layout_parser(sub, parents=[common])
     add_checklayout_parser(sub, parents=[common])
+    add_layoutonly_parser(sub, parents=[common])
     recover_help = "recreate the disk layout, restore, reinstall boot"
     if not features.RECOVER.ready:
         recover_help += " (not in this version yet)"
@@ -98,10 +100,11 @@ def _main(argv: list[str] | None) -> int:
             return cmd_dump()
         if args.command == "recover":
             return cmd_recover(args.unattended)
-        if hasattr(args, "func"):  # layout, checklayout: from the rescue configuration
-            from rescue_runtime import rescueconf
+        if hasattr(args, "func"):
+            if args.command in ("layout", "checklayout"):  # from the rescue configuration
+                from rescue_runtime import rescueconf
 
-            args.configured = from_settings(rescueconf.load().settings)
+                args.configured = from_settings(rescueconf.load().settings)
             result: int = args.func(args)
             return result
     except MkmediaError as exc:
