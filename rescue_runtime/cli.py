@@ -12,6 +12,7 @@ from rescue_runtime.errors import EXIT_CODES
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, configured_command
 from rescue_runtime.mountonly import add_mountonly_parsers, cmd_mountonly, cmd_umount
 from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
+from rescue_runtime.recover.recreate_cli import add_layoutonly_parser, cmd_layoutonly
 from rescue_runtime.recover.workflow import cmd_recover
 
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_layout_parser(sub, parents=[common])
     add_checklayout_parser(sub, parents=[common])
+    add_layoutonly_parser(sub, parents=[common])
     recover_help = "recreate the disk layout, restore, reinstall boot"
     if not features.RECOVER.ready:
         recover_help += " (not in this version yet)"
@@ -94,6 +96,7 @@ COMMANDS: dict[str, Command] = {
     "recover": cmd_recover,
     "mountonly": cmd_mountonly,
     "umount": cmd_umount,
+    "layoutonly": cmd_layoutonly,
 }
 COMMANDS.update({name: interlocked(COMMANDS[name]) for name in INTERLOCKED & set(COMMANDS)})
 

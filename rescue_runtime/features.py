@@ -27,13 +27,25 @@ MOUNTONLY = Feature(
     "mountonly", "open and mount the saved layout under /mnt/local for repair", ready=True
 )
 UMOUNT = Feature("umount", "take down what mountonly brought up", ready=True)
+LAYOUTONLY = Feature(
+    "layoutonly", "recreate the saved disk layout under /mnt/local (no restore)", ready=True
+)
 UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=False)
 DUMP = Feature("dump", "show this rescue system's settings", ready=True)
 LAYOUT = Feature("layout", "capture and show this machine's disk layout", ready=True)
 CHECKLAYOUT = Feature("checklayout", "compare the disks with the saved layout", ready=True)
 
 # The rescue commands in the order the banner lists them.
-COMMANDS: tuple[Feature, ...] = (RECOVER, MOUNTONLY, UMOUNT, DUMP, LAYOUT, CHECKLAYOUT, UPDATE)
+COMMANDS: tuple[Feature, ...] = (
+    RECOVER,
+    LAYOUTONLY,
+    MOUNTONLY,
+    UMOUNT,
+    DUMP,
+    LAYOUT,
+    CHECKLAYOUT,
+    UPDATE,
+)
 
 
 def ready_commands() -> tuple[Feature, ...]:

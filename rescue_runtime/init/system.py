@@ -43,6 +43,11 @@ def mount_pseudo_filesystems() -> None:
     if Path("/sys/firmware/efi/efivars").is_dir() and not is_mounted("/sys/firmware/efi/efivars"):
         run(["modprobe", "-q", "efivarfs"], check=False)
         run(["mount", "-t", "efivarfs", "efivarfs", "/sys/firmware/efi/efivars"], check=False)
+    # devtmpfs has no /dev/fd (udev's static nodes would): bash's <(...) and /dev/stdin need it.
+    for name, source in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+        if not os.path.lexists(f"/dev/{name}"):
+            os.symlink(source, f"/dev/{name}")
     for directory in ("/run/mkmedia", "/var/log/mkmedia", "/var/lib/mkmedia", "/tmp", "/mnt/local"):
         os.makedirs(directory, exist_ok=True)
     os.chmod("/tmp", 0o1777)

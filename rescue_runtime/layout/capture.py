@@ -195,11 +195,21 @@ class Capture:
     def partitions(self, disk: Disk, devs: Devices) -> None:
         out = None
         if not self.unreadable(disk.path):
-            out = self.tool(
-                ["sfdisk", "-J", disk.path],
-                what=f"reading {disk.path}'s table",
-                part=f"the partition table of {disk.path}",
+            # Exit 1 with no output: no table sfdisk knows, though udev's (possibly stale)
+            # database named one — a loop device re-attached to another image, say.
+            out = self.probe.tool(
+                ["sfdisk", "-J", disk.path], what=f"reading {disk.path}'s table", ok_codes=(0, 1)
             )
+            if out is None:
+                self.note(
+                    f"sfdisk is not installed: the partition table of {disk.path} not captured."
+                )
+            elif not out.strip():
+                self.note(
+                    f"sfdisk finds no partition table on {disk.path} although the kernel lists "
+                    f"{disk.table or 'partitions'}: the kernel's view of its partitions is used."
+                )
+                out = None
         if out is None:
             self.partitions_from_lsblk(disk, devs)
             return
@@ -352,6 +362,9 @@ class Capture:
                 key_size=header.key_size,
                 hash=header.hash,
                 pbkdf=header.pbkdf,
+                pbkdf_iterations=header.pbkdf_iterations,
+                pbkdf_memory=header.pbkdf_memory,
+                pbkdf_parallel=header.pbkdf_parallel,
                 sector_size=header.sector_size,
                 data_offset=header.data_offset,
                 key_file=entry.key_file if entry else None,

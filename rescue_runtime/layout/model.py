@@ -126,6 +126,10 @@ class LuksDevice:
     key_size: int | None = None  # bits
     hash: str | None = None
     pbkdf: str | None = None  # argon2id, argon2i, pbkdf2
+    # The first key slot's PBKDF cost, so recreate can format with the same parameters.
+    pbkdf_iterations: int | None = None  # pbkdf2 iterations, argon2 time cost
+    pbkdf_memory: int | None = None  # argon2 memory cost, KiB
+    pbkdf_parallel: int | None = None  # argon2 threads
     sector_size: int | None = None  # LUKS2 data segment sector size
     data_offset: int | None = None  # bytes
     key_file: str | None = None  # crypttab's key file, when one is configured

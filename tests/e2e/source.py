@@ -351,6 +351,27 @@ class SourceMachine:
         return result
 
 
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below `path`, deepest first (from /proc/self/mountinfo)."""
+    base = os.path.realpath(path)
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4].replace("\\040", " ")
+        if target == base or target.startswith(base + "/"):
+            found.append(target)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that first unmounts what a killed build left mounted below `path`: removing a
+    tree with the host's /dev bound into it would delete the host's device nodes."""
+    for target in mounts_below(path):
+        subprocess.run(["umount", "-l", target], check=False)
+    if mounts_below(path):
+        raise RuntimeError(f"{path} still has mounts below it; not removing it")
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -380,7 +401,7 @@ def _publish(tmp: Path, final: Path) -> Path:
     try:
         tmp.rename(final)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
     return final
 
 
@@ -392,7 +413,7 @@ def base_tree() -> Path:
         return final
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = CACHE / f".tree-{key[:16]}.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp)
     root = tmp / "root"
     root.mkdir(parents=True)
     debs = CACHE / "debs"
@@ -456,7 +477,7 @@ def kernel_version(root: Path) -> str:
 def build_initramfs(base: Path, spec: Spec, output: Path) -> None:
     """mkinitramfs for the spec, on the host, in a chroot of a copy of the base tree."""
     work = output.parent / "initramfs-root"
-    shutil.rmtree(work, ignore_errors=True)
+    remove_tree(work)
     run(["cp", "-a", "--reflink=auto", str(base / "root"), str(work)])
     for name, text in spec.initramfs_etc.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -473,7 +494,7 @@ def build_initramfs(base: Path, spec: Spec, output: Path) -> None:
         for target in reversed(mounted):
             run(["umount", "-l", str(target)])
     shutil.copyfile(work / "boot" / f"initrd.img-{version}", output)
-    shutil.rmtree(work)
+    remove_tree(work)
 
 
 def _provision_script(spec: Spec, version: str) -> str:
@@ -548,7 +569,7 @@ def source_machine(name: str, *, log_dir: Path | None = None) -> SourceMachine:
     if (final / "machine.json").exists():
         return SourceMachine(spec, final, version)
     tmp = CACHE / f".source-{spec.name}-{key[:16]}.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp)
     tmp.mkdir(parents=True)
     build_initramfs(base, spec, tmp / "initrd.img")
     small = tmp / "provision.cpio"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ciskip import opt_in
 from tests.e2e import source
 from tests.e2e.source import SPECS, boot_source, source_machine
 
@@ -28,6 +29,10 @@ echo done
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_source_machine_boots_and_carries_the_test_data(name: str, tmp_path: Path) -> None:
+    if name != "bios-lvm":
+        # Until recover's end-to-end tests use them, the UEFI machines cost a fresh machine
+        # about 15 minutes to build for no other test.
+        opt_in("MKMEDIA_ALL_SOURCES", f"builds and boots the {name} source machine")
     machine = source_machine(name, log_dir=tmp_path)
     job = tmp_path / "job"
     job.mkdir()

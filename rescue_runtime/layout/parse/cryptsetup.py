@@ -19,6 +19,9 @@ class LuksHeader:
     key_size: int | None = None  # bits
     hash: str | None = None
     pbkdf: str | None = None
+    pbkdf_iterations: int | None = None
+    pbkdf_memory: int | None = None  # KiB
+    pbkdf_parallel: int | None = None
     sector_size: int | None = None
     data_offset: int | None = None  # bytes
 
@@ -47,6 +50,7 @@ def parse_dump(text: str) -> LuksHeader:
             key_size=to_int(_field(text, "MK bits")),
             hash=_field(text, "Hash spec"),
             pbkdf="pbkdf2",
+            pbkdf_iterations=to_int(_field(text.partition("ENABLED")[2], "Iterations")),
             sector_size=512,
             data_offset=offset * 512 if offset is not None else None,
         )
@@ -65,6 +69,9 @@ def parse_dump(text: str) -> LuksHeader:
         key_size=int(key.group(1)) if key else None,
         hash=_field(digests, "Hash") or _field(keyslots, "AF hash"),
         pbkdf=_field(keyslots, "PBKDF"),
+        pbkdf_iterations=to_int(_field(keyslots, "Time cost") or _field(keyslots, "Iterations")),
+        pbkdf_memory=to_int(_field(keyslots, "Memory")),
+        pbkdf_parallel=to_int(_field(keyslots, "Threads")),
         sector_size=int(sector.group(1)) if sector else None,
         data_offset=int(seg_offset.group(1)) if seg_offset else None,
     )
@@ -86,6 +93,9 @@ def merge_json_metadata(header: LuksHeader, text: str) -> LuksHeader:
         header.key_size = size * 8 if size else header.key_size
         kdf = slot.get("kdf", {})
         header.pbkdf = kdf.get("type", header.pbkdf)
+        header.pbkdf_iterations = to_int(kdf.get("iterations", kdf.get("time")))
+        header.pbkdf_memory = to_int(kdf.get("memory"))
+        header.pbkdf_parallel = to_int(kdf.get("cpus"))
     digests = data.get("digests", {})
     digest = next(iter(digests.values()), None) if digests else None
     if isinstance(digest, dict) and digest.get("hash"):
