@@ -10,8 +10,8 @@ from rescue_runtime.run import SYSTEM_PATH
 
 INIT_SCRIPT = """\
 #!/usr/bin/python3 -I
-# The rescue system's PID 1: see rescue_runtime/init.
-from rescue_runtime.init import entry
+# The rescue system's PID 1: see rescue_runtime/init/boot.py.
+from rescue_runtime.init.boot import entry
 
 entry()
 """

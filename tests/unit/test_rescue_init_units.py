@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rescue_runtime import cli as rescue_cli
-from rescue_runtime import features, init
+from rescue_runtime import features
+from rescue_runtime.init import boot as init
 from rescue_runtime.init import cmdline, consoles, network, system
 from rescue_runtime.rescueconf import RescueConfig, SavedInterface
 

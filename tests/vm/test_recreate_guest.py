@@ -47,7 +47,7 @@ ESP_STEP = (
 )
 MOUNT_ESP = (
     "mount the ESP",
-    "mkdir -p /mnt/gpt/esp && { mount /dev/vda3 /mnt/gpt/esp || { dmesg | tail -n 5; false; }; }",
+    "mkdir -p /srv/gpt/esp && { mount /dev/vda3 /srv/gpt/esp || { dmesg | tail -n 5; false; }; }",
 )
 
 # Everything down, then signatures off every partition and disk and the first and last
@@ -59,7 +59,9 @@ WIPE_DISKS = " && ".join(
     for d in DISKS
 )
 TEARDOWN = (
-    "findmnt -rn -o TARGET | grep '^/mnt/' | sort -r | xargs -r umount "
+    # The stacks are mounted below /srv; the job disk below /mnt (AUTOEXCLUDE_PATH: not in the
+    # layout) stays as it is.
+    "findmnt -rn -o TARGET | grep '^/srv/' | sort -r | xargs -r umount "
     "&& swapoff -a && lvm_q vgchange -q -an >/dev/null "
     "&& wipefs -a -q /dev/mapper/secure && cryptsetup close secure "
     "&& wipefs -a -q /dev/md0 && mdadm --stop -q /dev/md0 "
@@ -96,7 +98,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def recreated(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recreated]:
     tmp = tmp_path_factory.mktemp("recreate-guest")
-    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate((512, 512, 512, 256))]
+    # the layout guest's disks: vde is its job disk, mounted below /mnt
+    sizes = (512, 512, 512, 256, 64)
+    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate(sizes)]
     machine = Machine(
         kernel=media / "rescue-kernel",
         initrd=media / "rescue-initrd.img",

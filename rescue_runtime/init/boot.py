@@ -1,0 +1,235 @@
+"""/init of the rescue system (PID 1): bring the system up, then keep shells on the consoles.
+
+Every step is guarded: a failure prints what failed on every console and the boot goes on,
+so the rescue system never hangs without a prompt. Step results are recorded in
+/run/mkmedia/init.status (one JSON object a line) for people and tests to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rescue_runtime import features, rescueconf
+from rescue_runtime.init import cmdline, consoles, network, sshd, system
+from rescue_runtime.run import SYSTEM_PATH, run
+
+log = logging.getLogger("mkmedia.init")
+
+STATUS = Path("/run/mkmedia/init.status")
+PATH = ":".join(SYSTEM_PATH)
+
+
+class Boot:
+    def __init__(self, devices: list[str]) -> None:
+        self.devices = devices
+        self.failures: list[str] = []
+
+    def say(self, text: str) -> None:
+        consoles.write_to_consoles(self.devices, text + "\n")
+
+    def step(self, name: str, func: Callable[[], object]) -> object:
+        started = time.monotonic()
+        try:
+            result = func()
+            ok, message = True, "" if result is None else str(result)
+        except Exception as exc:
+            result, ok, message = None, False, f"{type(exc).__name__}: {exc}"
+            self.failures.append(name)
+            self.say(f"mkmedia init: {name} FAILED: {message}")
+            log.exception("step %s failed", name)
+        self.record(name, ok, message, time.monotonic() - started)
+        if ok:
+            self.say(f"mkmedia init: {name}: {message or 'ok'}")
+        return result
+
+    def record(
+        self, name: str, ok: bool, message: str, seconds: float = 0.0, **extra: object
+    ) -> None:
+        entry = {"step": name, "ok": ok, "message": message, "seconds": round(seconds, 3), **extra}
+        try:
+            with STATUS.open("a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+        except OSError:
+            pass
+
+    def not_available(self, name: str, what: str, feature: features.Feature, outcome: str) -> None:
+        """A kernel option asked for what this version cannot do: say so, record it, go on."""
+        message = (
+            f"{what} is not available in this version (mkmedia {feature.name} is not "
+            f"implemented yet); {outcome}"
+        )
+        self.say(f"mkmedia init: {message}")
+        self.record(name, False, message, available=False)
+
+
+def setup_logging(debug: bool) -> None:
+    Path("/run/mkmedia").mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler("/run/mkmedia/init.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("mkmedia")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def network_step(config: rescueconf.RescueConfig, options: cmdline.BootOptions) -> str:
+    if options.ip:
+        configured = []
+        for value in options.ip:
+            configured += network.configure_ip_option(value)
+    elif config.network == "none":
+        return "off (NETWORK=none)"
+    elif config.network == "saved":
+        configured = network.configure_saved(config.saved_interfaces)
+    else:
+        configured = network.configure_dhcp()
+    network.write_resolv_conf(config.nameservers)
+    return ", ".join(configured) if configured else "no interface configured"
+
+
+def udev_step() -> str:
+    if system.start_udev():
+        return "systemd-udevd started"
+    system.load_hardware_drivers()  # no udev: load drivers by the hardware's modaliases
+    return "no udevd: drivers loaded by modalias"
+
+
+def recover_unattended(boot: Boot, config: rescueconf.RescueConfig) -> None:
+    console = boot.devices[-1]
+    boot.say("mkmedia init: unattended recovery starting")
+    fd = os.open(console, os.O_RDWR | os.O_NOCTTY)
+    try:
+        result = run_recover(fd)
+    finally:
+        os.close(fd)
+    if result != 0:
+        boot.say(
+            f"mkmedia init: unattended recovery FAILED (exit status {result}); nothing is "
+            "rebooted. The shell below has the log in /var/log/mkmedia/."
+        )
+        return
+    action = config.unattended_action
+    boot.say(f"mkmedia init: unattended recovery finished; {action}")
+    if action in ("reboot", "poweroff"):
+        power(action)
+
+
+def run_recover(fd: int) -> int:
+    from rescue_runtime.run import spawn
+
+    proc = spawn(
+        [sys.executable, "-m", "rescue_runtime", "recover", "--unattended"],
+        stdin=fd,
+        stdout=fd,
+        stderr=fd,
+    )
+    return proc.wait()
+
+
+def update_option(boot: Boot, url: str) -> None:
+    """mkmedia.update=URL: apply the update, or say this version has none."""
+    if not features.UPDATE.ready:
+        boot.not_available("update", f"mkmedia.update={url}", features.UPDATE, "nothing applied")
+        return
+    boot.step("update", lambda: _update(url))
+
+
+def unattended_option(boot: Boot, config: rescueconf.RescueConfig) -> None:
+    """The `unattended` option: recover without questions, or say this version cannot."""
+    if not features.RECOVER.ready:
+        # nothing to run: say so and leave the shell to the operator
+        outcome = "nothing was run, the shell is ready"
+        boot.not_available("unattended", "unattended recovery", features.RECOVER, outcome)
+        return
+    recover_unattended(boot, config)
+
+
+def power(action: str) -> None:
+    """Reboot or power off through sysrq: no init system to ask in the rescue system."""
+    os.sync()
+    try:
+        trigger = Path("/proc/sysrq-trigger")
+        trigger.write_text("s")
+        trigger.write_text("u")
+        trigger.write_text("b" if action == "reboot" else "o")
+    except OSError as exc:
+        log.error("cannot %s: %s", action, exc)
+
+
+def main() -> None:
+    os.environ.update({"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8"})
+    os.chdir("/")
+    early_error = ""
+    try:
+        system.mount_pseudo_filesystems()
+    except Exception as exc:
+        early_error = f"mkmedia init: mounting the pseudo file systems FAILED: {exc}"
+    try:
+        options = cmdline.parse(Path("/proc/cmdline").read_text())
+    except OSError:
+        options = cmdline.BootOptions()
+    devices = cmdline.console_devices(options.consoles)
+    boot = Boot(devices)
+    if early_error:
+        boot.say(early_error)
+    with contextlib.suppress(OSError):
+        setup_logging(options.debug)
+    config = rescueconf.load()
+    if options.shell:
+        boot.say(consoles.banner(config))
+        boot.say("mkmedia init: mkmedia.shell given: stopped before anything ran")
+        consoles.supervise_shells(devices, config.hostname)
+        return
+    boot.step("kernel messages", lambda: system.quiet_kernel_console(options.debug))
+    boot.step("hostname", lambda: _hostname(config.hostname))
+    boot.step("kernel modules", lambda: _load_recipe_modules(config))
+    boot.step("udev", udev_step)
+    boot.step("network", lambda: network_step(config, options))
+    boot.step("sshd", lambda: sshd.start_sshd(config))
+    if options.update_url:
+        update_option(boot, options.update_url)
+    boot.say(consoles.banner(config))
+    if boot.failures:
+        boot.say("mkmedia init: these steps failed: " + ", ".join(boot.failures))
+    if options.unattended:
+        unattended_option(boot, config)
+    consoles.supervise_shells(devices, config.hostname)
+
+
+def _hostname(name: str) -> str:
+    system.set_hostname(name)
+    return name
+
+
+def _load_recipe_modules(config: rescueconf.RescueConfig) -> str:
+    failed = system.load_modules(config.modules_load)
+    loaded = len(config.modules_load) - len(failed)
+    if failed:
+        return f"{loaded} loaded; not available: {', '.join(failed)}"
+    return f"{loaded} loaded"
+
+
+def _update(url: str) -> str:
+    result = run([sys.executable, "-m", "rescue_runtime", "update", url], check=False)
+    if not result.ok:
+        raise RuntimeError(f"mkmedia update {url} failed: {result.stderr.strip()[-300:]}")
+    return f"applied {url}"
+
+
+def entry() -> None:
+    """Never return: PID 1 exiting panics the kernel. Fall back to a plain shell."""
+    try:
+        main()
+    except BaseException as exc:
+        print(f"mkmedia init: FAILED ({exc}); starting an emergency shell", flush=True)
+    while True:
+        try:
+            os.execv("/bin/sh", ["/bin/sh"])
+        except OSError:
+            time.sleep(10)
