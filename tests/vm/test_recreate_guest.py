@@ -59,9 +59,9 @@ WIPE_DISKS = " && ".join(
     for d in DISKS
 )
 TEARDOWN = (
-    # The stacks are mounted below /srv; the job disk below /mnt (AUTOEXCLUDE_PATH: not in the
-    # layout) stays as it is.
-    "findmnt -rn -o TARGET | grep '^/srv/' | sort -r | xargs -r umount "
+    # The stacks are mounted below /srv (recreated: below /mnt/local); the job disk below /mnt
+    # (AUTOEXCLUDE_PATH: not in the layout) stays as it is.
+    "findmnt -rn -o TARGET | grep -E '^/(srv|mnt/local)(/|$)' | sort -r | xargs -r umount "
     "&& swapoff -a && lvm_q vgchange -q -an >/dev/null "
     "&& wipefs -a -q /dev/mapper/secure && cryptsetup close secure "
     "&& wipefs -a -q /dev/md0 && mdadm --stop -q /dev/md0 "
