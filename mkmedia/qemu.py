@@ -129,6 +129,17 @@ class Machine:
         return args + self.extra
 
 
+def dies_with_parent(argv: list[str]) -> list[str]:
+    """argv run so that the kernel kills the process when the thread that started it dies,
+    by any signal (SIGKILL and a timeout's SIGTERM included, where atexit never runs): no QEMU
+    outlives its test. setpriv (util-linux, always there) sets PR_SET_PDEATHSIG and execs, so
+    the pid stays QEMU's own. Start guests from the test's main thread."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
 class Guest:
     """A running QEMU with its serial console on a pipe; use as a context manager."""
 
@@ -171,7 +182,10 @@ class Guest:
             self._log_file = open(self.console_log, "wb")  # noqa: SIM115 - closed in close()
         self.started_at = time.monotonic()
         self._proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            dies_with_parent(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         _live.add(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
