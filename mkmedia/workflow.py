@@ -26,6 +26,7 @@ from mkmedia.session.artifacts import Artifact
 from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.lock import Owner, read_record
 from mkmedia.session.log import say
+from rescue_runtime import atomic
 from rescue_runtime import workflow as engine
 from rescue_runtime.backup.sources import BackupPlan
 from rescue_runtime.errors import ConfigError
@@ -185,9 +186,7 @@ def make_build_dir(parent: Path) -> Path:
     try:
         # Renamed into place: a reaper reading a half-written record could take a live run's
         # directory for a dead one's.
-        partial = path / f"{OWNER_FILE}.partial"
-        partial.write_text(Owner.current().to_text(), encoding="utf-8")
-        partial.replace(path / OWNER_FILE)
+        atomic.write_text(path / OWNER_FILE, Owner.current().to_text(), durable=False)
     except OSError as exc:
         shutil.rmtree(path, ignore_errors=True)
         raise _unusable(parent, exc.strerror or str(exc)) from exc

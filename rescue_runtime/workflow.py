@@ -5,7 +5,9 @@ A workflow is an ordered list of stages; a stage is an ordered list of small nam
 builder's configuration, the rescue command's options). Running a workflow runs the steps of
 each stage with the user's hooks (executables in HOOKS/<stage>/{pre,post}/) before and after
 it, times each step and wraps an unexpected OSError into a StepError naming the step;
-`describe_plan()` is `--simulate`: what would run, running nothing.
+`describe_plan()` is `--simulate`: what would run, running nothing. A workflow stops at its
+first failing step, unless it `keep_going` (the rescue system's /init: a failed step is
+reported and the boot goes on, so there is always a shell at the end).
 
 The engine is generic: `C` is the context the steps share, `S` what their conditions look at.
 Each side keeps its own registry (a list of steps) and specialises the engine with it.
@@ -38,7 +40,7 @@ class Step(Generic[C, S]):
     stage: str
     order: int
     name: str
-    func: Callable[[C], None]
+    func: Callable[[C], object]  # what it returns goes to run_plan's on_step (a message)
     when: Callable[[S], bool] | None = None
     doc: str = ""
 
@@ -55,9 +57,12 @@ class Workflow:
     name: str
     help: str
     stages: tuple[str, ...]
+    keep_going: bool = False  # a failing step goes to on_step and the next step runs
 
 
 Plan = list[tuple[str, list[Step[C, S]]]]
+# on_step(step, result, error, seconds): error is None when the step succeeded
+OnStep = Callable[[Step[C, S], object, Exception | None, float], None]
 
 
 def register(
@@ -118,35 +123,47 @@ def run_plan(
     planned: Plan[C, S],
     ctx: C,
     *,
-    hooks_dir: Path,
+    hooks_dir: Path | None,
     env: Mapping[str, str],
     cwd: Path | None = None,
     say: Callable[[str], None] = print,
     timings: list[tuple[str, float]] | None = None,
+    on_step: OnStep[C, S] | None = None,
 ) -> list[tuple[str, float]]:
-    """Run the planned steps with the hooks around each stage; each step's time is appended
-    to `timings` as it ends (a failed run keeps those of the steps before), and returned."""
+    """Run the planned steps with the hooks around each stage (none when `hooks_dir` is
+    None); each step's time is appended to `timings` as it ends (a failed run keeps those of
+    the steps before), and returned. `on_step` hears each step's end: its result, or (in a
+    `keep_going` workflow) the exception it failed with."""
     timings = [] if timings is None else timings
     env = {**env, "MKMEDIA_WORKFLOW": workflow.name}
-    check_hooks(hooks_dir, workflow.stages)
+    if hooks_dir is not None:
+        check_hooks(hooks_dir, workflow.stages)
     for stage, steps in planned:
-        run_hooks(hooks_dir, stage, PHASES[0], env, cwd=cwd)
+        if hooks_dir is not None:
+            run_hooks(hooks_dir, stage, PHASES[0], env, cwd=cwd)
         for s in steps:
             say(f"{s.label:<36} {s.doc}")
             t0 = time.monotonic()
+            result: object = None
+            error: Exception | None = None
             try:
-                s.func(ctx)
-            except MkmediaError:
-                raise
-            except OSError as exc:
-                raise StepError(
-                    f"The step {s.label} failed: {exc}.",
-                    hint="The log file holds the details.",
-                ) from exc
+                result = s.func(ctx)
+            except Exception as exc:
+                if not workflow.keep_going:
+                    if isinstance(exc, OSError) and not isinstance(exc, MkmediaError):
+                        raise StepError(
+                            f"The step {s.label} failed: {exc}.",
+                            hint="The log file holds the details.",
+                        ) from exc
+                    raise  # a MkmediaError as it is; a bug with its traceback
+                error = exc
             elapsed = time.monotonic() - t0
             timings.append((s.label, elapsed))
             log.debug("step %s took %.2f s", s.label, elapsed)
-        run_hooks(hooks_dir, stage, PHASES[1], env, cwd=cwd)
+            if on_step is not None:
+                on_step(s, result, error, elapsed)
+        if hooks_dir is not None:
+            run_hooks(hooks_dir, stage, PHASES[1], env, cwd=cwd)
     return timings
 
 

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from rescue_runtime import atomic
 from rescue_runtime.errors import MkmediaError
 from rescue_runtime.run import require, run
 
@@ -44,31 +45,30 @@ def fat_image(
             hint="Keep only boot loader files in the EFI image; the kernel and initrd stay in "
             "the ISO9660 tree.",
         )
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    run(
-        [mkfs, "--invariant", "-i", f"{volume_id:08X}", "-n", label, "-C", tmp, str(size_kib)],
-        what="formatting the EFI boot image",
-    )
-    env = {"SOURCE_DATE_EPOCH": str(epoch), "TZ": "UTC", "MTOOLS_SKIP_CHECK": "1"}
-    staging = work_dir / "efi-staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    directories = sorted({str(Path(name).parent) for name in files} - {"."})
-    made: set[str] = set()
-    for directory in directories:
-        parts = Path(directory).parts
-        for depth in range(1, len(parts) + 1):
-            sub = "/".join(parts[:depth])
-            if sub not in made:
-                run([mmd, "-i", tmp, f"::/{sub}"], env=env, what="creating the EFI boot image")
-                made.add(sub)
-    for index, (name, source) in enumerate(sorted(files.items())):
-        # a private copy whose mtime we may set (mcopy -m keeps it)
-        copy = staging / f"{index}"
-        shutil.copyfile(source, copy)
-        os.utime(copy, (epoch, epoch))
-        run([mcopy, "-m", "-i", tmp, copy, f"::/{name}"], env=env, what="filling the EFI image")
-    shutil.rmtree(staging, ignore_errors=True)
-    os.replace(tmp, output)
+    # an intermediate in the work directory: no fsync
+    with atomic.atomic_path(output, durable=False) as tmp:
+        run(
+            [mkfs, "--invariant", "-i", f"{volume_id:08X}", "-n", label, "-C", tmp, str(size_kib)],
+            what="formatting the EFI boot image",
+        )
+        env = {"SOURCE_DATE_EPOCH": str(epoch), "TZ": "UTC", "MTOOLS_SKIP_CHECK": "1"}
+        staging = work_dir / "efi-staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        directories = sorted({str(Path(name).parent) for name in files} - {"."})
+        made: set[str] = set()
+        for directory in directories:
+            parts = Path(directory).parts
+            for depth in range(1, len(parts) + 1):
+                sub = "/".join(parts[:depth])
+                if sub not in made:
+                    run([mmd, "-i", tmp, f"::/{sub}"], env=env, what="creating the EFI boot image")
+                    made.add(sub)
+        for index, (name, source) in enumerate(sorted(files.items())):
+            # a private copy whose mtime we may set (mcopy -m keeps it)
+            copy = staging / f"{index}"
+            shutil.copyfile(source, copy)
+            os.utime(copy, (epoch, epoch))
+            run([mcopy, "-m", "-i", tmp, copy, f"::/{name}"], env=env, what="filling the EFI image")
+        shutil.rmtree(staging, ignore_errors=True)
     return output

@@ -13,7 +13,6 @@ Layout of the image (Rock Ridge names; ISO9660 8.3 and Joliet names are derived)
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from mkmedia.emit import Artifact, Emitter, bootmenu, efiimage, grub, hybrid, is
 from mkmedia.emit.isotree import BootEntry, IsoTree
 from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
 from mkmedia.session.epoch import source_date_epoch as environment_epoch
+from rescue_runtime import atomic
 from rescue_runtime.errors import ConfigError, MissingError
 
 KERNEL = "/boot/vmlinuz"
@@ -160,13 +160,11 @@ def write_iso(
             raise MissingError(f"The ISO payload directory {source} does not exist.")
         tree.add_tree(name, source)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
     boot = [
         BootEntry("/isolinux/isolinux.bin", boot_info_table=True, load_size=4),
         BootEntry(EFI_IMAGE, efi=True),
     ]
-    try:
+    with atomic.atomic_path(output) as partial:
         with open(partial, "wb") as out:
             blocks = tree.write(
                 out,
@@ -179,9 +177,6 @@ def write_iso(
             )
         esp_sectors = -(-esp.stat().st_size // hybrid.SECTOR)
         hybrid.add_esp_partition(partial, blocks[EFI_IMAGE] * 4, esp_sectors)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     return [Artifact.of(output, "iso")]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from tqdm import tqdm
 from mkmedia.initrd.compress import check_compression, compressing
 from mkmedia.initrd.cpio import CpioWriter
 from mkmedia.initrd.tree import DeviceNode, TreeScan
+from rescue_runtime import atomic
 from rescue_runtime.errors import ConfigError, MissingError
 
 log = logging.getLogger("mkmedia.initrd")
@@ -91,37 +90,25 @@ def pack_tree(
         normalize_owners=normalize_owners,
         extra_nodes=extra_nodes,
     )
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed on success
-        dir=output.parent, prefix=f".{output.name}.", suffix=".tmp", delete=False
-    )
-    tmp = Path(handle.name)
-    try:
-        with (
-            handle,
-            tqdm(
-                total=scan.archive_bytes,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=f"initrd ({compression})",
-                disable=not progress,
-            ) as bar,
-        ):
-            sink = _HashingFile(handle)
-            with compressing(sink, compression, level=chosen, threads=threads) as stream:
-                writer = CpioWriter(
-                    stream, progress=(lambda done: bar.update(done - bar.n)) if progress else None
-                )
-                for entry in scan:
-                    writer.add(entry)
-                writer.finish()
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # a boot file, not a secret (mkstemp creates it 0600)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic.atomic_open(output, mode=0o644) as handle,  # a boot file, not a secret
+        tqdm(
+            total=scan.archive_bytes,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"initrd ({compression})",
+            disable=not progress,
+        ) as bar,
+    ):
+        sink = _HashingFile(handle)
+        with compressing(sink, compression, level=chosen, threads=threads) as stream:
+            writer = CpioWriter(
+                stream, progress=(lambda done: bar.update(done - bar.n)) if progress else None
+            )
+            for entry in scan:
+                writer.add(entry)
+            writer.finish()
     result = PackResult(
         path=output,
         compression=compression,

@@ -28,6 +28,7 @@ from mkmedia.kernel.firmware import FirmwareFile, find_firmware
 from mkmedia.kernel.hostdrivers import host_drivers
 from mkmedia.kernel.modindex import ModuleIndex, has_glob
 from mkmedia.kernel.modinfo import module_firmware
+from rescue_runtime import atomic
 from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.run import require, run
 
@@ -363,19 +364,13 @@ def tree_path(tree: str | os.PathLike[str], relpath: str) -> Path:
 
 def _copy(source: Path, dest: Path) -> None:
     # Write to a temporary name and rename, so a tree never holds half a file.
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copy2(source, tmp)
-    os.replace(tmp, dest)
+    with atomic.atomic_path(dest, durable=False) as tmp:
+        shutil.copy2(source, tmp)
 
 
 def _symlink(text: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(text, tmp)
-    os.replace(tmp, dest)
+    with atomic.atomic_path(dest, durable=False) as tmp:
+        os.symlink(text, tmp)
 
 
 def install_modules(selection: ModuleSelection, tree: str | os.PathLike[str]) -> Path:

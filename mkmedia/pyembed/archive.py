@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rescue_runtime import atomic
+
 # The earliest time a zip header can hold.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -50,8 +52,7 @@ def write_zip(
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     members: list[tuple[str, Path | None]] = [(e.arcname, e.source) for e in entries]
     members += [(d if d.endswith("/") else d + "/", None) for d in directories]
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    with zipfile.ZipFile(tmp, "w") as zf:
+    with atomic.atomic_path(dest, durable=False) as tmp, zipfile.ZipFile(tmp, "w") as zf:
         for arcname, source in sorted(members):
             info = zipfile.ZipInfo(arcname, date_time)
             info.create_system = 3  # Unix, so external_attr holds the mode
@@ -62,6 +63,6 @@ def write_zip(
             info.external_attr = 0o100644 << 16
             info.compress_type = method
             zf.writestr(info, source.read_bytes(), compresslevel=9 if compress else None)
-    if source_date_epoch is not None:
-        os.utime(tmp, (source_date_epoch, source_date_epoch))
-    os.replace(tmp, dest)
+        zf.close()  # before the mtime is set, or closing would touch it again
+        if source_date_epoch is not None:
+            os.utime(tmp, (source_date_epoch, source_date_epoch))

@@ -18,7 +18,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mkmedia.pyembed.archive import ZipEntry, write_zip
+from rescue_runtime import atomic
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError
 from rescue_runtime.run import run, which
 
@@ -363,11 +363,8 @@ def _tree_path(tree: Path, path: PurePosixPath | str) -> Path:
 
 def copy_file(src: Path, dest: Path, mode: int | None = None) -> None:
     """Copy through a temporary name, so a file in the tree is never half-written."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.chmod(tmp, stat.S_IMODE(src.stat().st_mode) if mode is None else mode)
-    os.replace(tmp, dest)
+    chosen = stat.S_IMODE(src.stat().st_mode) if mode is None else mode
+    atomic.copy_file(src, dest, mode=chosen, durable=False)
 
 
 def _symlink(tree: Path, link: PurePosixPath, target: str) -> None:
@@ -426,13 +423,10 @@ def write_script(
     )
     path = PurePosixPath("/usr/bin", name)
     dest = _tree_path(tree, path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    if mtime is not None:
-        os.utime(tmp, (mtime, mtime))
-    os.replace(tmp, dest)
+    with atomic.atomic_path(dest, durable=False, mode=0o755) as tmp:
+        tmp.write_text(text)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
     return path
 
 

@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Sequence
 
 from mkmedia.rootfs.copy import TreeCopier
+from rescue_runtime import atomic
 from rescue_runtime.run import run
 
 # Top-level symlinks of merged-/usr systems: copied as links when they are links on the host,
@@ -71,13 +72,9 @@ HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 def write_file(tree: str, path: str, text: str, mode: int = 0o644) -> None:
     """Write a file into the tree (temporary name, then rename)."""
-    dst = tree + path
-    tmp = dst + ".mkmedia-tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chown(tmp, 0, 0)
-    os.chmod(tmp, mode)
-    os.replace(tmp, dst)
+    with atomic.atomic_path(tree + path, durable=False, mode=mode) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chown(tmp, 0, 0)
 
 
 def make_directories(copier: TreeCopier) -> None:

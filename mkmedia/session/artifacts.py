@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from rescue_runtime import atomic
 
 
 @dataclass(frozen=True)
@@ -36,29 +35,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Never a half-written file (owner-only, as the manifest always was)."""
+    atomic.write_bytes(path, data, mode=0o600)
 
 
 def copy_artifact(source: Path, destination: Path, kind: str) -> Artifact:
-    """Copy to a temporary name beside the destination, then rename: never half a file."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.partial")
-    try:
-        shutil.copyfile(source, partial)
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Copy through a temporary name beside the destination: never half a file."""
+    atomic.copy_file(source, destination)
     return Artifact.of(destination, kind)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from rescue_runtime import atomic
 from rescue_runtime.errors import MkmediaError
 
 MANIFEST_NAME = "backup-manifest.json"
@@ -32,12 +32,7 @@ def sha256_file(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
 
 def write_json_atomic(path: Path, document: dict[str, object]) -> None:
     """Write beside `path` under a temporary name, fsync, rename."""
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w") as f:
-        f.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    atomic.write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def read_manifest(directory: Path) -> dict[str, object]:

@@ -1,7 +1,8 @@
 """/init of the rescue system (PID 1): bring the system up, then keep shells on the consoles.
 
-Every step is guarded: a failure prints what failed on every console and the boot goes on,
-so the rescue system never hangs without a prompt. Step results are recorded in
+The boot steps run on the shared engine (rescue_runtime.workflow) as a `keep_going`
+workflow: every step is guarded, a failure prints what failed on every console and the boot
+goes on, so the rescue system never hangs without a prompt. Step results are recorded in
 /run/mkmedia/init.status (one JSON object a line) for people and tests to read.
 """
 
@@ -13,10 +14,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rescue_runtime import features, rescueconf
+from rescue_runtime import workflow as engine
 from rescue_runtime.init import cmdline, consoles, network, sshd, system
 from rescue_runtime.run import SYSTEM_PATH, run
 
@@ -34,20 +36,28 @@ class Boot:
     def say(self, text: str) -> None:
         consoles.write_to_consoles(self.devices, text + "\n")
 
-    def step(self, name: str, func: Callable[[], object]) -> object:
-        started = time.monotonic()
-        try:
-            result = func()
-            ok, message = True, "" if result is None else str(result)
-        except Exception as exc:
-            result, ok, message = None, False, f"{type(exc).__name__}: {exc}"
-            self.failures.append(name)
-            self.say(f"mkmedia init: {name} FAILED: {message}")
-            log.exception("step %s failed", name)
-        self.record(name, ok, message, time.monotonic() - started)
-        if ok:
+    def finished(
+        self, step: BootStep, result: object, error: Exception | None, seconds: float
+    ) -> None:
+        """The engine's on_step: say on every console how the step ended, and record it."""
+        name = step.name
+        if error is None:
+            message = "" if result is None else str(result)
+            self.record(name, True, message, seconds)
             self.say(f"mkmedia init: {name}: {message or 'ok'}")
-        return result
+            return
+        message = f"{type(error).__name__}: {error}"
+        self.failures.append(name)
+        self.say(f"mkmedia init: {name} FAILED: {message}")
+        log.error("step %s failed", name, exc_info=error)
+        self.record(name, False, message, seconds)
+
+    def run_steps(self, ctx: BootContext, steps: list[BootStep] | None = None) -> None:
+        """Run the boot steps (BOOT_STEPS unless given) that apply to these boot options."""
+        planned = engine.plan(BOOT, BOOT_STEPS if steps is None else steps, ctx.options)
+        engine.run_plan(
+            BOOT, planned, ctx, hooks_dir=None, env=os.environ, say=log.info, on_step=self.finished
+        )
 
     def record(
         self, name: str, ok: bool, message: str, seconds: float = 0.0, **extra: object
@@ -67,6 +77,18 @@ class Boot:
         )
         self.say(f"mkmedia init: {message}")
         self.record(name, False, message, available=False)
+
+
+@dataclass(frozen=True)
+class BootContext:
+    """What the boot steps share: the rescue configuration and the kernel options."""
+
+    config: rescueconf.RescueConfig
+    options: cmdline.BootOptions
+
+
+BootStep = engine.Step[BootContext, cmdline.BootOptions]
+BOOT = engine.Workflow("init", "bring the rescue system up", ("boot",), keep_going=True)
 
 
 def setup_logging(debug: bool) -> None:
@@ -133,11 +155,9 @@ def run_recover(fd: int) -> int:
 
 
 def update_option(boot: Boot, url: str) -> None:
-    """mkmedia.update=URL: apply the update, or say this version has none."""
+    """mkmedia.update=URL in a version without updates: say so (else the update step runs)."""
     if not features.UPDATE.ready:
         boot.not_available("update", f"mkmedia.update={url}", features.UPDATE, "nothing applied")
-        return
-    boot.step("update", lambda: _update(url))
 
 
 def unattended_option(boot: Boot, config: rescueconf.RescueConfig) -> None:
@@ -186,12 +206,7 @@ def main() -> None:
         boot.say("mkmedia init: mkmedia.shell given: stopped before anything ran")
         consoles.supervise_shells(devices, config.hostname)
         return
-    boot.step("kernel messages", lambda: system.quiet_kernel_console(options.debug))
-    boot.step("hostname", lambda: _hostname(config.hostname))
-    boot.step("kernel modules", lambda: _load_recipe_modules(config))
-    boot.step("udev", udev_step)
-    boot.step("network", lambda: network_step(config, options))
-    boot.step("sshd", lambda: sshd.start_sshd(config))
+    boot.run_steps(BootContext(config, options))
     if options.update_url:
         update_option(boot, options.update_url)
     boot.say(consoles.banner(config))
@@ -220,6 +235,25 @@ def _update(url: str) -> str:
     if not result.ok:
         raise RuntimeError(f"mkmedia update {url} failed: {result.stderr.strip()[-300:]}")
     return f"applied {url}"
+
+
+def _update_wanted(options: cmdline.BootOptions) -> bool:
+    return bool(options.update_url) and features.UPDATE.ready
+
+
+# The boot steps, in order; the names are init.status's "step" values. The lambdas look the
+# functions up when they run, so a test may replace one.
+BOOT_STEPS: list[BootStep] = [
+    engine.Step(
+        "boot", 100, "kernel messages", lambda c: system.quiet_kernel_console(c.options.debug)
+    ),
+    engine.Step("boot", 200, "hostname", lambda c: _hostname(c.config.hostname)),
+    engine.Step("boot", 300, "kernel modules", lambda c: _load_recipe_modules(c.config)),
+    engine.Step("boot", 400, "udev", lambda c: udev_step()),
+    engine.Step("boot", 500, "network", lambda c: network_step(c.config, c.options)),
+    engine.Step("boot", 600, "sshd", lambda c: sshd.start_sshd(c.config)),
+    engine.Step("boot", 700, "update", lambda c: _update(c.options.update_url), _update_wanted),
+]
 
 
 def entry() -> None:

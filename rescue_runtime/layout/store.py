@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from rescue_runtime import atomic
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.render import render
@@ -18,18 +18,7 @@ TEXT_NAME = "layout.txt"
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: a reader never sees half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_text(path, text, mode=0o600)
 
 
 def save(layout: Layout, directory: str | os.PathLike[str] = DEFAULT_DIR) -> Path:

@@ -280,7 +280,7 @@ def test_result_counts_match_the_archive(tree: Path, tmp_path: Path) -> None:
     assert result.uncompressed_bytes == result.compressed_bytes == len(data)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 
 
 def test_mtimes_clamped_only_downwards(tree: Path, tmp_path: Path) -> None:

@@ -153,3 +153,43 @@ def test_the_builder_imports_every_step_module() -> None:
     """load_steps() imports a fixed list; a new module in mkmedia/steps/ must be on it."""
     found = {m.name for m in pkgutil.iter_modules(mkmedia.steps.__path__)}
     assert found == set(builder.STEP_MODULES)
+
+
+def _failing_registry() -> list[engine.Step[Toy, str]]:
+    def boom(ctx: Toy) -> None:
+        ctx.calls.append("boom")
+        raise RuntimeError("step broke")
+
+    def after(ctx: Toy) -> str:
+        ctx.calls.append("after")
+        return "fine"
+
+    return [engine.Step("first", 10, "boom", boom), engine.Step("first", 20, "after", after)]
+
+
+def test_keep_going_reports_a_failure_and_runs_on(tmp_path: Path) -> None:
+    lenient = engine.Workflow("lenient", "goes on", ("first",), keep_going=True)
+    heard: list[tuple[str, object, str]] = []
+    ctx = Toy()
+    timings = engine.run_plan(
+        lenient,
+        engine.plan(lenient, _failing_registry(), "any"),
+        ctx,
+        hooks_dir=None,
+        env={},
+        say=len,
+        on_step=lambda s, result, error, _seconds: heard.append((s.name, result, repr(error))),
+    )
+    assert ctx.calls == ["boom", "after"]
+    assert heard == [("boom", None, "RuntimeError('step broke')"), ("after", "fine", "None")]
+    assert [label for label, _ in timings] == ["first/010_boom", "first/020_after"]
+
+
+def test_without_keep_going_the_first_failure_stops(tmp_path: Path) -> None:
+    strict = engine.Workflow("strict", "stops", ("first",))
+    ctx = Toy()
+    with pytest.raises(RuntimeError, match="step broke"):
+        engine.run_plan(
+            strict, engine.plan(strict, _failing_registry(), "any"), ctx, hooks_dir=None, env={}
+        )
+    assert ctx.calls == ["boom"]

@@ -168,7 +168,7 @@ def test_zip_is_reproducible(tmp_path: Path) -> None:
         assert zf.read("z/b.pyc") == b"bee" * 100
     write_zip(two, entries, source_date_epoch=1_700_000_002)
     assert one.read_bytes() != two.read_bytes()
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.partial"))
 
 
 def test_zip_date_time_clamps() -> None:

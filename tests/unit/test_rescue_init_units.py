@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from rescue_runtime import cli as rescue_cli
 from rescue_runtime import features
+from rescue_runtime import workflow as engine
 from rescue_runtime.init import boot as init
 from rescue_runtime.init import cmdline, consoles, network, system
 from rescue_runtime.rescueconf import RescueConfig, SavedInterface
@@ -141,3 +143,44 @@ def test_rescue_config_round_trip() -> None:
     )
     again = RescueConfig.from_json(config.to_json())
     assert again == config
+
+
+def test_a_failing_boot_step_is_reported_everywhere_and_the_boot_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(init, "STATUS", tmp_path / "init.status")
+    # a real terminal (a pty) as the console: it keeps every line, as a screen does
+    master, slave = os.openpty()
+    boot = init.Boot([os.ttyname(slave)])
+
+    def broken(ctx: init.BootContext) -> None:
+        raise RuntimeError("no such device")
+
+    steps: list[init.BootStep] = [
+        engine.Step("boot", 100, "first", broken),
+        engine.Step("boot", 200, "second", lambda ctx: f"host {ctx.config.hostname}"),
+    ]
+    boot.run_steps(init.BootContext(RescueConfig(hostname="h1"), cmdline.BootOptions()), steps)
+    os.set_blocking(master, False)
+    console = os.read(master, 65536).decode()
+    os.close(slave)
+    os.close(master)
+    assert "mkmedia init: first FAILED: RuntimeError: no such device" in console
+    assert "mkmedia init: second: host h1" in console
+    first, second = status_of(tmp_path)
+    assert (first["step"], first["ok"]) == ("first", False)
+    assert "no such device" in str(first["message"])
+    assert (second["step"], second["ok"], second["message"]) == ("second", True, "host h1")
+    assert set(first) == {"step", "ok", "message", "seconds"}, "init.status keeps its format"
+    assert boot.failures == ["first"]
+
+
+def test_boot_steps_in_order_and_update_only_when_asked_and_ready() -> None:
+    def planned(options: cmdline.BootOptions) -> list[str]:
+        ((_stage, steps),) = engine.plan(init.BOOT, init.BOOT_STEPS, options)
+        return [s.name for s in steps]
+
+    base = ["kernel messages", "hostname", "kernel modules", "udev", "network", "sshd"]
+    assert planned(cmdline.BootOptions()) == base
+    asked = cmdline.BootOptions(update_url="http://10.0.2.2/u.tar")
+    assert planned(asked) == base + (["update"] if features.UPDATE.ready else [])
