@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,26 @@ def make_hook(path: Path, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(0o755)
     return path
+
+
+def run_build(
+    config_dir: Path,
+    system: SystemInfo,
+    build_dir: Path,
+    *,
+    sets: Sequence[str] = (),
+    keep_build_dir: bool = False,
+) -> None:
+    """The build workflow on config_dir's configuration and hooks, in build_dir."""
+    config = load_config(config_dir=config_dir, system=system, sets=sets)
+    build_dir.mkdir(exist_ok=True)
+    wf.run_workflow(
+        wf.WORKFLOWS["build"],
+        config,
+        hooks_dir=config_dir / "hooks.d",
+        build_dir=build_dir,
+        keep_build_dir=keep_build_dir,
+    )
 
 
 def test_steps_run_in_stage_then_order(
@@ -54,25 +75,13 @@ def test_steps_run_in_stage_then_order(
     def ramdisk_only(ctx: wf.Context) -> None:
         calls.append("ramdisk")
 
-    config = load_config(config_dir=config_dir, system=fake_system)
     build_dir = tmp_path / "build"
-    build_dir.mkdir()
-    wf.run_workflow(
-        wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
-    )
+    run_build(config_dir, fake_system, build_dir)
     assert calls == ["prep-500", "output-100", "output-200"]
     assert not build_dir.exists(), "the build directory is removed unless kept"
 
     calls.clear()
-    ramdisk = load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=RAMDISK"])
-    build_dir.mkdir()
-    wf.run_workflow(
-        wf.WORKFLOWS["build"],
-        ramdisk,
-        hooks_dir=config_dir / "hooks.d",
-        build_dir=build_dir,
-        keep_build_dir=True,
-    )
+    run_build(config_dir, fake_system, build_dir, sets=["OUTPUT=RAMDISK"], keep_build_dir=True)
     assert calls == ["prep-500", "output-100", "ramdisk", "output-200"]
     assert build_dir.exists()
 
@@ -113,12 +122,7 @@ def test_hooks_run_in_name_order_with_settings_in_env(
         with open(out, "a") as handle:
             handle.write("step\n")
 
-    config = load_config(
-        config_dir=config_dir, system=fake_system, sets=["PROGS=a,b", "OUTPUT=RAMDISK"]
-    )
-    build_dir = tmp_path / "b"
-    build_dir.mkdir()
-    wf.run_workflow(wf.WORKFLOWS["build"], config, hooks_dir=hooks, build_dir=build_dir)
+    run_build(config_dir, fake_system, tmp_path / "b", sets=["PROGS=a,b", "OUTPUT=RAMDISK"])
     assert out.read_text().splitlines() == ["pre1 build", "pre2 RAMDISK prep", "step", "post a b"]
 
 
@@ -136,13 +140,8 @@ def test_failing_hook_stops_the_workflow(
     def write(ctx: wf.Context) -> None:
         ran.append(1)
 
-    config = load_config(config_dir=config_dir, system=fake_system)
-    build_dir = tmp_path / "b"
-    build_dir.mkdir()
     with pytest.raises(StepError) as err:
-        wf.run_workflow(
-            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
-        )
+        run_build(config_dir, fake_system, tmp_path / "b")
     message = str(err.value)
     assert "pre-output hook" in message and "50-check" in message
     assert "exit status 3" in message and "no space on /srv" in message
@@ -158,11 +157,8 @@ def test_non_executable_hook_is_an_error(
 ) -> None:
     hook = make_hook(config_dir / "hooks.d/prep/pre/10-x", "exit 0")
     hook.chmod(0o644)
-    config = load_config(config_dir=config_dir, system=fake_system)
     with pytest.raises(StepError, match="not executable"):
-        wf.run_workflow(
-            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=tmp_path
-        )
+        run_build(config_dir, fake_system, tmp_path)
 
 
 def test_lock_refuses_a_second_run(tmp_path: Path) -> None:
