@@ -18,21 +18,14 @@ from rescue_runtime.layout.capture_disks import DiskLayers
 from rescue_runtime.layout.capture_fs import FilesystemLayers
 from rescue_runtime.layout.capture_mounts import MountLayers
 from rescue_runtime.layout.capture_stacks import StackLayers
-from rescue_runtime.layout.model import (
-    CaptureOptions,
-    Layout,
-)
-from rescue_runtime.layout.parse import (
-    findmnt,
-    lsblk,
-    tables,
-)
+from rescue_runtime.layout.model import CaptureOptions, Layout
+from rescue_runtime.layout.parse import findmnt, lsblk, tables
 from rescue_runtime.layout.probe import Probe, SystemProbe
 from rescue_runtime.layout.select import select
 
 
 class Capture(DiskLayers, StackLayers, FilesystemLayers, MountLayers):
-    """The layers together, in the order capture() calls them."""
+    """All the layers on one state; capture() calls them bottom up."""
 
 
 def capture(

@@ -7,11 +7,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from rescue_runtime.layout.model import (
-    GPT_TYPE_FLAGS,
-    MBR_TYPE_FLAGS,
-    Layout,
-)
+from rescue_runtime.layout.model import GPT_TYPE_FLAGS, MBR_TYPE_FLAGS, Layout
 from rescue_runtime.layout.parse.lsblk import BlockDevice
 from rescue_runtime.layout.probe import Probe
 

@@ -14,14 +14,8 @@ from rescue_runtime.layout.capture_base import (
     partition_flags,
     partition_number,
 )
-from rescue_runtime.layout.model import (
-    Disk,
-    Partition,
-)
-from rescue_runtime.layout.parse import (
-    blkid,
-    sfdisk,
-)
+from rescue_runtime.layout.model import Disk, Partition
+from rescue_runtime.layout.parse import blkid, sfdisk
 
 
 class DiskLayers(CaptureBase):

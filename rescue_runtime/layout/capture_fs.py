@@ -5,22 +5,9 @@ from __future__ import annotations
 
 import re
 
-from rescue_runtime.layout.capture_base import (
-    CONTAINER_TYPES,
-    EXT_TYPES,
-    CaptureBase,
-    Devices,
-)
-from rescue_runtime.layout.model import (
-    BtrfsParams,
-    Filesystem,
-)
-from rescue_runtime.layout.parse import (
-    btrfs,
-    ext,
-    findmnt,
-    xfs,
-)
+from rescue_runtime.layout.capture_base import CONTAINER_TYPES, EXT_TYPES, CaptureBase, Devices
+from rescue_runtime.layout.model import BtrfsParams, Filesystem
+from rescue_runtime.layout.parse import btrfs, ext, findmnt, xfs
 
 
 class FilesystemLayers(CaptureBase):

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 from rescue_runtime.layout import boot as boot_mod
-from rescue_runtime.layout.capture_base import (
-    CaptureBase,
-    Devices,
-)
-from rescue_runtime.layout.model import (
-    Mount,
-)
-from rescue_runtime.layout.parse import (
-    efibootmgr,
-    findmnt,
-    tables,
-)
+from rescue_runtime.layout.capture_base import CaptureBase, Devices
+from rescue_runtime.layout.model import Mount
+from rescue_runtime.layout.parse import efibootmgr, findmnt, tables
 
 
 class MountLayers(CaptureBase):

@@ -5,21 +5,9 @@ from __future__ import annotations
 import os
 
 from rescue_runtime.errors import CommandError
-from rescue_runtime.layout.capture_base import (
-    CaptureBase,
-    Devices,
-)
-from rescue_runtime.layout.model import (
-    LuksDevice,
-    MdArray,
-)
-from rescue_runtime.layout.parse import (
-    cryptsetup,
-    lvm,
-    mdadm,
-    multipath,
-    tables,
-)
+from rescue_runtime.layout.capture_base import CaptureBase, Devices
+from rescue_runtime.layout.model import LuksDevice, MdArray
+from rescue_runtime.layout.parse import cryptsetup, lvm, mdadm, multipath, tables
 
 
 class StackLayers(CaptureBase):
