@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
-import signal
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.bench_initrd import build_sample_tree, default_kernel, tree_bytes
+from bench.bench_initrd import bench_workdir, sample_tree
 from rescue_runtime.backup.netfs import VOLUME_NAME, Netfs
 from rescue_runtime.backup.sources import BackupPlan, Source
-from rescue_runtime.run import require, run
+from rescue_runtime.run import run
 
 # ReaR 2.7's create and restore options (backup/NETFS/default/500_make_backup.sh and
 # restore/NETFS/default/400_restore_backup.sh) with BACKUP_PROG_OPTIONS=(--anchored).
@@ -83,19 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, help="back up this tree instead of the sample tree")
     parser.add_argument("--workdir", type=Path, help="where the sample tree and outputs go")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    for program in ("tar", "zstd", "gzip", "cp"):
-        require(program)
-
-    work = Path(tempfile.mkdtemp(prefix="bench-backup-", dir=args.workdir))
-    try:
-        tree = args.tree
-        if tree is None:
-            tree = work / "tree"
-            print(f"building the sample tree in {tree} ...", flush=True)
-            build_sample_tree(tree, default_kernel())
-        files, size = tree_bytes(tree)
-        print(f"tree: {tree}: {files} files, {size / 1e6:.1f} MB", flush=True)
+    with bench_workdir("bench-backup-", args.workdir, ("tar", "zstd", "gzip", "cp")) as work:
+        tree, size = sample_tree(args.tree, work, None)
         out = work / "out"
         out.mkdir()
         plan = BackupPlan(root=str(tree), sources=[Source("/", "mount", "-", "-")])
@@ -144,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
         table("restore (MiB/s of file data)", restores, size)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -13,6 +13,7 @@ Times vary with the machine's load; the ratios are measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -21,7 +22,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,34 @@ def pipeline(tree: Path, command: str, output: Path) -> Callable[[], object]:
     return lambda: run(["sh", "-c", script], cwd=tree, what="running the baseline")
 
 
+@contextlib.contextmanager
+def bench_workdir(prefix: str, parent: Path | None, programs: Sequence[str]) -> Iterator[Path]:
+    """A fresh work directory (below `parent` when given), removed afterwards, once the
+    programs the baselines run are found."""
+    # A plain `kill` still removes the sample tree (finally runs on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    for program in programs:
+        require(program)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def sample_tree(tree: Path | None, work: Path, kernel: str | None) -> tuple[Path, int]:
+    """`tree`, or the sample tree built in `work` with `kernel`'s drivers (default: the
+    newest installed), and its bytes of file data (printed)."""
+    if tree is None:
+        tree = work / "tree"
+        kernel = kernel or default_kernel()
+        print(f"building the sample tree in {tree} (kernel {kernel}) ...", flush=True)
+        build_sample_tree(tree, kernel)
+    files, size = tree_bytes(tree)
+    print(f"tree: {tree}: {files} files, {size / 1e6:.1f} MB", flush=True)
+    return tree, size
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, help="pack this tree instead of the sample tree")
@@ -101,21 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where the sample tree and outputs go")
     parser.add_argument("--levels", default="", help="zstd levels to tabulate, e.g. 1,3,6,19")
     args = parser.parse_args(argv)
-    # A plain `kill` still removes the sample tree (finally runs on SystemExit).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    for program in ("cp", "cpio", "zstd", "gzip", "find", "sort"):
-        require(program)
-
-    work = Path(tempfile.mkdtemp(prefix="bench-initrd-", dir=args.workdir))
-    try:
-        tree = args.tree
-        if tree is None:
-            tree = work / "tree"
-            kernel = args.kernel or default_kernel()
-            print(f"building the sample tree in {tree} (kernel {kernel}) ...", flush=True)
-            build_sample_tree(tree, kernel)
-        files, size = tree_bytes(tree)
-        print(f"tree: {tree}: {files} files, {size / 1e6:.1f} MB\n", flush=True)
+    programs = ("cp", "cpio", "zstd", "gzip", "find", "sort")
+    with bench_workdir("bench-initrd-", args.workdir, programs) as work:
+        tree, size = sample_tree(args.tree, work, args.kernel)
+        print()
         out = work / "out"
         out.mkdir()
 
@@ -161,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 target.unlink()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -22,14 +22,14 @@ from rescue_runtime import rescueconf
 from rescue_runtime import workflow as engine
 from rescue_runtime.errors import EXIT_OK, UsageError
 from rescue_runtime.layout.model import Layout
-from rescue_runtime.layout.store import DEFAULT_DIR, load
+from rescue_runtime.layout.store import load
 from rescue_runtime.recover.activate import (
-    DEFAULT_TARGET,
     Activator,
     deactivate,
     require_tools,
 )
 from rescue_runtime.recover.activate import Step as Action
+from rescue_runtime.recover.options import add_layout_parser
 
 log = logging.getLogger("mkmedia.mountonly")
 
@@ -162,14 +162,12 @@ def add_mountonly_parsers(
     subparsers: argparse._SubParsersAction,
     parents: Sequence[argparse.ArgumentParser] = (),
 ) -> None:
-    p = subparsers.add_parser(
+    p = add_layout_parser(
+        subparsers,
         "mountonly",
         help="open, assemble, activate and mount the saved layout under /mnt/local for repair",
-        parents=list(parents),
-    )
-    p.add_argument("--dir", default=DEFAULT_DIR, help=f"layout directory (default {DEFAULT_DIR})")
-    p.add_argument(
-        "--target", default=DEFAULT_TARGET, help=f"where to mount it (default {DEFAULT_TARGET})"
+        target_is="where to mount it",
+        parents=parents,
     )
     p.add_argument("--ro", action="store_true", help="mount the file systems read-only")
     p.add_argument(

@@ -48,68 +48,37 @@ class Difference:
         return f"changed: {self.id} {self.field}: {show(self.old)} -> {show(self.new)}"
 
 
+# The fields of each kind of component that recovery depends on; a list compares sorted.
+SIGNIFICANT: dict[type, tuple[str, ...]] = {
+    Disk: ("size", "logical_sector_size", "table", "table_id"),
+    Partition: ("number", "start", "size", "type", "name", "uuid", "flags", "kind"),
+    Multipath: ("wwid", "size"),
+    MdArray: (
+        "level",
+        "metadata",
+        "uuid",
+        "chunk_size",
+        "layout",
+        "raid_devices",
+        "members",
+        "size",
+    ),
+    LuksDevice: ("device", "version", "uuid", "label", "cipher", "key_size", "sector_size"),
+    PhysicalVolume: ("uuid", "vg", "size"),
+    VolumeGroup: ("uuid", "extent_size", "pvs"),
+    LogicalVolume: ("uuid", "size", "segtype", "stripes", "stripe_size", "pool"),
+    Filesystem: ("fstype", "uuid", "label"),
+    Mount: ("device", "fstype", "fsroot", "fstab_spec"),
+}
+
+
 def significant(node: object) -> dict[str, object]:
     """The fields of a component that recovery depends on."""
-    if isinstance(node, Disk):
-        return {
-            "size": node.size,
-            "logical_sector_size": node.logical_sector_size,
-            "table": node.table,
-            "table_id": node.table_id,
-        }
-    if isinstance(node, Partition):
-        return {
-            "number": node.number,
-            "start": node.start,
-            "size": node.size,
-            "type": node.type,
-            "name": node.name,
-            "uuid": node.uuid,
-            "flags": sorted(node.flags),
-            "kind": node.kind,
-        }
-    if isinstance(node, Multipath):
-        return {"wwid": node.wwid, "size": node.size}
-    if isinstance(node, MdArray):
-        return {
-            "level": node.level,
-            "metadata": node.metadata,
-            "uuid": node.uuid,
-            "chunk_size": node.chunk_size,
-            "layout": node.layout,
-            "raid_devices": node.raid_devices,
-            "members": sorted(node.members),
-            "size": node.size,
-        }
-    if isinstance(node, LuksDevice):
-        return {
-            "device": node.device,
-            "version": node.version,
-            "uuid": node.uuid,
-            "label": node.label,
-            "cipher": node.cipher,
-            "key_size": node.key_size,
-            "sector_size": node.sector_size,
-        }
-    if isinstance(node, PhysicalVolume):
-        return {"uuid": node.uuid, "vg": node.vg, "size": node.size}
-    if isinstance(node, VolumeGroup):
-        return {"uuid": node.uuid, "extent_size": node.extent_size, "pvs": sorted(node.pvs)}
-    if isinstance(node, LogicalVolume):
-        return {
-            "uuid": node.uuid,
-            "size": node.size,
-            "segtype": node.segtype,
-            "stripes": node.stripes,
-            "stripe_size": node.stripe_size,
-            "pool": node.pool,
-        }
+    fields: dict[str, object] = {}
+    for name in SIGNIFICANT.get(type(node), ()):
+        value = getattr(node, name)
+        fields[name] = sorted(value) if isinstance(value, list) else value
     if isinstance(node, Filesystem):
-        fields: dict[str, object] = {
-            "fstype": node.fstype,
-            "uuid": node.uuid,
-            "label": node.label,
-        }
         if node.ext:
             fields["ext.features"] = sorted(node.ext.features)
             fields["ext.block_size"] = node.ext.block_size
@@ -124,15 +93,7 @@ def significant(node: object) -> dict[str, object]:
             fields["btrfs.devices"] = sorted(node.btrfs.devices)
             fields["btrfs.subvolumes"] = sorted((s.id, s.path) for s in node.btrfs.subvolumes)
             fields["btrfs.default_subvolume"] = node.btrfs.default_subvolume
-        return fields
-    if isinstance(node, Mount):
-        return {
-            "device": node.device,
-            "fstype": node.fstype,
-            "fsroot": node.fsroot,
-            "fstab_spec": node.fstab_spec,
-        }
-    return {}
+    return fields
 
 
 def compare(old: Layout, new: Layout) -> list[Difference]:

@@ -23,11 +23,11 @@ from rescue_runtime.errors import CommandError, ConfigError, MissingError, Mkmed
 from rescue_runtime.layout.graph import build_graph, dm_name
 from rescue_runtime.layout.model import Layout, LuksDevice, MdArray, Mount, VolumeGroup
 from rescue_runtime.recover.activate_state import Entry, State, StateFile, _now
+from rescue_runtime.recover.options import DEFAULT_TARGET
 from rescue_runtime.run import run, which
 
 log = logging.getLogger("mkmedia.activate")
 
-DEFAULT_TARGET = "/mnt/local"
 PASSPHRASE_TRIES = 3
 # fstab options that are about when and by whom to mount, not for mount(8) here.
 NOT_FOR_MOUNT = frozenset(

@@ -29,9 +29,9 @@ from rescue_runtime.layout.model import (
 )
 from rescue_runtime.layout.serial import to_json
 from rescue_runtime.recover import recreate_disk, recreate_fs, recreate_stack
+from rescue_runtime.recover.options import DEFAULT_TARGET
 from rescue_runtime.recover.recreate_block import Block, quote
 
-DEFAULT_TARGET = "/mnt/local"
 SCRIPT_DIR = "/var/lib/mkmedia/recreate"
 # Key files live in the rescue system's RAM (/run), never on a target disk.
 KEY_DIR = "/run/mkmedia/recreate/keys"

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rescue_runtime.errors import EXIT_FAILURE, EXIT_OK, MissingError, UsageError
-from rescue_runtime.layout.store import DEFAULT_DIR, _write_atomic, load
-from rescue_runtime.recover.recreate import DEFAULT_TARGET, SCRIPT_DIR, generate
+from rescue_runtime.layout.store import _write_atomic, load
+from rescue_runtime.recover.options import add_layout_parser
+from rescue_runtime.recover.recreate import SCRIPT_DIR, generate
 from rescue_runtime.rescueconf import RESCUE_CONF
 from rescue_runtime.run import spawn, which
 
@@ -98,14 +99,12 @@ def cmd_layoutonly(args: argparse.Namespace) -> int:
 def add_layoutonly_parser(
     subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
 ) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_layout_parser(
+        subparsers,
         "layoutonly",
         help="recreate the saved disk layout (partitions ... mounts) and stop",
-        parents=list(parents),
-    )
-    p.add_argument("--dir", default=DEFAULT_DIR, help=f"layout directory (default {DEFAULT_DIR})")
-    p.add_argument(
-        "--target", default=DEFAULT_TARGET, help=f"mount the result here (default {DEFAULT_TARGET})"
+        target_is="mount the result here",
+        parents=parents,
     )
     p.add_argument(
         "--script-dir",

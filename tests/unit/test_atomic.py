@@ -77,8 +77,6 @@ ALLOWED = {
     ("mkmedia/rootfs/copy.py", "_file"): "rescue-tree copier: hard links in the build tree",
     ("mkmedia/rootfs/copy.py", "_replace_symlink"): "rescue-tree copier: symlinks in the tree",
     ("mkmedia/pyembed/probe.py", "save"): "runs alone under the host's python -S: no imports",
-    ("rescue_runtime/layout/capture.py", "backup_header"): "cryptsetup names the file; layout/ "
-    "is the dedupe branch's to change",
 }
 
 

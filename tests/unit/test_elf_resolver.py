@@ -66,14 +66,20 @@ def app(tmp_path: Path) -> Path:
     # libb.so.1 -> libb.so.1.0: the symlink a package would carry.
     shared(lib / "libb.so.1.0", "libb.so.1")
     (lib / "libb.so.1").symlink_to("libb.so.1.0")
-    shared(
+    build_liba(lib)
+    return tmp_path / "app"
+
+
+def build_liba(lib: Path, *flags: str) -> Path:
+    """lib/liba.so.1, whose g() calls libb's f(), linked with these extra flags."""
+    return shared(
         lib / "liba.so.1",
         "liba.so.1",
         "int f(void); int g(void){return f();}",
         f"-L{lib}",
         "-l:libb.so.1",
+        *flags,
     )
-    return tmp_path / "app"
 
 
 def build_prog(app: Path, name: str, dtags: str) -> Path:
@@ -115,16 +121,7 @@ def test_runpath_is_not_inherited(app: Path) -> None:
 def test_runpath_of_a_library_applies_to_its_own_needs(app: Path) -> None:
     # liba gets its own RUNPATH: then libb is found although the program's RUNPATH is not
     # inherited.
-    lib = app / "lib"
-    shared(
-        lib / "liba.so.1",
-        "liba.so.1",
-        "int f(void); int g(void){return f();}",
-        f"-L{lib}",
-        "-l:libb.so.1",
-        "-Wl,-rpath,${ORIGIN}",
-        "-Wl,--enable-new-dtags",
-    )
+    build_liba(app / "lib", "-Wl,-rpath,${ORIGIN}", "-Wl,--enable-new-dtags")
     prog = build_prog(app, "prog", "enable")
     paths, missing = ElfResolver().libraries_of(str(prog))
     assert missing == []

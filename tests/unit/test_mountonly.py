@@ -5,14 +5,12 @@ devices) and tests/vm/test_mountonly_guest.py (MD, LUKS and LVM in QEMU)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from rescue_runtime import cli
 from rescue_runtime.errors import UsageError
-from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.graph import build_graph
 from rescue_runtime.layout.model import Layout, Mount
 from rescue_runtime.mountonly import parse_key_files
@@ -38,20 +36,8 @@ from rescue_runtime.recover.activate_state import (
     read_breadcrumb,
     require_known_disk_state,
 )
-from tests.unit.test_layout_capture_stack import ReplayProbe
-from tests.unit.test_layout_guest_replay import REPLAY, GuestReplay
 
 REFUSAL = "the disks are no longer in a known state: reboot the rescue system first"
-
-
-@pytest.fixture(scope="module")
-def guest_layout() -> Layout:
-    return capture("/", probe=GuestReplay(json.loads(REPLAY.read_text())))
-
-
-@pytest.fixture(scope="module")
-def stack_layout() -> Layout:
-    return capture("/", exclude_disks=["/dev/vdd"], probe=ReplayProbe())
 
 
 def labels(steps: list[Step]) -> list[str]:

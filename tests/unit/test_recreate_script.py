@@ -9,7 +9,6 @@ built on them, a guard around every component, and only the layout's disks writt
 from __future__ import annotations
 
 import copy
-import json
 import re
 import shlex
 from pathlib import Path
@@ -17,26 +16,13 @@ from pathlib import Path
 import pytest
 
 from rescue_runtime.cli import main
-from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.graph import build_graph
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.store import save
 from rescue_runtime.recover.recreate import RecreatePlan, generate
 from rescue_runtime.run import run
-from tests.unit.test_layout_capture_stack import ReplayProbe
-from tests.unit.test_layout_guest_replay import REPLAY, GuestReplay
 
 BLOCK = re.compile(r"^if begin (\S+)(?: \S+)?; then\n(.*?)^    finish\nfi$", re.M | re.S)
-
-
-@pytest.fixture(scope="module")
-def guest_layout() -> Layout:
-    return capture("/", probe=GuestReplay(json.loads(REPLAY.read_text())))
-
-
-@pytest.fixture(scope="module")
-def stack_layout() -> Layout:
-    return capture("/", exclude_disks=["/dev/vdd"], probe=ReplayProbe())
 
 
 @pytest.fixture(scope="module", params=["guest", "stack"])

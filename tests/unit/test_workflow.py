@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mkmedia import workflow as wf
-from mkmedia.config import load_config
+from mkmedia.config import Config, load_config
 from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.session.lock import RunLock
 from rescue_runtime.errors import LockError, StepError
@@ -29,13 +31,43 @@ def make_hook(path: Path, body: str) -> Path:
     return path
 
 
-def test_steps_run_in_stage_then_order(
-    registry: list[wf.Step],
-    data_dir: Path,
-    config_dir: Path,
-    fake_system: SystemInfo,
-    tmp_path: Path,
-) -> None:
+@dataclass
+class Project:
+    """A configuration directory (its hooks in hooks.d) on a made-up host, with the
+    workflow's steps limited to the ones a test registers."""
+
+    config_dir: Path
+    system: SystemInfo
+
+    @property
+    def hooks(self) -> Path:
+        return self.config_dir / "hooks.d"
+
+    def config(self, sets: Sequence[str] = ()) -> Config:
+        return load_config(config_dir=self.config_dir, system=self.system, sets=sets)
+
+    def build(
+        self, build_dir: Path, *, sets: Sequence[str] = (), keep_build_dir: bool = False
+    ) -> None:
+        """The build workflow with this configuration and hooks, in build_dir."""
+        build_dir.mkdir(exist_ok=True)
+        wf.run_workflow(
+            wf.WORKFLOWS["build"],
+            self.config(sets),
+            hooks_dir=self.hooks,
+            build_dir=build_dir,
+            keep_build_dir=keep_build_dir,
+        )
+
+
+@pytest.fixture
+def project(
+    registry: list[wf.Step], data_dir: Path, config_dir: Path, fake_system: SystemInfo
+) -> Project:
+    return Project(config_dir, fake_system)
+
+
+def test_steps_run_in_stage_then_order(project: Project, tmp_path: Path) -> None:
     calls: list[str] = []
 
     @wf.step("output", 200)
@@ -54,32 +86,18 @@ def test_steps_run_in_stage_then_order(
     def ramdisk_only(ctx: wf.Context) -> None:
         calls.append("ramdisk")
 
-    config = load_config(config_dir=config_dir, system=fake_system)
     build_dir = tmp_path / "build"
-    build_dir.mkdir()
-    wf.run_workflow(
-        wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
-    )
+    project.build(build_dir)
     assert calls == ["prep-500", "output-100", "output-200"]
     assert not build_dir.exists(), "the build directory is removed unless kept"
 
     calls.clear()
-    ramdisk = load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=RAMDISK"])
-    build_dir.mkdir()
-    wf.run_workflow(
-        wf.WORKFLOWS["build"],
-        ramdisk,
-        hooks_dir=config_dir / "hooks.d",
-        build_dir=build_dir,
-        keep_build_dir=True,
-    )
+    project.build(build_dir, sets=["OUTPUT=RAMDISK"], keep_build_dir=True)
     assert calls == ["prep-500", "output-100", "ramdisk", "output-200"]
     assert build_dir.exists()
 
 
-def test_simulate_lists_steps_and_hooks_without_running(
-    registry: list[wf.Step], data_dir: Path, config_dir: Path, fake_system: SystemInfo
-) -> None:
+def test_simulate_lists_steps_and_hooks_without_running(project: Project) -> None:
     ran = []
 
     @wf.step("rootfs", 100)
@@ -87,23 +105,16 @@ def test_simulate_lists_steps_and_hooks_without_running(
         """Assemble the tree."""
         ran.append(1)
 
-    make_hook(config_dir / "hooks.d/rootfs/pre/10-note", "exit 0")
-    config = load_config(config_dir=config_dir, system=fake_system)
-    text = wf.describe_plan(wf.WORKFLOWS["build"], config, config_dir / "hooks.d")
+    make_hook(project.hooks / "rootfs/pre/10-note", "exit 0")
+    text = wf.describe_plan(wf.WORKFLOWS["build"], project.config(), project.hooks)
     assert "rootfs/100_assemble" in text and "Assemble the tree." in text
     assert "hook   pre  " in text and "10-note" in text
     assert ran == []
 
 
-def test_hooks_run_in_name_order_with_settings_in_env(
-    registry: list[wf.Step],
-    data_dir: Path,
-    config_dir: Path,
-    fake_system: SystemInfo,
-    tmp_path: Path,
-) -> None:
+def test_hooks_run_in_name_order_with_settings_in_env(project: Project, tmp_path: Path) -> None:
     out = tmp_path / "hooks.out"
-    hooks = config_dir / "hooks.d"
+    hooks = project.hooks
     make_hook(hooks / "prep/pre/20-second", f'echo "pre2 $OUTPUT $MKMEDIA_STAGE" >> {out}')
     make_hook(hooks / "prep/pre/10-first", f'echo "pre1 $MKMEDIA_WORKFLOW" >> {out}')
     make_hook(hooks / "prep/post/10-after", f'echo "post $PROGS" >> {out}')
@@ -113,56 +124,31 @@ def test_hooks_run_in_name_order_with_settings_in_env(
         with open(out, "a") as handle:
             handle.write("step\n")
 
-    config = load_config(
-        config_dir=config_dir, system=fake_system, sets=["PROGS=a,b", "OUTPUT=RAMDISK"]
-    )
-    build_dir = tmp_path / "b"
-    build_dir.mkdir()
-    wf.run_workflow(wf.WORKFLOWS["build"], config, hooks_dir=hooks, build_dir=build_dir)
+    project.build(tmp_path / "b", sets=["PROGS=a,b", "OUTPUT=RAMDISK"])
     assert out.read_text().splitlines() == ["pre1 build", "pre2 RAMDISK prep", "step", "post a b"]
 
 
-def test_failing_hook_stops_the_workflow(
-    registry: list[wf.Step],
-    data_dir: Path,
-    config_dir: Path,
-    fake_system: SystemInfo,
-    tmp_path: Path,
-) -> None:
+def test_failing_hook_stops_the_workflow(project: Project, tmp_path: Path) -> None:
     ran = []
-    make_hook(config_dir / "hooks.d/output/pre/50-check", "echo 'no space on /srv' >&2; exit 3")
+    make_hook(project.hooks / "output/pre/50-check", "echo 'no space on /srv' >&2; exit 3")
 
     @wf.step("output", 100)
     def write(ctx: wf.Context) -> None:
         ran.append(1)
 
-    config = load_config(config_dir=config_dir, system=fake_system)
-    build_dir = tmp_path / "b"
-    build_dir.mkdir()
     with pytest.raises(StepError) as err:
-        wf.run_workflow(
-            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=build_dir
-        )
+        project.build(tmp_path / "b")
     message = str(err.value)
     assert "pre-output hook" in message and "50-check" in message
     assert "exit status 3" in message and "no space on /srv" in message
     assert ran == []
 
 
-def test_non_executable_hook_is_an_error(
-    registry: list[wf.Step],
-    data_dir: Path,
-    config_dir: Path,
-    fake_system: SystemInfo,
-    tmp_path: Path,
-) -> None:
-    hook = make_hook(config_dir / "hooks.d/prep/pre/10-x", "exit 0")
+def test_non_executable_hook_is_an_error(project: Project, tmp_path: Path) -> None:
+    hook = make_hook(project.hooks / "prep/pre/10-x", "exit 0")
     hook.chmod(0o644)
-    config = load_config(config_dir=config_dir, system=fake_system)
     with pytest.raises(StepError, match="not executable"):
-        wf.run_workflow(
-            wf.WORKFLOWS["build"], config, hooks_dir=config_dir / "hooks.d", build_dir=tmp_path
-        )
+        project.build(tmp_path)
 
 
 def test_lock_refuses_a_second_run(tmp_path: Path) -> None:

@@ -17,11 +17,12 @@ which AUTOEXCLUDE_PATH leaves out.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import os
 import subprocess
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +168,32 @@ def blank_disk(path: Path, size_mib: int) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def storage_guest(
+    media: Path,
+    tmp: Path,
+    sizes: Sequence[int],
+    *,
+    nvme: int | None = None,
+    deadline: float,
+    name: str,
+) -> Iterator[Guest]:
+    """The rescue media booted to its prompt with blank virtio disks of these sizes (MiB),
+    vd0.img ... in `tmp`, and an NVMe disk of `nvme` MiB when given; no network."""
+    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate(sizes)]
+    machine = Machine(
+        kernel=media / "rescue-kernel",
+        initrd=media / "rescue-initrd.img",
+        append="console=ttyS0,115200",
+        disks=disks,
+        nvme_disks=[blank_disk(tmp / "nvme.img", nvme)] if nvme else [],
+        network=False,
+    )
+    with Guest(machine, deadline=deadline, console_log=tmp / "console.log", name=name) as guest:
+        guest.expect(PROMPT, BOOT_TIMEOUT)
+        yield guest
+
+
 def sh(guest: Guest, command: str, what: str = "", timeout: float = STEP_TIMEOUT) -> str:
     status, out = guest.shell(command, timeout)
     assert status == 0, f"{what or command} failed ({status}):\n{out}"
@@ -224,17 +251,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stacks(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
     tmp = tmp_path_factory.mktemp("layout-guest")
     sizes = (512, 512, 512, 256, 64)
-    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate(sizes)]
-    machine = Machine(
-        kernel=media / "rescue-kernel",
-        initrd=media / "rescue-initrd.img",
-        append="console=ttyS0,115200",
-        disks=disks,
-        nvme_disks=[blank_disk(tmp / "nvme.img", 256)],
-        network=False,
-    )
-    with Guest(machine, deadline=3600, console_log=tmp / "console.log", name="storage") as guest:
-        guest.expect(PROMPT, BOOT_TIMEOUT)
+    with storage_guest(media, tmp, sizes, nvme=256, deadline=3600, name="storage") as guest:
         for what, command in STEPS:
             sh(guest, command, what)
         save = sh(guest, "mkmedia layout save --dir /tmp/layout", "layout save")

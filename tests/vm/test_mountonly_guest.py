@@ -17,17 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.qemu import Guest, Machine
+from mkmedia.qemu import Guest
 from tests.rescue_build import REPO, build_media
 from tests.vm.test_layout_guest import (
-    BOOT_TIMEOUT,
     LVM,
-    PROMPT,
     SMALL_XFS,
     STEP_TIMEOUT,
-    blank_disk,
     fs_uuid,
     sh,
+    storage_guest,
 )
 
 pytestmark = pytest.mark.vm
@@ -134,16 +132,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def guest(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     tmp = tmp_path_factory.mktemp("mountonly-guest")
-    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate((512, 256, 256, 256))]
-    machine = Machine(
-        kernel=media / "rescue-kernel",
-        initrd=media / "rescue-initrd.img",
-        append="console=ttyS0,115200",
-        disks=disks,
-        network=False,
-    )
-    with Guest(machine, deadline=3600, console_log=tmp / "console.log", name="mountonly") as g:
-        g.expect(PROMPT, BOOT_TIMEOUT)
+    with storage_guest(media, tmp, (512, 256, 256, 256), deadline=3600, name="mountonly") as g:
         for what, command in BUILD:
             sh(g, command, what)
         nothing_up(g)

@@ -19,19 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.qemu import Guest, Machine
+from mkmedia.qemu import Guest
 from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.serial import from_json
 from tests.rescue_build import build_media
 from tests.vm.test_layout_guest import (
-    BOOT_TIMEOUT,
-    PROMPT,
     RECIPE,
     STEPS,
-    blank_disk,
     fetch,
     sh,
+    storage_guest,
 )
 
 pytestmark = pytest.mark.vm
@@ -100,17 +98,7 @@ def recreated(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     tmp = tmp_path_factory.mktemp("recreate-guest")
     # the layout guest's disks: vde is its job disk, mounted below /mnt
     sizes = (512, 512, 512, 256, 64)
-    disks = [blank_disk(tmp / f"vd{i}.img", size) for i, size in enumerate(sizes)]
-    machine = Machine(
-        kernel=media / "rescue-kernel",
-        initrd=media / "rescue-initrd.img",
-        append="console=ttyS0,115200",
-        disks=disks,
-        nvme_disks=[blank_disk(tmp / "nvme.img", 256)],
-        network=False,
-    )
-    with Guest(machine, deadline=5400, console_log=tmp / "console.log", name="recreate") as guest:
-        guest.expect(PROMPT, BOOT_TIMEOUT)
+    with storage_guest(media, tmp, sizes, nvme=256, deadline=5400, name="recreate") as guest:
         steps = list(STEPS)
         steps.insert(2, ESP_STEP)
         for what, command in [*steps, MOUNT_ESP]:

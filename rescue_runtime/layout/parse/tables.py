@@ -4,6 +4,7 @@ mdadm.conf."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -15,6 +16,15 @@ def _unescape(field_text: str) -> str:
         .replace("\\012", "\n")
         .replace("\\134", "\\")
     )
+
+
+def _rows(text: str, columns: int) -> Iterator[list[str]]:
+    """The white-space separated fields of each line that is not blank, a comment, or shorter
+    than `columns` fields (fstab and crypttab skip such lines as their readers do)."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= columns and not parts[0].startswith("#"):
+            yield parts
 
 
 @dataclass
@@ -30,13 +40,7 @@ class FstabEntry:
 def parse_fstab(text: str) -> list[FstabEntry]:
     """fstab(5); /proc/mounts has the same shape."""
     entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) < 3:
-            continue
+    for parts in _rows(text, 3):
         options = parts[3] if len(parts) > 3 else "defaults"
         entries.append(
             FstabEntry(
@@ -67,13 +71,7 @@ class CrypttabEntry:
 
 def parse_crypttab(text: str) -> list[CrypttabEntry]:
     entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) < 2:
-            continue
+    for parts in _rows(text, 2):
         key = parts[2] if len(parts) > 2 else None
         entries.append(
             CrypttabEntry(
