@@ -42,6 +42,12 @@ def test_qemu_dies_with_a_killed_test_process(tmp_path: Path) -> None:
     try:
         assert starter.stdout is not None
         qemu = int(starter.stdout.readline())
+        # setpriv sets the parent-death signal, then execs QEMU: kill the starter once that
+        # has happened (a test dies long after its guest started, not within microseconds).
+        for _ in range(200):
+            if Path(f"/proc/{qemu}/comm").read_text().startswith("qemu-system"):
+                break
+            time.sleep(0.05)
         assert alive(qemu), "QEMU did not start"
         os.kill(starter.pid, signal.SIGKILL)
         starter.wait(timeout=30)
