@@ -68,6 +68,10 @@ class Machine:
     bootfile: str | None = None
     boot_order: str | None = None  # c (disk), d (cdrom), n (network)
     extra: list[str] = field(default_factory=list)
+    # UEFI: the firmware's variable store (NVRAM). None: a fresh copy of the template for this
+    # boot only. A path: that file, made from the template when it does not exist yet, kept
+    # after the boot, so boots that share it see each other's boot entries as real NVRAM does.
+    vars_file: Path | None = None
 
     def argv(self, vars_copy: Path | None) -> list[str]:
         qemu = shutil.which("qemu-system-x86_64")
@@ -173,8 +177,10 @@ class Guest:
         vars_copy = None
         if self.machine.firmware.startswith("uefi"):
             source = OVMF_VARS_SECURE if self.machine.firmware == "uefi-secure" else OVMF_VARS
-            vars_copy = self._tmp / "OVMF_VARS.fd"
-            shutil.copyfile(source, vars_copy)
+            vars_copy = self.machine.vars_file or self._tmp / "OVMF_VARS.fd"
+            if self.machine.vars_file is None or not vars_copy.exists():
+                vars_copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, vars_copy)
         argv = self.machine.argv(vars_copy)
         log.debug("qemu: %s", " ".join(argv))
         if self.console_log:

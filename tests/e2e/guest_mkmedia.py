@@ -8,6 +8,7 @@ built for this CPython and glibc) and put on PYTHONPATH beside mkmedia and rescu
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -41,3 +42,11 @@ def mkmedia_command(*args: str) -> str:
     """The shell command running the staged mkmedia inside the guest."""
     quoted = " ".join(f"'{a}'" for a in args)
     return f"PYTHONPATH=/run/job/py python3 -m mkmedia {quoted}"
+
+
+def built_iso(out_dir: Path) -> Path:
+    """The ISO a build wrote below OUTPUT_URL's directory (named by the run's manifest)."""
+    manifest = json.loads(next(out_dir.glob("*/manifest.json")).read_text())
+    (name,) = [Path(a["path"]).name for a in manifest["artifacts"] if a["kind"] == "iso"]
+    (iso,) = out_dir.glob(f"*/{name}")
+    return iso

@@ -624,11 +624,15 @@ def boot_source(
     *,
     console_log: Path,
     deadline: float = 1200.0,
+    memory_mib: int = 1536,
+    vars_file: Path | None = None,
 ) -> Guest:
-    """A Guest booting the source machine's (overlay) disks with `job_dir` as its job share."""
+    """A Guest booting the source machine's (overlay) disks with `job_dir` as its job share;
+    `vars_file`: the UEFI variable store to keep (a recovered machine's NVRAM)."""
     qemu = Machine(
         firmware=machine.spec.firmware,
-        memory_mib=1536,
+        memory_mib=memory_mib,
+        vars_file=vars_file,
         disks=list(disks),  # virtio with fixed serials, as at provisioning
         boot_order="c",
         network=True,

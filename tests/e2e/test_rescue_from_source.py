@@ -9,14 +9,14 @@ system, which must carry the source's kernel and the layout the source saved, by
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
 
 from mkmedia.qemu import Guest, Machine
 from tests.e2e import source
-from tests.e2e.guest_mkmedia import mkmedia_command, stage_mkmedia
+from tests.e2e.cycle import blank_disks
+from tests.e2e.guest_mkmedia import built_iso, mkmedia_command, stage_mkmedia
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
@@ -44,17 +44,10 @@ def test_media_built_on_the_source_boots_on_blank_disks(tmp_path: Path) -> None:
         log = (job / "run.log").read_text()
         assert "MKMEDIA-JOB-END rc=0" in guest.output, log[-3000:]
         guest.wait_exit(300)
-    manifest = json.loads(next((job / "out").glob("*/manifest.json")).read_text())
-    (iso_name,) = [Path(a["path"]).name for a in manifest["artifacts"] if a["kind"] == "iso"]
-    (iso,) = (job / "out").glob(f"*/{iso_name}")
+    iso = built_iso(job / "out")
     layout_sha = hashlib.sha256((job / "layout.json").read_bytes()).hexdigest()
 
-    blank = []
-    for i, size in enumerate(machine.spec.disks_mib):
-        disk = tmp_path / f"blank{i}.img"
-        with open(disk, "wb") as handle:
-            handle.truncate(size << 20)
-        blank.append(disk)
+    blank = blank_disks(tmp_path, machine.spec.disks_mib)
     rescue = Machine(firmware="bios", cdrom=iso, boot_order="d", disks=blank)
     log_path = tmp_path / "rescue.log"
     with Guest(rescue, deadline=BOOT_TIMEOUT + 600, console_log=log_path, name="rescue") as guest:

@@ -1,0 +1,245 @@
+"""The host's side of the full recovery cycle: back up a source machine into rescue media,
+recover blank disks from it unattended, and boot what was recovered to judge it from inside.
+
+Each phase boots QEMU once and says how long it took (`Phases`), so a slow phase shows up in
+the test's output and in phases.json beside its logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mkmedia.qemu import Guest, Machine
+from rescue_runtime.run import run
+from tests.e2e import source
+from tests.e2e.guest_mkmedia import built_iso, mkmedia_command, stage_mkmedia
+from tests.e2e.source import SourceMachine
+
+HERE = Path(__file__).resolve().parent
+# Software emulation: generous limits, not timing assertions.
+JOB_DEADLINE = 2400.0
+RECOVER_DEADLINE = 2400.0
+MEMORY_MIB = 1536
+
+JOB_HEADER = """#!/bin/sh
+set -e
+export PYTHONDONTWRITEBYTECODE=1  # the job's own Python must not write into the system
+cd /run/job
+"""
+VERDICT = "MKMEDIA-VERDICT"
+
+
+@dataclass
+class Phases:
+    """Seconds per phase of one cycle, printed and kept in DIR/phases.json."""
+
+    directory: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - start, 1)
+            (self.directory / "phases.json").write_text(json.dumps(self.seconds, indent=1))
+            print(f"phase {name}: {self.seconds[name]:.0f} s", flush=True)
+
+
+def new_job(directory: Path, script: str, *, with_mkmedia: bool = False) -> Path:
+    """A job share: run.sh, the guest-side scripts, and mkmedia when the job runs it."""
+    directory.mkdir(parents=True)
+    for helper in ("treemanifest.py", "cyclejob.py"):
+        shutil.copy(HERE / helper, directory / helper)
+    if with_mkmedia:
+        stage_mkmedia(directory)
+    (directory / "run.sh").write_text(JOB_HEADER + script)
+    (directory / "run.sh").chmod(0o755)
+    (directory / "poweroff").touch()
+    return directory
+
+
+def run_job(
+    machine: SourceMachine,
+    disks: list[Path],
+    job: Path,
+    *,
+    console_log: Path,
+    vars_file: Path | None = None,
+) -> str:
+    """Boot the disks with this job, wait for it to end and the machine to power off; the
+    console output. A job that fails fails the test with its log and the console's tail."""
+    with source.boot_source(
+        machine,
+        disks,
+        job,
+        console_log=console_log,
+        deadline=JOB_DEADLINE,
+        memory_mib=MEMORY_MIB,
+        vars_file=vars_file,
+    ) as guest:
+        match = guest.expect(r"MKMEDIA-JOB-END rc=(\d+)", timeout=JOB_DEADLINE)
+        powered_off = guest.wait_exit(300)
+        output = guest.output
+        tail = guest.tail(40)
+    log = (job / "run.log").read_text(errors="replace") if (job / "run.log").exists() else ""
+    assert match.group(1) == "0", f"job {job} failed:\n{log[-4000:]}\nconsole:\n{tail}"
+    assert powered_off is not None, f"{machine.spec.name} did not power off:\n{tail}"
+    return output
+
+
+def blank_disks(directory: Path, sizes_mib: tuple[int, ...]) -> list[Path]:
+    """Empty sparse raw disks of these sizes (the replacement disks of a dead machine)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    disks = []
+    for index, size in enumerate(sizes_mib):
+        disk = directory / f"blank{index}.img"
+        with open(disk, "wb") as handle:
+            handle.truncate(size << 20)
+        disks.append(disk)
+    return disks
+
+
+def recipe_text(boot_default: str) -> str:
+    return f"""description: the full recovery cycle's backup (tests/e2e/test_recover_cycle.py)
+BACKUP: NETFS
+BACKUP_URL: iso:///backup
+BOOT_DEFAULT: {boot_default}
+BOOT_TIMEOUT: 2
+UNATTENDED_ACTION: poweroff
+OUTPUT_URL: file:///run/job/out
+"""
+
+
+BACKUP_JOB = """{mkbackup}
+python3 cyclejob.py record /run/job/tree.json {data_dirs}
+python3 cyclejob.py state /run/job/state.json
+"""
+
+
+@dataclass
+class Backup:
+    iso: Path
+    manifest: Path  # the treemanifest recorded at backup time
+    state: dict[str, object]  # the identities recovery must keep (cyclejob.py state)
+    source_disks: list[Path]  # the source's overlays, as the backup left them
+
+
+def backup_on_source(
+    machine: SourceMachine, directory: Path, *, boot_default: str = "unattended"
+) -> Backup:
+    """Boot the source, `mkmedia mkbackup` into an ISO carrying the backup (iso:///backup),
+    record what the backup covers as it is now; the ISO on the job share is the media."""
+    disks = machine.overlays(directory / "source-disks")
+    mkbackup = mkmedia_command(
+        "mkbackup", "/run/job/recipe.yaml", "-c", "/run/job/etc", "--log-file",
+        "/run/job/mkbackup.log",
+    )  # fmt: skip
+    data_dirs = " ".join(f"--data-dir {d}" for d in machine.spec.data_dirs)
+    job = new_job(
+        directory / "backup-job",
+        BACKUP_JOB.format(mkbackup=mkbackup, data_dirs=data_dirs),
+        with_mkmedia=True,
+    )
+    (job / "etc").mkdir()
+    (job / "recipe.yaml").write_text(recipe_text(boot_default))
+    run_job(machine, disks, job, console_log=directory / "source.log")
+    iso = built_iso(job / "out")
+    listing = run(["isoinfo", "-R", "-f", "-i", str(iso)]).stdout
+    assert "/backup/" in listing, f"{iso} holds no /backup directory:\n{listing[:2000]}"
+    shutil.rmtree(job / "py")
+    state = json.loads((job / "state.json").read_text())
+    return Backup(iso, job / "tree.json", state, disks)
+
+
+def recover_unattended(
+    machine: SourceMachine, iso: Path, disks: list[Path], *, console_log: Path, vars_file: Path
+) -> None:
+    """Boot the ISO on the disks with nobody at the keyboard: the menu's default entry
+    recovers and powers off. Fails with the console's tail when it does not."""
+    rescue = Machine(
+        firmware=machine.spec.firmware,
+        memory_mib=MEMORY_MIB,
+        cdrom=iso,
+        boot_order="d",
+        disks=disks,
+        network=False,
+        vars_file=vars_file,
+    )
+    with Guest(rescue, deadline=RECOVER_DEADLINE, console_log=console_log, name="rescue") as g:
+        status = g.wait_exit(RECOVER_DEADLINE)
+        tail = g.tail(60)
+    assert status is not None, (
+        f"unattended recover did not power off within {RECOVER_DEADLINE:.0f} s:\n{tail}"
+    )
+
+
+VERIFY_JOB = """set +e
+python3 treemanifest.py compare /run/job/tree.json > /run/job/compare.txt 2>&1
+rc=$?
+echo "{verdict} rc=$rc $(tail -n 1 /run/job/compare.txt)" > /dev/ttyS0
+set -e
+python3 cyclejob.py state /run/job/state.json
+{extra}
+exit $rc
+"""
+# The LUKS machine: the volume is open (the initramfs unlocked it with the key file that
+# crypttab names, nobody typed anything) and that key file opens it.
+LUKS_CHECK = """
+cryptsetup status cryptpv > /run/job/luks.txt
+cryptsetup open --test-passphrase --key-file /etc/keys/cryptpv.key \\
+    "$(cryptsetup status cryptpv | awk '$1 == "device:" {print $2}')"
+echo "key file opens it" >> /run/job/luks.txt
+"""
+
+
+@dataclass
+class Verdict:
+    rc: int
+    line: str  # the verdict as the guest printed it on the serial console
+    differences: str  # compare.txt: every difference
+    state: dict[str, object]
+    console: str
+    job: Path
+
+
+def verify_from_inside(
+    machine: SourceMachine,
+    disks: list[Path],
+    manifest: Path,
+    directory: Path,
+    *,
+    vars_file: Path | None = None,
+    extra: str = "",
+) -> Verdict:
+    """Boot the disks alone; a job inside compares them with the manifest and prints its
+    verdict on the serial console."""
+    job = new_job(directory, VERIFY_JOB.format(verdict=VERDICT, extra=extra))
+    shutil.copy(manifest, job / "tree.json")
+    with source.boot_source(
+        machine,
+        disks,
+        job,
+        console_log=directory / "console.log",
+        deadline=JOB_DEADLINE,
+        memory_mib=MEMORY_MIB,
+        vars_file=vars_file,
+    ) as guest:
+        verdict = guest.expect(rf"{VERDICT} rc=(\d+) ([^\r\n]*)", timeout=JOB_DEADLINE)
+        end = guest.expect(r"MKMEDIA-JOB-END rc=(\d+)", timeout=600)
+        guest.wait_exit(300)
+        console = guest.output
+    log = (job / "run.log").read_text(errors="replace")
+    rc = int(verdict.group(1))
+    # the job after the verdict (state, checks) must have worked whatever the verdict
+    assert end.group(1) == str(rc), f"the verify job failed after its verdict:\n{log[-3000:]}"
+    state = json.loads((job / "state.json").read_text())
+    differences = (job / "compare.txt").read_text(errors="replace")
+    return Verdict(rc, verdict.group(0), differences, state, console, job)
