@@ -15,12 +15,15 @@ from __future__ import annotations
 import difflib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from mkmedia.qemu import Guest, Machine
 from tests.e2e import cycle
-from tests.e2e.source import SPECS, source_machine
+from tests.e2e.source import SPECS, SourceMachine, source_machine
+from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
 
@@ -35,13 +38,34 @@ def state_diff(expected: dict[str, object], actual: dict[str, object]) -> str:
     return "\n".join(difflib.unified_diff(lines(expected), lines(actual), "source", "recovered"))
 
 
+Backups = Callable[[str], tuple[SourceMachine, cycle.Backup]]
+
+
+@pytest.fixture(scope="module")
+def backups(tmp_path_factory: pytest.TempPathFactory) -> Backups:
+    """The source machine of a kind and its backup ISO, made once for this module's tests
+    (the ISO is mkmedia's output, so each run makes its own)."""
+    made: dict[str, tuple[SourceMachine, cycle.Backup]] = {}
+
+    def backup_of(name: str) -> tuple[SourceMachine, cycle.Backup]:
+        if name not in made:
+            directory = tmp_path_factory.mktemp(f"backup-{name}")
+            machine = source_machine(name, log_dir=directory)
+            with cycle.Phases(directory).phase(f"{name}: boot + mkbackup on the source"):
+                backup = cycle.backup_on_source(machine, directory)
+            shutil.rmtree(backup.source_disks[0].parent)  # the source is gone: a dead machine
+            made[name] = machine, backup
+        return made[name]
+
+    return backup_of
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_unattended_recovery_brings_back_every_byte_and_identity(name: str, tmp_path: Path) -> None:
-    machine = source_machine(name, log_dir=tmp_path)
+def test_unattended_recovery_brings_back_every_byte_and_identity(
+    name: str, tmp_path: Path, backups: Backups
+) -> None:
+    machine, backup = backups(name)
     phases = cycle.Phases(tmp_path)
-    with phases.phase(f"{name}: boot + mkbackup on the source"):
-        backup = cycle.backup_on_source(machine, tmp_path / "backup")
-    shutil.rmtree(backup.source_disks[0].parent)  # the source is gone: a dead machine
     disks = cycle.blank_disks(tmp_path / "target", machine.spec.disks_mib)
     nvram = tmp_path / "target" / "OVMF_VARS.fd" if machine.spec.firmware == "uefi" else None
     with phases.phase(f"{name}: unattended recover from the ISO"):
@@ -69,3 +93,68 @@ def test_unattended_recovery_brings_back_every_byte_and_identity(name: str, tmp_
     if name == "uefi-btrfs":  # part of the state compared above; present, not just equal
         assert "path @" in str(verdict.state["btrfs_default"])
         assert any("path @/srv/nested" in s for s in verdict.state["btrfs_subvolumes"])  # type: ignore[attr-defined]
+
+
+# In the rescue shell: start recover in a session of its own, wait until recreate has finished
+# its first component (a state file, recover/recreate.py), then kill the whole session
+# (recover and the recreate script it runs) with SIGKILL, as a crash would.
+START_RECOVER = (
+    "setsid sh -c 'echo $$ > /tmp/first.pid; exec mkmedia recover --unattended' "
+    "> /tmp/first.log 2>&1 < /dev/null &"
+)
+KILL_DURING_RECREATE = """
+pid=$(cat /tmp/first.pid)
+n=0
+until ls /var/lib/mkmedia/recreate/state-*/* >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "recover ended before recreate began"; cat /tmp/first.log; exit 1
+    fi
+    n=$((n + 1)); [ "$n" -lt 3600 ] || { echo "no component finished"; exit 1; }
+    sleep 0.5
+done
+kill -KILL -- "-$pid"
+sleep 1
+ls /var/lib/mkmedia/recreate/state-*/
+"""
+
+
+def test_interrupted_recreate_is_continued_by_a_second_run(
+    tmp_path: Path, backups: Backups
+) -> None:
+    machine, backup = backups("bios-lvm")
+    phases = cycle.Phases(tmp_path)
+    kernel, initrd, append = cycle.menu_entry(backup.iso, "rescue", tmp_path / "boot")
+    disks = cycle.blank_disks(tmp_path / "target", machine.spec.disks_mib)
+    rescue = Machine(
+        firmware="bios",
+        memory_mib=cycle.MEMORY_MIB,
+        kernel=kernel,
+        initrd=initrd,
+        append=append,
+        cdrom=backup.iso,  # the backup is on it
+        disks=disks,
+        network=False,
+    )
+    deadline = BOOT_TIMEOUT + 2 * cycle.RECOVER_DEADLINE
+    log = tmp_path / "rescue.log"
+    with Guest(rescue, deadline=deadline, console_log=log, name="rescue") as guest:
+        guest.expect(PROMPT, BOOT_TIMEOUT)
+        with phases.phase("bios-lvm: recover, killed during recreate"):
+            status, out = guest.shell(START_RECOVER)
+            assert status == 0, out
+            status, killed_at = guest.shell(KILL_DURING_RECREATE, timeout=cycle.RECOVER_DEADLINE)
+            assert status == 0, killed_at
+        with phases.phase("bios-lvm: second recover"):
+            status, out = guest.shell("mkmedia recover --unattended", cycle.RECOVER_DEADLINE)
+            assert status == 0, f"the second recover failed:\n{out[-6000:]}"
+        status, done = guest.shell("ls /var/lib/mkmedia/recreate/state-*/")
+        # the kill came before the end of recreate, so the second run had work left
+        assert len(killed_at.split()) < len(done.split()), (killed_at, done)
+        status, out = guest.shell("sync; umount -R /mnt/local; vgchange -an vgsys; sync")
+        assert status == 0, out
+    with phases.phase("bios-lvm: boot the recovered disks + compare"):
+        verdict = cycle.verify_from_inside(machine, disks, backup.manifest, tmp_path / "verify")
+    assert verdict.rc == 0 and " 0 differences" in verdict.line, (
+        f"{verdict.line}\n{verdict.differences[:6000]}"
+    )
+    assert verdict.state == backup.state, state_diff(backup.state, verdict.state)
