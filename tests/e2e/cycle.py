@@ -131,7 +131,23 @@ MODULES:
 BACKUP_JOB = """{mkbackup}
 python3 cyclejob.py record /run/job/tree.json {data_dirs}
 python3 cyclejob.py state /run/job/state.json
+# The compare can fail: a copy of a data directory agrees with its own manifest, then a mode
+# and an xattr changed on it are both reported.
+cp -a {data_dir} /tmp/selfcheck
+python3 treemanifest.py record /tmp/selfcheck -o /run/job/selfcheck.json
+python3 treemanifest.py compare /run/job/selfcheck.json > /run/job/selfcheck-same.txt
+chmod 0600 /tmp/selfcheck/meta/xattrs
+setfattr -x user.mkmedia.comment /tmp/selfcheck/meta/xattrs
+python3 treemanifest.py compare /run/job/selfcheck.json > /run/job/selfcheck-altered.txt \
+    || echo "rc=$?" >> /run/job/selfcheck-altered.txt
+rm -rf /tmp/selfcheck
 """
+SELFCHECK_ALTERED = [
+    "changed: /tmp/selfcheck/meta/xattrs mode: '0644' -> '0600'",
+    "changed: /tmp/selfcheck/meta/xattrs xattrs:",
+    "treemanifest: ",
+    "rc=1",
+]
 
 
 @dataclass
@@ -155,12 +171,20 @@ def backup_on_source(
     data_dirs = " ".join(f"--data-dir {d}" for d in machine.spec.data_dirs)
     job = new_job(
         directory / "backup-job",
-        BACKUP_JOB.format(mkbackup=mkbackup, data_dirs=data_dirs),
+        BACKUP_JOB.format(
+            mkbackup=mkbackup, data_dirs=data_dirs, data_dir=machine.spec.data_dirs[0]
+        ),
         with_mkmedia=True,
     )
     (job / "etc").mkdir()
     (job / "recipe.yaml").write_text(recipe_text(boot_default))
     run_job(machine, disks, job, console_log=directory / "source.log")
+    same = (job / "selfcheck-same.txt").read_text()
+    assert same.endswith(" 0 differences\n"), same
+    altered = (job / "selfcheck-altered.txt").read_text().splitlines()
+    assert len(altered) == len(SELFCHECK_ALTERED), altered
+    for line, start in zip(altered, SELFCHECK_ALTERED, strict=True):
+        assert line.startswith(start), altered
     iso = built_iso(job / "out")
     listing = run(["isoinfo", "-R", "-f", "-i", str(iso)]).stdout
     assert "/backup/" in listing, f"{iso} holds no /backup directory:\n{listing[:2000]}"
