@@ -30,6 +30,7 @@ EXCLUDES = (
     ("/var/log", "the journal and logs of every boot; recover adds /var/log/mkmedia/"),
     ("/var/lib/systemd", "systemd's random seed, timer stamps and boot records, per boot"),
     ("/tmp", "the backup leaves out /tmp/* (as ReaR does), and every boot empties it"),
+    ("/var/tmp", "systemd makes the services' private tmp directories there at every boot"),
 )
 
 
