@@ -625,6 +625,7 @@ def boot_source(
     console_log: Path,
     deadline: float = 1200.0,
     memory_mib: int = 1536,
+    cpus: int = 1,
     vars_file: Path | None = None,
 ) -> Guest:
     """A Guest booting the source machine's (overlay) disks with `job_dir` as its job share;
@@ -632,6 +633,7 @@ def boot_source(
     qemu = Machine(
         firmware=machine.spec.firmware,
         memory_mib=memory_mib,
+        cpus=cpus,
         vars_file=vars_file,
         disks=list(disks),  # virtio with fixed serials, as at provisioning
         boot_order="c",

@@ -134,6 +134,7 @@ def test_interrupted_recreate_is_continued_by_a_second_run(
     rescue = Machine(
         firmware="bios",
         memory_mib=cycle.MEMORY_MIB,
+        cpus=cycle.PIPELINE_CPUS,
         kernel=kernel,
         initrd=initrd,
         append=append,
