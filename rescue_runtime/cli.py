@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument(
         "--simulate", action="store_true", help="list the stages, steps and hooks, run nothing"
     )
+    recover.add_argument(
+        "--demo",
+        metavar="DIR",
+        help="restore the backup into DIR (new or empty) and touch no disk",
+    )
     add_mountonly_parsers(sub, parents=[common])
     return parser
 
@@ -78,10 +83,10 @@ def rescue_settings(args: argparse.Namespace) -> dict[str, object]:
 
 def interlocked(command: Command) -> Command:
     """After mountonly, the commands that need the disks as found refuse (or warn);
-    --simulate changes nothing, so it always runs."""
+    --simulate and recover --demo touch no disk, so they always run."""
 
     def guarded(args: argparse.Namespace) -> int:
-        if not getattr(args, "simulate", False):
+        if not (getattr(args, "simulate", False) or getattr(args, "demo", None)):
             require_known_disk_state(args.command, getattr(args, "force", False))
         return command(args)
 

@@ -44,6 +44,13 @@ TAR_METADATA = (
     "--acls",
     "--selinux",
 )
+# iso://: what reading the rescue medium takes: the file system, the CD driver, the
+# controllers a CD or a USB stick with the hybrid image hangs off (QEMU's BIOS machine: IDE on
+# ata_piix; q35: AHCI; virtio-scsi), and the USB mass-storage stack.
+ISO_MEDIUM_MODULES = (
+    "isofs", "cdrom", "sr_mod", "sd_mod", "ata_piix", "ata_generic", "ahci", "virtio_scsi",
+    "virtio_blk", "usb_storage", "uas", "xhci_pci", "ehci_pci",
+)  # fmt: skip
 TAR_WARNING = 1  # GNU tar: "some files changed while being read" (a live system)
 NOT_YET = {
     "nfs": "mounting NFS (this machine's kernel has no NFS client to test it with)",
@@ -131,6 +138,14 @@ class Netfs(BackupMethod):
         if url and url_scheme(url) == "sshfs":
             return (*cls.rescue_programs, "sshfs", "fusermount3")
         return cls.rescue_programs
+
+    @classmethod
+    def modules_for(cls, url: str) -> tuple[str, ...]:
+        if url and url_scheme(url) == "iso":
+            return ISO_MEDIUM_MODULES
+        if url and url_scheme(url) == "sshfs":
+            return ("fuse",)
+        return ()
 
     @classmethod
     def check_url(cls, url: str) -> None:

@@ -30,6 +30,10 @@ STEPS: list[engine.Step[RecoverContext, None]] = []  # none in this version
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    if getattr(args, "demo", None):
+        from rescue_runtime.recover.demo import cmd_demo
+
+        return cmd_demo(args)
     planned = engine.plan(RECOVER, STEPS, None)
     if args.simulate:
         print(
