@@ -298,10 +298,12 @@ def rescue_medium_devices(
 ) -> set[str]:
     """The disk(s) the rescue system booted from (a CD, a USB stick): those carrying its
     marker. Empty for PXE or a RAM disk, and for a rescue.json without a medium id."""
-    config = config or rescueconf.load()
+    return _booted_from(config or rescueconf.load(), blocks or SysBlock(), mounter)
+
+
+def _booted_from(config: RescueConfig, blocks: SysBlock, mounter: Mounter | None) -> set[str]:
     if not config.medium_id:
         return set()
-    blocks = blocks or SysBlock()
     with tempfile.TemporaryDirectory(prefix="mkmedia-medium.") as work:
         scan = scan_media(
             config.medium_id,
@@ -364,7 +366,7 @@ def located_backup(
             )
             yield LocatedBackup(directory, devices)
         return
-    booted = rescue_medium_devices(config, blocks=blocks, mounter=mounter)
+    booted = _booted_from(config, blocks, mounter)
     options = str(config.settings.get("BACKUP_OPTIONS") or "")
     with Netfs.target(url, config.hostname, options=options, work_dir=work_dir) as directory:
         hint = (
