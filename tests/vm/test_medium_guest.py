@@ -2,14 +2,15 @@
 
 On the host, `mkmedia mkbackup` makes the rescue ISO with a backup of a small file system of
 the test's own (tests/capture_root.py limits the layout capture to it). A copy of that ISO
-gets one byte of its backup volume changed in place. Both go into one BIOS guest: the good
-ISO as the IDE CD it boots from, the damaged copy as a virtio-scsi CD. Devices are taken away
-and brought back through sysfs (SCSI delete and rescan), so each run sees the media it needs:
+gets one byte of its backup volume changed in place. One BIOS guest gets the good ISO as the
+IDE CD it boots from and, read-only, as a virtio disk (the hybrid image as a USB stick would
+carry it), and the damaged copy as a virtio-scsi CD. Devices are taken away and brought back
+through sysfs (SCSI delete and rescan, PCI remove), so each run sees the media it needs:
 
-- only the good CD: `mkmedia recover --demo /tmp/r` restores the files (their sha256 compared
-  in the guest with the host's) and reports the CD as a medium device;
-- only the damaged CD: it refuses with the checksum message and /tmp/r2 does not appear;
-- no CD at all: it says that no medium carries the marker, naming what it searched.
+- the good media: `mkmedia recover --demo /tmp/r` restores the files (their sha256 compared
+  in the guest with the host's) and reports the CD and the disk as medium devices;
+- the damaged CD first: it refuses with the checksum message and /tmp/r2 does not appear;
+- no medium at all: it says that no medium carries the marker, naming what it searched.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ def test_recover_demo_from_the_rescue_cd(
         "-device", "virtio-scsi-pci,id=scsi0",
         "-drive", f"file={bad},if=none,id=badcd,media=cdrom,readonly=on,format=raw",
         "-device", "scsi-cd,drive=badcd,bus=scsi0.0",
+        "-drive", f"file={iso},if=none,id=stick,format=raw,readonly=on",
+        "-device", "virtio-blk-pci,drive=stick,serial=hybrid-stick",
     ]  # fmt: skip
     machine = Machine(firmware="bios", cdrom=iso, boot_order="d", extra=virtio_cd)
     with rescue_guest(machine, tmp_path / "console.log", extra_seconds=1800) as guest:
@@ -123,12 +126,17 @@ def test_recover_demo_from_the_rescue_cd(
         (damaged,) = [name for name, path in drives.items() if "virtio" in path]
         host = re.search(r"/(host\d+)/", drives[damaged])
         assert host, drives
+        stick = sh(guest, "readlink -f /sys/block/vd*").strip()
+        pci = re.search(r"/(0000:[0-9a-f:.]+)/virtio\d+/block/(vd[a-z]+)$", stick)
+        assert pci, stick
+        disk = f"/dev/{pci.group(2)}"
 
-        # the good CD alone
+        # the good media: the CD and the disk
         sh(guest, f"echo 1 > /sys/block/{damaged}/device/delete")
         out = sh(guest, "mkmedia recover --demo /tmp/r")
         assert "Restored " in out and "no disk was touched" in out, out
-        assert f"/dev/{good}" in out.split("never a recover target):")[1].splitlines()[0], out
+        reported = out.split("never a recover target):")[1].splitlines()[0]
+        assert reported.strip() == ", ".join(sorted([f"/dev/{good}", disk])), out
         for path, digest in sums.items():
             assert sh(guest, f"sha256sum '/tmp/r/{path}'").split()[0] == digest, path
         assert sh(guest, "readlink /tmp/r/data/link").strip() == "blob.bin"
@@ -137,10 +145,10 @@ def test_recover_demo_from_the_rescue_cd(
             "python3 -c 'from rescue_runtime.backup.medium import rescue_medium_devices as r; "
             "print(sorted(r()))'",
         )
-        assert found.strip() == f"['/dev/{good}']", found
+        assert found.strip() == str(sorted([f"/dev/{good}", disk])), found
         assert sh(guest, "grep -c iso9660 /proc/mounts || true").strip() == "0"  # unmounted
 
-        # the damaged CD alone
+        # the damaged CD, searched before the disk
         sh(guest, f"echo '- - -' > /sys/class/scsi_host/{host.group(1)}/scan; udevadm settle")
         sh(guest, f"echo 1 > /sys/block/{good}/device/delete")
         assert len(cd_drives(guest)) == 1
@@ -150,9 +158,10 @@ def test_recover_demo_from_the_rescue_cd(
         assert "Nothing was restored" in out and "Traceback" not in out, out
         assert sh(guest, "test -e /tmp/r2 && echo there || echo absent").strip() == "absent"
 
-        # no CD at all
+        # no medium at all
         (left,) = cd_drives(guest)
         sh(guest, f"echo 1 > /sys/block/{left}/device/delete")
+        sh(guest, f"echo 1 > /sys/bus/pci/devices/{pci.group(1)}/remove; udevadm settle")
         status, out = guest.shell("mkmedia recover --demo /tmp/r3", timeout=STEP)
         assert status != 0, out
         assert "No medium carries this rescue system's marker /mkmedia/id-" in out, out
