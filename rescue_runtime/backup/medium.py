@@ -14,6 +14,7 @@ resolved to the disks below them through /sys/class/block): recover must never w
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -86,10 +87,17 @@ class SysBlock:
 
     def whole_disks(self, name: str, seen: frozenset[str] = frozenset()) -> set[str]:
         """The disks under `name`: a partition's disk, the members of a device-mapper or MD
-        device (recursively), or `name` itself."""
+        device (recursively), a loop device with the disks its backing file is on, or
+        `name` itself."""
         if name in seen:
             return set()
         entry = self._entry(name)
+        try:
+            backing = (entry / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            backing = ""
+        if backing:  # an ISO image attached with losetup: its file's disk holds it
+            return {name} | self.holding(Path(backing))
         try:
             slaves = sorted(p.name for p in (entry / "slaves").iterdir())
         except OSError:
@@ -203,7 +211,7 @@ def _has_iso9660(device: str) -> str | None:
     try:
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        return "no medium" if exc.errno == 123 else (exc.strerror or str(exc)).lower()
+        return "no medium" if exc.errno == errno.ENOMEDIUM else (exc.strerror or str(exc)).lower()
     try:
         magic = os.pread(fd, len(ISO9660_MAGIC), ISO9660_MAGIC_OFFSET)
     except OSError as exc:

@@ -151,6 +151,10 @@ def test_whole_disks_through_partitions_and_holders(fake: FakeSystem) -> None:
     assert blocks.holding(Path("/srv/backups/vm")) == {"sdc", "sdd"}
     fake.mount("/srv/nfs", "0:52", "server:/export", "nfs4")
     assert blocks.holding(Path("/srv/nfs/vm")) == set()  # no disk under a network share
+    fake.add("loop0")  # an ISO image attached with losetup, from a file on the md0 share
+    (fake.root / "sys/class/block/loop0/loop").mkdir()
+    (fake.root / "sys/class/block/loop0/loop/backing_file").write_text("/srv/backups/x.iso\n")
+    assert blocks.whole_disks("loop0") == {"loop0", "sdc", "sdd"}
 
 
 def test_the_cd_carrying_the_marker(fake: FakeSystem, tmp_path: Path) -> None:
