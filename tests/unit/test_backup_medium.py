@@ -279,3 +279,15 @@ def test_iso_backups_bring_what_reads_the_medium() -> None:
         modules
     )
     assert Netfs.modules_for("file:///srv/backup") == ()
+
+
+def test_rescue_cli_runs_the_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mkmedia recover --demo DIR` in the rescue CLI reaches the demo (no rescue.json here:
+    BACKUP=NONE, so it refuses before looking for any medium) and writes nothing."""
+    from rescue_runtime.cli import main
+    from rescue_runtime.errors import EXIT_CONFIG
+
+    target = tmp_path / "restored"
+    assert main(["recover", "--demo", str(target)]) == EXIT_CONFIG
+    assert "recover --demo restores a BACKUP=NETFS backup" in capsys.readouterr().err
+    assert not target.exists()
