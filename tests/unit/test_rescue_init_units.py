@@ -137,6 +137,32 @@ def test_unattended_option_says_so_and_leaves_the_shell(
     assert record["step"] == "unattended" and record["available"] is False
 
 
+@pytest.mark.parametrize(("status", "outcome"), [(1, "The backup volume is truncated"), (0, "")])
+def test_unattended_recovery_says_its_outcome_everywhere_and_powers_off_only_when_done(
+    boot: init.Boot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    outcome: str,
+) -> None:
+    from rescue_runtime.recover import workflow as recover_workflow
+
+    record = tmp_path / "recover.outcome"
+    recover_workflow.record_outcome(outcome or "finished", record)
+    monkeypatch.setattr(recover_workflow, "OUTCOME", record)
+    monkeypatch.setattr(init, "run_recover", lambda fd: status)
+    powered: list[str] = []
+    monkeypatch.setattr(init, "power", powered.append)
+    init.recover_unattended(boot, RescueConfig(unattended_action="poweroff"))
+    console = (tmp_path / "console").read_text()
+    if status:
+        assert f"unattended recovery FAILED (exit status 1): {outcome}" in console
+        assert powered == []
+    else:
+        assert "unattended recovery finished; poweroff" in console
+        assert powered == ["poweroff"]
+
+
 def test_rescue_config_round_trip() -> None:
     config = RescueConfig(
         hostname="h",
