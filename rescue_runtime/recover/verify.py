@@ -14,7 +14,7 @@ from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup import medium, method_class
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import finalize, mapping
+from rescue_runtime.recover import finalize, mapping, resize
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import generate
 from rescue_runtime.recover.recreate_cli import (
@@ -135,6 +135,10 @@ def map_disks(ctx: RecoverContext) -> None:
         for old, new in proposal.pairs.items():
             if old != new:
                 ctx.note(f"disk {old} is recreated on {new} ({proposal.reasons[old]})")
+    mode = str(ctx.config.settings.get("RESIZE_PARTITIONS") or "proportional")
+    ctx.layout, changes = resize.resize_layout(ctx.layout, sizes, mode)
+    for change in changes:
+        ctx.note(f"larger disk: {change}")
 
 
 @step("verify", 45)
