@@ -390,6 +390,35 @@ class Netfs(BackupMethod):
         return {"files": restored, "target": str(target_dir), "manifest": document}
 
 
+def extract_member(directory: Path, path: str, destination: Path) -> bool:
+    """Copy the file at `path` (as the backed-up system had it, "/etc/keys/x") out of the
+    backup in `directory` into `destination` (mode 0600); False when the backup lacks it.
+    tar stops at the first copy, so only the archive up to it is read."""
+    document = manifests.read_manifest(directory)
+    volume = directory / str(manifests.volumes(document)[0]["name"])
+    member = "." + path if path.startswith("/") else path
+    partial = destination.with_name(f".{destination.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    try:
+        pipeline(
+            [
+                ["zstd", "-d", "-q", "-c"],
+                ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", "--", member],
+            ],
+            stdin_path=volume,
+            stdout_path=partial,
+            ok_codes=[(0, 1, -13), (0, 2)],  # zstd: a broken pipe once tar stops; tar 2: absent
+            what=f"reading {path} out of the backup",
+        )
+        if partial.stat().st_size == 0:
+            return False
+        os.replace(partial, destination)
+        return True
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _complete(
     directory: Path, partial: Path, document: dict[str, object], *, keep_old: bool
 ) -> None:
