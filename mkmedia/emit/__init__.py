@@ -45,6 +45,9 @@ class MediaSpec:
     # Directories the media carry beside the rescue system (name -> local directory), such
     # as a backup with BACKUP_URL=iso://; a kind that cannot carry them refuses.
     payload_dirs: dict[str, Path] = field(default_factory=dict)
+    # The marker id the rescue system was built to look for (rescue.json); empty: the
+    # emitter derives one.
+    medium_id: str = ""
 
 
 class Emitter:
