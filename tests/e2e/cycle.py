@@ -37,6 +37,9 @@ export PYTHONDONTWRITEBYTECODE=1  # the job's own Python must not write into the
 cd /run/job
 """
 VERDICT = "MKMEDIA-VERDICT"
+# systemd gave up on a device or mount: the job (after local-fs.target) will never run
+EMERGENCY = "You are in emergency mode"
+JOB_END = rf"MKMEDIA-JOB-END rc=(\d+)|{EMERGENCY}"
 # What the rescue system's /init says when the unattended recovery ends (init/boot.py), or
 # that this version cannot recover.
 RECOVER_OUTCOME = r"unattended recovery (finished|FAILED[^\r\n]*|is not available[^\r\n]*)"
@@ -94,7 +97,8 @@ def run_job(
         cpus=cpus,
         vars_file=vars_file,
     ) as guest:
-        match = guest.expect(r"MKMEDIA-JOB-END rc=(\d+)", timeout=JOB_DEADLINE)
+        match = guest.expect(JOB_END, timeout=JOB_DEADLINE)
+        assert match.group(1) is not None, f"{machine.spec.name} did not boot:\n{guest.tail(60)}"
         powered_off = guest.wait_exit(300)
         output = guest.output
         tail = guest.tail(40)
@@ -295,7 +299,8 @@ def verify_from_inside(
         memory_mib=MEMORY_MIB,
         vars_file=vars_file,
     ) as guest:
-        verdict = guest.expect(rf"{VERDICT} rc=(\d+) ([^\r\n]*)", timeout=JOB_DEADLINE)
+        verdict = guest.expect(rf"{VERDICT} rc=(\d+) ([^\r\n]*)|{EMERGENCY}", JOB_DEADLINE)
+        assert verdict.group(1) is not None, f"the disks did not boot:\n{guest.tail(60)}"
         end = guest.expect(r"MKMEDIA-JOB-END rc=(\d+)", timeout=600)
         guest.wait_exit(300)
         console = guest.output
