@@ -33,6 +33,12 @@ EXCLUDES = (
     ("/var/tmp", "systemd makes the services' private tmp directories there at every boot"),
 )
 
+# Content, mode, owner and xattrs compared, the mtime not, as (glob, reason).
+MTIME_FREE = (
+    ("/boot/grub", "finalize's grub-install writes the boot loader's modules, fonts and"),
+    ("/boot/grub/*", "locales again (on BIOS: the boot code must go on the new disk): same bytes"),
+)
+
 
 def mounts() -> list[tuple[str, str]]:
     """(mount point, fstype) of every mount, from /proc/self/mountinfo."""
@@ -110,7 +116,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "record":
         roots, excludes = roots_and_excludes(args.data_dir)
-        manifest = treemanifest.record(roots, excludes)
+        manifest = treemanifest.record(roots, excludes, mtime_free=[p for p, _ in MTIME_FREE])
         text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
         print(f"recorded {len(manifest['entries'])} entries below {' '.join(roots)}")
     else:

@@ -114,9 +114,15 @@ def describe(path: str, st: os.stat_result) -> dict[str, object]:
     return entry
 
 
-def record(roots: Sequence[str], excludes: Sequence[str], under: str = "") -> dict[str, object]:
+def record(
+    roots: Sequence[str],
+    excludes: Sequence[str],
+    under: str = "",
+    mtime_free: Sequence[str] = (),
+) -> dict[str, object]:
     """The manifest of the roots; with `under`, of a copy of them below that directory (a
-    restore into a directory), keyed by the original paths so the two manifests compare."""
+    restore into a directory), keyed by the original paths so the two manifests compare.
+    `mtime_free`: globs of paths whose mtime may change (compare checks all else of them)."""
     entries: dict[str, dict[str, object]] = {}
     inodes: dict[tuple[int, int], list[str]] = {}
     base = os.path.abspath(under) if under else ""
@@ -136,6 +142,7 @@ def record(roots: Sequence[str], excludes: Sequence[str], under: str = "") -> di
         "version": VERSION,
         "roots": list(roots),
         "excludes": list(excludes),
+        "mtime_free": list(mtime_free),
         "entries": entries,
     }
 
@@ -145,6 +152,8 @@ def compare(expected: dict[str, object], actual: dict[str, object]) -> list[str]
     want = expected["entries"]
     have = actual["entries"]
     assert isinstance(want, dict) and isinstance(have, dict)
+    mtime_free = expected.get("mtime_free", [])
+    assert isinstance(mtime_free, list)
     problems = []
     for path in sorted(set(want) - set(have)):
         problems.append(f"missing: {path}")
@@ -152,7 +161,10 @@ def compare(expected: dict[str, object], actual: dict[str, object]) -> list[str]
         problems.append(f"unexpected: {path}")
     for path in sorted(set(want) & set(have)):
         a, b = want[path], have[path]
+        free = any(fnmatch.fnmatch(path, pattern) for pattern in mtime_free)
         for key in sorted(set(a) | set(b)):
+            if free and key == "mtime_ns":
+                continue
             if a.get(key) != b.get(key):
                 problems.append(f"changed: {path} {key}: {a.get(key)!r} -> {b.get(key)!r}")
     return problems
@@ -181,7 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     with open(args.manifest) as handle:
         expected = json.load(handle)
-    actual = record(args.roots or expected["roots"], expected["excludes"], args.under)
+    actual = record(
+        args.roots or expected["roots"],
+        expected["excludes"],
+        args.under,
+        expected.get("mtime_free", []),
+    )
     problems = compare(expected, actual)
     for line in problems:
         print(line)
