@@ -68,8 +68,8 @@ def roots_and_excludes(data_dirs: list[str]) -> tuple[list[str], list[str]]:
     return roots, sorted(set(excludes))
 
 
-def output(argv: list[str]) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+def output(argv: list[str], *, check: bool = True) -> str:
+    return subprocess.run(argv, check=check, capture_output=True, text=True).stdout
 
 
 def state() -> dict[str, object]:
@@ -89,9 +89,10 @@ def state() -> dict[str, object]:
         ["vgs", "--noheadings", "-o", "vg_name,vg_uuid,vg_extent_size,pv_count,lv_count"],
         ["lvs", "--noheadings", "-o", "lv_name,vg_name,lv_uuid,lv_size,segtype,stripes"],
     ):
-        lvm += sorted(" ".join(line.split()) for line in output(argv).splitlines())
+        # a machine without LVM or MD: nothing to list (what there is, both sides must list)
+        lvm += sorted(" ".join(line.split()) for line in output(argv, check=False).splitlines())
     result["lvm"] = lvm
-    result["md"] = sorted(output(["mdadm", "--detail", "--scan"]).splitlines())
+    result["md"] = sorted(output(["mdadm", "--detail", "--scan"], check=False).splitlines())
     root_type = dict(mounts()).get("/")
     if root_type == "btrfs":
         # IDs and paths; generations change with every write
