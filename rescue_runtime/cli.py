@@ -12,6 +12,7 @@ from rescue_runtime.errors import EXIT_CODES
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, configured_command
 from rescue_runtime.mountonly import add_mountonly_parsers, cmd_mountonly, cmd_umount
 from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
+from rescue_runtime.recover.finalize_cli import add_finalizeonly_parser, cmd_finalizeonly
 from rescue_runtime.recover.recreate_cli import add_layoutonly_parser, cmd_layoutonly
 from rescue_runtime.recover.workflow import cmd_recover
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--simulate", action="store_true", help="list the stages, steps and hooks, run nothing"
     )
     add_mountonly_parsers(sub, parents=[common])
+    add_finalizeonly_parser(sub, parents=[common])
     return parser
 
 
@@ -97,6 +99,7 @@ COMMANDS: dict[str, Command] = {
     "mountonly": cmd_mountonly,
     "umount": cmd_umount,
     "layoutonly": cmd_layoutonly,
+    "finalizeonly": cmd_finalizeonly,
 }
 COMMANDS.update({name: interlocked(COMMANDS[name]) for name in INTERLOCKED & set(COMMANDS)})
 

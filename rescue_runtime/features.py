@@ -30,6 +30,9 @@ UMOUNT = Feature("umount", "take down what mountonly brought up", ready=True)
 LAYOUTONLY = Feature(
     "layoutonly", "recreate the saved disk layout under /mnt/local (no restore)", ready=True
 )
+FINALIZEONLY = Feature(
+    "finalizeonly", "reinstall boot loader and keys of the system under /mnt/local", ready=True
+)
 UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=False)
 DUMP = Feature("dump", "show this rescue system's settings", ready=True)
 LAYOUT = Feature("layout", "capture and show this machine's disk layout", ready=True)
@@ -41,6 +44,7 @@ COMMANDS: tuple[Feature, ...] = (
     LAYOUTONLY,
     MOUNTONLY,
     UMOUNT,
+    FINALIZEONLY,
     DUMP,
     LAYOUT,
     CHECKLAYOUT,
