@@ -61,18 +61,18 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
             f"the rescue system (none of {', '.join(RESCUE_MARKERS)} exists here).",
             hint="Add --force to run it on this machine anyway.",
         )
-    missing_tools = [p for p in finalize_programs(layout) if which(p) is None]
-    if missing_tools:
-        raise MissingError(
-            f"finalize needs {', '.join(missing_tools)}, which this system lacks.",
-            hint="Add them to the recipe's PROGS and rebuild the rescue media.",
-        )
     missing = unmounted(layout, args.target)
     if missing:
         raise UsageError(
             f"finalizeonly needs the restored system mounted under {args.target}, but "
             f"{', '.join(missing)} of the saved layout is not mounted there; nothing was changed.",
             hint="Run `mkmedia mountonly` or `mkmedia recover` first.",
+        )
+    missing_tools = [p for p in finalize_programs(layout) if which(p) is None]
+    if missing_tools:
+        raise MissingError(
+            f"finalize needs {', '.join(missing_tools)}, which this system lacks.",
+            hint="Add them to the recipe's PROGS and rebuild the rescue media.",
         )
     changed = [f"--rebuild-initramfs given ({reason})" for reason in args.rebuild_initramfs]
     request = FinalizeRequest(
@@ -89,29 +89,24 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+HELP = (
+    "reinstall the boot loader, LUKS keys and initramfs of the system mounted under "
+    "/mnt/local (after mountonly or recover)"
+)
+
+
 def add_finalizeonly_parser(
     subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
 ) -> argparse.ArgumentParser:
+    target_is = "where the restored system is mounted"
     p = add_layout_parser(
-        subparsers,
-        "finalizeonly",
-        help="reinstall the boot loader, LUKS keys and initramfs of the system mounted under "
-        "/mnt/local (after mountonly or recover)",
-        target_is="where the restored system is mounted",
-        parents=parents,
+        subparsers, "finalizeonly", help=HELP, target_is=target_is, parents=parents
     )
     p.add_argument("--unattended", action="store_true", help="ask no questions")
+    p.add_argument("--key-dir", default=KEY_DIR, help=f"temporary LUKS keys (default {KEY_DIR})")
     p.add_argument(
-        "--key-dir",
-        default=KEY_DIR,
-        help=f"the recreate script's temporary LUKS keys (default {KEY_DIR})",
-    )
-    p.add_argument(
-        "--rebuild-initramfs",
-        action="append",
-        default=[],
-        metavar="REASON",
-        help="rebuild the initramfs (and grub.cfg), saying why in the log; repeatable",
-    )
+        "--rebuild-initramfs", action="append", default=[], metavar="REASON",
+        help="rebuild the initramfs and grub.cfg, saying why in the log; repeatable",
+    )  # fmt: skip
     p.add_argument("--force", action="store_true", help="run outside a rescue system too")
     return p

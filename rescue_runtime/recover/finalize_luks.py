@@ -37,21 +37,14 @@ class KeyFile:
     offset: int | None = None  # keyfile-offset=
     size: int | None = None  # keyfile-size=
 
-    def add_args(self) -> list[str]:
-        """luksAddKey's options for this file as the new key."""
+    def options(self, *, new: bool) -> list[str]:
+        """The cryptsetup options naming the part of the file that is the key: luksAddKey's
+        for it as the new key (`new`), open's otherwise."""
+        prefix = "--new-keyfile-" if new else "--keyfile-"
         argv = []
-        if self.offset is not None:
-            argv += ["--new-keyfile-offset", str(self.offset)]
-        if self.size is not None:
-            argv += ["--new-keyfile-size", str(self.size)]
-        return argv
-
-    def open_args(self) -> list[str]:
-        argv = []
-        if self.offset is not None:
-            argv += ["--keyfile-offset", str(self.offset)]
-        if self.size is not None:
-            argv += ["--keyfile-size", str(self.size)]
+        for name, value in (("offset", self.offset), ("size", self.size)):
+            if value is not None:
+                argv += [prefix + name, str(value)]
         return argv
 
 
@@ -198,10 +191,10 @@ class LuksKeys:
             inside = self.target / key.path.lstrip("/")
             if not inside.is_file():
                 why = f"its key file {key.path} is not in the restored system"
-            elif opens(device, inside, key.open_args()):
+            elif opens(device, inside, key.options(new=False)):
                 added.append(f"the key file {key.path} (it opened it already)")
             else:
-                add_key(luks, device, temporary, inside, key.add_args())
+                add_key(luks, device, temporary, inside, key.options(new=True))
                 added.append(f"the key file {key.path} from /etc/crypttab")
         if key is None or why:
             notes.append(f"LUKS volume {luks.name}: no crypttab key file added: {why}")
