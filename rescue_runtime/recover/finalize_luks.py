@@ -17,6 +17,7 @@ from pathlib import Path
 from rescue_runtime.atomic import write_text
 from rescue_runtime.layout.model import Layout, LuksDevice
 from rescue_runtime.layout.parse.tables import CrypttabEntry, parse_crypttab
+from rescue_runtime.recover.activate import ask_passphrase as ask_secret
 from rescue_runtime.recover.activate import find_by_uuid
 from rescue_runtime.recover.recreate_stack import pbkdf_args
 from rescue_runtime.run import run
@@ -27,6 +28,7 @@ RANDOM_KEYS = frozenset({"/dev/random", "/dev/urandom", "/dev/hw_random"})
 PASSPHRASE_TRIES = 3
 
 Ask = Callable[[str, str], str]
+ReadSecret = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -96,21 +98,32 @@ def key_file_of(entry: CrypttabEntry | None) -> tuple[KeyFile | None, str]:
     return KeyFile(key, offset, _number(entry.options, "keyfile-size")), ""
 
 
+def captured_entry(luks: LuksDevice) -> CrypttabEntry | None:
+    """The crypttab line the layout captured for this volume (its key file and options)."""
+    if luks.key_file is None and not luks.options:
+        return None
+    return CrypttabEntry(luks.name, luks.device, luks.key_file, list(luks.options))
+
+
 def luks_key_problems(layout: Layout, crypttab_text: str | None) -> list[str]:
     """Verify's question for an unattended recover, before any write: each LUKS volume that
     gets a temporary key (no header backup) and has no key file in the backup's crypttab
-    would stay locked at boot. One sentence per such volume; [] when every one is fine."""
+    (`crypttab_text`; None: the crypttab the layout captured stands in) would stay locked at
+    boot. One sentence per such volume; [] when every one is fine."""
     entries = parse_crypttab(crypttab_text) if crypttab_text is not None else []
     problems = []
     for luks in layout.luks:
         if luks.header_backup:
             continue
         if crypttab_text is None:
-            why = "the backup holds no /etc/crypttab"
+            entry = captured_entry(luks)
+            key, why = key_file_of(entry)
+            if entry is None:
+                why = "the crypttab the layout captured has no line for it"
         else:
             key, why = key_file_of(crypttab_entry(luks, entries))
-            if key is not None:
-                continue
+        if key is not None:
+            continue
         problems.append(
             f"The LUKS volume {luks.name} ({luks.device}) has no header backup, so recover "
             f"recreates it with a temporary key, and {why}: unattended, nothing would open it "
@@ -150,13 +163,19 @@ def add_key(luks: LuksDevice, device: str, temporary: Path, new: Path, extra: li
     )  # fmt: skip
 
 
-def ask_passphrase(ask: Ask, luks: LuksDevice) -> str:
-    """A new passphrase, typed twice; empty: none."""
+def new_passphrase(ask: Ask, read_secret: ReadSecret, luks: LuksDevice, needed: bool) -> str:
+    """Interactive: offer a new passphrase (default yes when nothing else opens the volume);
+    the passphrase itself is read without echo and never goes through `ask`, which logs its
+    answers. Typed twice; empty or no answer: none."""
+    default = "yes" if needed else "no"
+    answer = ask(f"Give the LUKS volume {luks.name} a new passphrase? (yes/no)", default)
+    if not answer.lower().startswith("y"):
+        return ""
     for _ in range(PASSPHRASE_TRIES):
-        first = ask(f"New passphrase for the LUKS volume {luks.name} (empty: none)", "")
+        first = read_secret(f"New passphrase for {luks.name} (empty: none): ")
         if not first:
             return ""
-        if ask(f"The same passphrase again for {luks.name}", "") == first:
+        if read_secret(f"The same passphrase again for {luks.name}: ") == first:
             return first
     return ""
 
@@ -164,8 +183,16 @@ def ask_passphrase(ask: Ask, luks: LuksDevice) -> str:
 class LuksKeys:
     """Replace each temporary key by the restored system's key file (and a passphrase)."""
 
-    def __init__(self, layout: Layout, target: Path, key_dir: Path, ask: Ask | None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        target: Path,
+        key_dir: Path,
+        ask: Ask | None,
+        read_secret: ReadSecret = ask_secret,
+    ) -> None:
         self.layout, self.target, self.key_dir, self.ask = layout, target, key_dir, ask
+        self.read_secret = read_secret
 
     def run(self) -> list[str]:
         pending = temporary_keys(self.layout, self.key_dir)
@@ -179,7 +206,8 @@ class LuksKeys:
         crypttab = self.target / CRYPTTAB
         entries = parse_crypttab(crypttab.read_text()) if crypttab.is_file() else []
         for luks, temporary in pending:
-            notes += self.replace(luks, temporary, crypttab_entry(luks, entries))
+            entry = crypttab_entry(luks, entries) or captured_entry(luks)
+            notes += self.replace(luks, temporary, entry)
         return notes
 
     def replace(self, luks: LuksDevice, temporary: Path, entry: CrypttabEntry | None) -> list[str]:
@@ -199,7 +227,7 @@ class LuksKeys:
         if key is None or why:
             notes.append(f"LUKS volume {luks.name}: no crypttab key file added: {why}")
         if self.ask is not None:
-            passphrase = ask_passphrase(self.ask, luks)
+            passphrase = new_passphrase(self.ask, self.read_secret, luks, needed=not added)
             if passphrase:
                 self.add_passphrase(luks, device, temporary, passphrase)
                 added.append("the new passphrase")

@@ -240,8 +240,15 @@ def test_crypttab_key_file(stack_layout: Layout, line: str, key: KeyFile | None)
 def test_luks_key_problems(stack_layout: Layout) -> None:
     layout = copy.deepcopy(stack_layout)
     assert luks_key_problems(layout, f"x UUID={LUKS_UUID} /etc/keys/pv.key luks\n") == []
+    # without the backup's crypttab, the one the layout captured stands in
     (problem,) = luks_key_problems(layout, None)
-    assert "cryptpv" in problem and "the backup holds no /etc/crypttab" in problem
+    assert "cryptpv" in problem and "names no key file" in problem
+    layout.luks[0].options = []
+    (problem,) = luks_key_problems(layout, None)
+    assert "the crypttab the layout captured has no line for it" in problem
+    layout.luks[0].key_file = "/etc/keys/pv.key"
+    assert luks_key_problems(layout, None) == []
+    layout.luks[0].key_file = None
     (problem,) = luks_key_problems(layout, "cryptpv /dev/vdc1 none luks\n")
     assert "names no key file" in problem and "interactively" in problem
     layout.luks[0].header_backup = "luks-header-cryptpv.img"
@@ -290,10 +297,14 @@ def test_without_a_key_file_the_temporary_key_stays_and_says_so(
     assert temporary.exists()
     assert notes[-1].startswith("WARNING: the LUKS volume cryptpv") and "ONLY" in notes[-1]
 
-    # interactive: the new passphrase (typed twice) becomes a key, then the temporary goes
-    answers = iter(["s3cret", "s3cret"])
-    keys.ask = lambda question, default: next(answers)
+    # interactive: offered (yes by default: nothing else opens it), the new passphrase
+    # (typed twice, never through `ask`, which logs) becomes a key, then the temporary goes
+    questions: list[tuple[str, str]] = []
+    keys.ask = lambda question, default: questions.append((question, default)) or default
+    secrets = iter(["s3cret", "s3cret"])
+    keys.read_secret = lambda prompt: next(secrets)
     notes = keys.run()
+    assert questions == [("Give the LUKS volume cryptpv a new passphrase? (yes/no)", "yes")]
     (add,) = fake.commands("luksAddKey")
     assert add[-1].endswith(".cryptpv.new") and not Path(add[-1]).exists()
     assert fake.commands("luksRemoveKey") and not temporary.exists()
