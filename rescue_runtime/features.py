@@ -33,6 +33,9 @@ LAYOUTONLY = Feature(
 FINALIZEONLY = Feature(
     "finalizeonly", "reinstall boot loader and keys of the system under /mnt/local", ready=True
 )
+RESTOREONLY = Feature(
+    "restoreonly", "restore the backup into the system mounted under /mnt/local", ready=True
+)
 UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=False)
 DUMP = Feature("dump", "show this rescue system's settings", ready=True)
 LAYOUT = Feature("layout", "capture and show this machine's disk layout", ready=True)
@@ -42,6 +45,7 @@ CHECKLAYOUT = Feature("checklayout", "compare the disks with the saved layout", 
 COMMANDS: tuple[Feature, ...] = (
     RECOVER,
     LAYOUTONLY,
+    RESTOREONLY,
     MOUNTONLY,
     UMOUNT,
     FINALIZEONLY,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,10 +10,12 @@ from rescue_runtime.errors import EXIT_OK, MissingError, UsageError
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.store import load
 from rescue_runtime.recover.activate import under, wanted_mount
+from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.finalize import FinalizeRequest, finalize, finalize_programs
 from rescue_runtime.recover.options import add_layout_parser
 from rescue_runtime.recover.recreate import KEY_DIR, SCRIPT_DIR
 from rescue_runtime.recover.recreate_cli import RESCUE_MARKERS, in_rescue_system
+from rescue_runtime.recover.workflow import open_log
 from rescue_runtime.run import run, which
 
 # The rescue system's logs: its /init's, mkmedia's own, the recreate scripts'.
@@ -41,18 +42,6 @@ def unmounted(layout: Layout, target: str) -> list[str]:
     return missing
 
 
-def ask_terminal(question: str, default: str) -> str:
-    """Interactive questions on the console; passphrases are not echoed."""
-    import getpass
-
-    prompt = f"{question} [{default}]: " if default else f"{question}: "
-    if "passphrase" in question and sys.stdin.isatty():
-        answer = getpass.getpass(prompt)
-    else:
-        answer = input(prompt)
-    return answer or default
-
-
 def cmd_finalizeonly(args: argparse.Namespace) -> int:
     layout = load(args.dir)
     if not args.force and not in_rescue_system():
@@ -74,13 +63,15 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
             f"finalize needs {', '.join(missing_tools)}, which this system lacks.",
             hint="Add them to the recipe's PROGS and rebuild the rescue media.",
         )
+    log_file = open_log("finalizeonly")
+    print(f"mkmedia finalizeonly: log in {log_file or '(none: /var/log not writable)'}")
     changed = [f"--rebuild-initramfs given ({reason})" for reason in args.rebuild_initramfs]
     request = FinalizeRequest(
         layout=layout,
         target=Path(args.target),
         key_dir=Path(args.key_dir),
-        logs=rescue_logs(),
-        ask=None if args.unattended else ask_terminal,
+        logs=rescue_logs(),  # this run's log among them (LOG_GLOBS)
+        ask=None if args.unattended else Asker(unattended=False),
         changed=changed,
     )
     for note in finalize(request):
