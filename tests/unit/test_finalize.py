@@ -361,3 +361,24 @@ def test_finalizeonly_refuses_when_the_target_is_not_mounted(
     err = capsys.readouterr().err
     assert "/, /srv of the saved layout is not mounted there" in err
     assert "Run `mkmedia mountonly` or `mkmedia recover` first." in err
+
+
+def test_binds_are_made_once_and_undone_also_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rescue_runtime.recover import finalize as finalize_module
+
+    target = tmp_path / "t"
+    fake = FakeRun()
+    monkeypatch.setattr(finalize_module, "run", fake)
+    # mountonly bound /proc already; the rescue system has /dev/pts mounted, no efivarfs
+    monkeypatch.setattr(
+        finalize_module, "mounted_paths", lambda: [f"{target}/proc", "/dev/pts", "/proc"]
+    )
+    monkeypatch.setattr(finalize_module.os.path, "isdir", lambda path: True)  # UEFI
+    with pytest.raises(RuntimeError), finalize_module.bound(target, lambda line: None):
+        raise RuntimeError("grub-install failed")
+    made = [c[-1] for c in fake.calls if c[:2] == ["mount", "--bind"]]
+    assert made == [f"{target}/{p}" for p in ("sys", "dev", "dev/pts", "run")]
+    undone = [c[-1] for c in fake.calls if c[0] == "umount"]
+    assert undone == list(reversed(made))
