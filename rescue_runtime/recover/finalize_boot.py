@@ -187,8 +187,14 @@ def fallback_note(target: Path, mount: Mount) -> str:
 
 
 def mirror_esps(layout: Layout, esp: Partition) -> list[Partition]:
-    """The other ESPs of a mirrored machine: not mounted, the same partition type."""
-    return [p for p in layout.esps() if p.unmounted and p.path != esp.path and p.type == esp.type]
+    """The other ESPs of a mirrored machine: the same partition type, mounted by nothing
+    (marked `unmounted`, or kept by `layout save --all`, which marks nothing)."""
+    mounted = {m.device for m in layout.mounts}
+    return [
+        p
+        for p in layout.esps()
+        if p.path != esp.path and p.type == esp.type and (p.unmounted or p.path not in mounted)
+    ]
 
 
 @contextlib.contextmanager

@@ -93,7 +93,7 @@ def test_outside_a_rescue_system_nothing_runs(
 def test_a_media_without_a_backup_method_refuses(machine: RecoverContext) -> None:
     machine.config.backup = "NONE"
     machine.config.backup_url = ""
-    with pytest.raises(MkmediaError, match="BACKUP=NONE.*layoutonly"):
+    with pytest.raises(MkmediaError, match=r"BACKUP=NONE.*layoutonly"):
         run_verify(machine)
 
 
@@ -157,7 +157,7 @@ def test_unattended_refuses_a_luks_volume_nothing_would_open(machine: RecoverCon
     # stack_layout's cryptpv: no header backup, and its crypttab line names no key file
     machine.options.unattended = True
     machine.ask = Asker(unattended=True)
-    with pytest.raises(MkmediaError, match="cryptpv .* names no key file"):
+    with pytest.raises(MkmediaError, match=r"cryptpv .* names no key file"):
         run_verify(machine)
 
 

@@ -3,7 +3,7 @@
 The rescue system boots through OVMF (its kernel as an EFI application, so the EFI variables
 are there). In it a small mirrored-ESP machine is built under /mnt/target — an ESP on vda
 (mounted at /boot/efi, a loader and the removable fallback path on it) and a copy's ESP on
-vdb (not mounted), ext4 root, and /srv/sec on LUKS2 whose key file crypttab names — with a
+vdb (not mounted), ext4 root, and /srv/sec on LUKS2 on vdb2 whose key file crypttab names — with a
 firmware entry for its loader; `mkmedia layout save` records it. Then the state recover
 leaves is made by hand: the entry is deleted, the LUKS volume opens only with a temporary key
 in KEY_DIR (as the recreate script leaves it without a header backup), the second ESP is
@@ -37,16 +37,16 @@ BUILD: list[tuple[str, str]] = [
     (
         "partitions",
         f"sgdisk -Z -n 1:1MiB:+32MiB -t 1:ef00 -u 1:{ESP_UUID} -n 2:0:0 -t 2:8300 /dev/vda "
-        "&& sgdisk -Z -n 1:1MiB:+32MiB -t 1:ef00 /dev/vdb "
-        "&& sgdisk -Z -n 1:1MiB:0 -t 1:8309 /dev/vdc && udevadm settle >/dev/null",
+        "&& sgdisk -Z -n 1:1MiB:+32MiB -t 1:ef00 -n 2:0:0 -t 2:8309 /dev/vdb "
+        "&& udevadm settle >/dev/null",
     ),
     (
         "file systems and LUKS2",
         "mkfs.vfat -F 32 /dev/vda1 >/dev/null && mkfs.vfat -F 32 /dev/vdb1 >/dev/null "
         "&& mkfs.ext4 -q /dev/vda2 "
         "&& cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
-        f"--uuid {LUKS_UUID} --key-file /tmp/orig /dev/vdc1 "
-        "&& cryptsetup open --key-file /tmp/orig /dev/vdc1 sec && mkfs.ext4 -q /dev/mapper/sec",
+        f"--uuid {LUKS_UUID} --key-file /tmp/orig /dev/vdb2 "
+        "&& cryptsetup open --key-file /tmp/orig /dev/vdb2 sec && mkfs.ext4 -q /dev/mapper/sec",
     ),
     (
         "the system: ESP files, key file, crypttab, fstab",
@@ -64,15 +64,15 @@ BUILD: list[tuple[str, str]] = [
         "the firmware entry",
         f"efibootmgr -q -c -d /dev/vda -p 1 -L mkmedia-test -l '{LOADER}'",
     ),
-    ("layout save", f"mkmedia layout save --root {T} --all {LAYOUT}"),
+    ("layout save", f"mkmedia layout save --root {T} {LAYOUT}"),
     (
         "what recover leaves: no entry, a temporary LUKS key only, tear down",
         f'efibootmgr -q -b "$({ENTRY_NUMBER})" -B '
         f"&& umount -R {T} && cryptsetup close sec "
         f"&& mkdir -p {KEYS} && head -c 64 /dev/urandom > {KEYS}/sec.key "
         f"&& cryptsetup luksAddKey -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
-        f"--key-file /tmp/orig /dev/vdc1 {KEYS}/sec.key "
-        "&& cryptsetup luksRemoveKey -q /dev/vdc1 /tmp/orig",
+        f"--key-file /tmp/orig /dev/vdb2 {KEYS}/sec.key "
+        "&& cryptsetup luksRemoveKey -q /dev/vdb2 /tmp/orig",
     ),
 ]
 
@@ -85,7 +85,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_finalizeonly_on_uefi_writes_the_entry_fills_the_mirror_and_keys_luks(
     media: Path, tmp_path: Path
 ) -> None:
-    disks = [blank_disk(tmp_path / f"vd{i}.img", size) for i, size in enumerate((256, 64, 64))]
+    disks = [blank_disk(tmp_path / f"vd{i}.img", size) for i, size in enumerate((256, 128))]
     machine = Machine(
         firmware="uefi",
         kernel=media / "rescue-kernel",
@@ -101,7 +101,7 @@ def test_finalizeonly_on_uefi_writes_the_entry_fills_the_mirror_and_keys_luks(
         for what, command in BUILD:
             sh(guest, command, what)
         assert sh(guest, ENTRY_NUMBER).strip() == "", "the entry was not deleted"
-        status, _ = guest.shell("cryptsetup open --test-passphrase --key-file /tmp/orig /dev/vdc1")
+        status, _ = guest.shell("cryptsetup open --test-passphrase --key-file /tmp/orig /dev/vdb2")
         assert status != 0, "the original key still opens the volume"
 
         sh(guest, f"mkmedia mountonly {LAYOUT} --key-file sec={KEYS}/sec.key", "mountonly")
@@ -128,10 +128,10 @@ def test_finalizeonly_on_uefi_writes_the_entry_fills_the_mirror_and_keys_luks(
         assert copied.split() == ["loader", "fallback"], copied
         # the key file crypttab names opens the volume; the temporary key is gone
         key = "/mnt/local/etc/keys/sec.key"
-        sh(guest, f"cryptsetup open --test-passphrase --key-file {key} /dev/vdc1", "new key")
+        sh(guest, f"cryptsetup open --test-passphrase --key-file {key} /dev/vdb2", "new key")
         status, _ = guest.shell(f"test -e {KEYS}/sec.key")
         assert status != 0, "the temporary key file is still there"
-        out = sh(guest, "cryptsetup luksDump /dev/vdc1 | grep -cE '^ +[0-9]+: luks2'")
+        out = sh(guest, "cryptsetup luksDump /dev/vdb2 | grep -cE '^ +[0-9]+: luks2'")
         assert out.strip() == "1", f"key slots left: {out}"
         logs = sh(guest, "stat -c '%a %n' /mnt/local/var/log/mkmedia/*")
         assert "600 /mnt/local/var/log/mkmedia/init.log" in logs, logs
