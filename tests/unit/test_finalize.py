@@ -126,6 +126,10 @@ def test_the_efi_entry_is_written_from_the_captured_one() -> None:
     ]  # fmt: skip
     assert finalize_programs(layout)[-1] == "efibootmgr"
     assert finalize_boot.mirror_esps(layout, esp) == [layout.disks[1].partitions[0]]
+    layout.disks[1].partitions[0].unmounted = False  # `layout save --all` marks nothing
+    assert finalize_boot.mirror_esps(layout, esp) == [layout.disks[1].partitions[0]]
+    layout.mounts.append(Mount("/boot/efi2", "/dev/vdb1", "vfat"))  # its own ESP, mounted
+    assert finalize_boot.mirror_esps(layout, esp) == []
 
 
 def test_write_efi_entries_creates_it_and_puts_it_first(
