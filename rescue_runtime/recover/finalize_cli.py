@@ -54,7 +54,8 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(
             f"finalizeonly needs the restored system mounted under {args.target}, but "
-            f"{', '.join(missing)} of the saved layout is not mounted there; nothing was changed.",
+            f"{', '.join(missing)} of the saved layout {'is' if len(missing) == 1 else 'are'} "
+            "not mounted there; nothing was changed.",
             hint="Run `mkmedia mountonly` or `mkmedia recover` first.",
         )
     missing_tools = [p for p in finalize_programs(layout) if which(p) is None]

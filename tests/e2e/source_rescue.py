@@ -22,10 +22,11 @@ uname -r > /run/job/kernel.txt
 
 @dataclass(frozen=True)
 class SourceRescue:
+    machine: source.SourceMachine
     iso: Path
     layout: Path  # the layout.json the build saved in the source
     kernel: str  # the source's running kernel (uname -r)
-    disks: list[Path]  # the source's overlay disks, as the build left them
+    disks: list[Path]  # the source's overlay disks as the build left them: one test may change them
 
 
 def build_rescue_in_source(machine: source.SourceMachine, work: Path) -> SourceRescue:
@@ -46,4 +47,6 @@ def build_rescue_in_source(machine: source.SourceMachine, work: Path) -> SourceR
     (iso_name,) = [Path(a["path"]).name for a in manifest["artifacts"] if a["kind"] == "iso"]
     (iso,) = (job / "out").glob(f"*/{iso_name}")
     kernel = (job / "kernel.txt").read_text().strip()
-    return SourceRescue(iso=iso, layout=job / "layout.json", kernel=kernel, disks=disks)
+    return SourceRescue(
+        machine=machine, iso=iso, layout=job / "layout.json", kernel=kernel, disks=disks
+    )

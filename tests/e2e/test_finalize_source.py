@@ -13,7 +13,7 @@ import pytest
 
 from mkmedia.qemu import Guest, Machine
 from tests.e2e import source
-from tests.e2e.source_rescue import build_rescue_in_source
+from tests.e2e.source_rescue import SourceRescue
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
@@ -33,9 +33,11 @@ def sh(guest: Guest, command: str, timeout: float = 300.0) -> str:
     return out
 
 
-def test_finalizeonly_makes_the_source_disks_boot_again(tmp_path: Path) -> None:
-    machine = source.source_machine("bios-lvm", log_dir=tmp_path)
-    built = build_rescue_in_source(machine, tmp_path / "build")
+def test_finalizeonly_makes_the_source_disks_boot_again(
+    bios_lvm_rescue: SourceRescue, tmp_path: Path
+) -> None:
+    built = bios_lvm_rescue
+    machine = built.machine
     rescue = Machine(firmware="bios", cdrom=built.iso, boot_order="d", disks=built.disks)
     log = tmp_path / "rescue.log"
     with Guest(rescue, deadline=BOOT_TIMEOUT + 2 * STEP, console_log=log, name="rescue") as guest:

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from mkmedia.qemu import Guest, Machine
-from tests.e2e import source
-from tests.e2e.source_rescue import build_rescue_in_source
+from tests.e2e.source_rescue import SourceRescue
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
 
 
-def test_media_built_on_the_source_boots_on_blank_disks(tmp_path: Path) -> None:
-    machine = source.source_machine("bios-lvm", log_dir=tmp_path)
-    built = build_rescue_in_source(machine, tmp_path)
-    iso = built.iso
+def test_media_built_on_the_source_boots_on_blank_disks(
+    bios_lvm_rescue: SourceRescue, tmp_path: Path
+) -> None:
+    built = bios_lvm_rescue
+    machine, iso = built.machine, built.iso
     layout_sha = hashlib.sha256(built.layout.read_bytes()).hexdigest()
 
     blank = []

@@ -363,7 +363,7 @@ def test_finalizeonly_refuses_when_the_target_is_not_mounted(
     assert "runs only inside the rescue system" in capsys.readouterr().err
     assert cli.main([*argv, "--force", "--unattended"]) == 2
     err = capsys.readouterr().err
-    assert "/, /srv of the saved layout is not mounted there" in err
+    assert "/, /srv of the saved layout are not mounted there" in err
     assert "Run `mkmedia mountonly` or `mkmedia recover` first." in err
 
 

@@ -18,16 +18,14 @@ from pathlib import Path
 import pytest
 
 from mkmedia.qemu import Guest, Machine
-from tests.rescue_build import BOOT_TIMEOUT, PROMPT, REPO, build_media
+from tests.rescue_build import BOOT_TIMEOUT, PROMPT, build_media
 from tests.vm.test_layout_guest import blank_disk, sh
+from tests.vm.test_mountonly_guest import LAYOUT, RECIPE, T  # the same media and paths
 
 pytestmark = pytest.mark.vm
 
-RECIPE = REPO / "tests" / "data" / "recipes" / "vm-mountonly.yaml"
 ESP_UUID = "5eed0001-0000-4000-8000-00000000e5f1"
 LUKS_UUID = "5eed0001-0000-4000-8000-00000000c0de"
-T = "/mnt/target"
-LAYOUT = "--dir /tmp/layout"
 KEYS = "/run/mkmedia/recreate/keys"  # recreate's KEY_DIR, finalizeonly's default --key-dir
 LOADER = "\\EFI\\test\\grubx64.efi"
 ENTRY_NUMBER = "efibootmgr | sed -n 's/^Boot\\([0-9A-F]*\\)\\*\\? mkmedia-test.*/\\1/p'"
