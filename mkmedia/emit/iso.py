@@ -187,6 +187,20 @@ def write_iso(
     return [Artifact.of(output, "iso")]
 
 
+# The MediaSpec fields that write_iso() takes, under the same names.
+SPEC_ARGUMENTS = (
+    "volume_label",
+    "host",
+    "kernel_cmdline",
+    "boot_default",
+    "boot_timeout",
+    "consoles",
+    "secure_boot",
+    "payload_dirs",
+    "source_date_epoch",
+)
+
+
 class IsoEmitter(Emitter):
     """OUTPUT=ISO: the hybrid ISO <prefix>.iso in the output directory."""
 
@@ -196,22 +210,14 @@ class IsoEmitter(Emitter):
         return self.spec.directory / f"{self.spec.prefix}.iso"
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
-        spec = self.spec
+        media = {name: getattr(self.spec, name) for name in SPEC_ARGUMENTS}
         return write_iso(
             self.iso_path(),
             kernel=kernel,
             initrd=initrd,
-            volume_label=spec.volume_label,
-            host=spec.host,
-            kernel_cmdline=spec.kernel_cmdline,
-            boot_default=spec.boot_default,
-            boot_timeout=spec.boot_timeout,
-            consoles=spec.consoles,
-            secure_boot=spec.secure_boot,
-            payload_dirs=spec.payload_dirs,
-            source_date_epoch=spec.source_date_epoch,
-            marker_id=spec.medium_id,
             work_dir=work_dir,
+            marker_id=self.spec.medium_id,
+            **media,
         )
 
 
