@@ -30,7 +30,7 @@ UMOUNT = Feature("umount", "take down what mountonly brought up", ready=True)
 LAYOUTONLY = Feature(
     "layoutonly", "recreate the saved disk layout under /mnt/local (no restore)", ready=True
 )
-UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=False)
+UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=True)
 DUMP = Feature("dump", "show this rescue system's settings", ready=True)
 LAYOUT = Feature("layout", "capture and show this machine's disk layout", ready=True)
 CHECKLAYOUT = Feature("checklayout", "compare the disks with the saved layout", ready=True)

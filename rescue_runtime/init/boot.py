@@ -209,6 +209,7 @@ def main() -> None:
     boot.run_steps(BootContext(config, options))
     if options.update_url:
         update_option(boot, options.update_url)
+        config = rescueconf.load()  # the update may have changed it: the banner shows the new
     boot.say(consoles.banner(config))
     if boot.failures:
         boot.say("mkmedia init: these steps failed: " + ", ".join(boot.failures))
@@ -234,7 +235,8 @@ def _update(url: str) -> str:
     result = run([sys.executable, "-m", "rescue_runtime", "update", url], check=False)
     if not result.ok:
         raise RuntimeError(f"mkmedia update {url} failed: {result.stderr.strip()[-300:]}")
-    return f"applied {url}"
+    lines = result.stdout.strip().splitlines()
+    return lines[0] if lines else f"applied {url}"
 
 
 def _update_wanted(options: cmdline.BootOptions) -> bool:
