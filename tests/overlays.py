@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import io
 import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rescue_runtime.rescueconf import RescueConfig
@@ -111,3 +115,28 @@ def snapshot(root: Path) -> dict[str, object]:
         else:
             seen[name] = (path.read_bytes(), path.stat().st_mode)
     return seen
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[int]:
+    """An HTTP server of `directory` on the loopback (a QEMU guest reaches it at 10.0.2.2);
+    yields its port, a free one."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# Every path the test servers were asked for, in order (a guest's expanded templates show here).
+REQUESTED: list[str] = []
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        REQUESTED.append(self.path)
