@@ -209,7 +209,11 @@ def main() -> None:
     boot.run_steps(BootContext(config, options))
     if options.update_url:
         update_option(boot, options.update_url)
-        config = rescueconf.load()  # the update may have changed it: the banner shows the new
+        updated = rescueconf.load()  # the update may have changed it: the banner shows it
+        if updated.hostname != config.hostname:
+            with contextlib.suppress(OSError):
+                system.set_hostname(updated.hostname)  # ${HOSTNAME} is the machine's new name
+        config = updated
     boot.say(consoles.banner(config))
     if boot.failures:
         boot.say("mkmedia init: these steps failed: " + ", ".join(boot.failures))
