@@ -149,8 +149,6 @@ def read_overlay(archive: Path, source: str, *, max_bytes: int = DEFAULT_MAX_BYT
         with tarfile.open(archive, "r:*") as tar:
             return _read_members(tar, source, max_bytes)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, OverlayError):
-            raise
         raise refused(
             source,
             f"it is not a complete tar archive ({type(exc).__name__}: {exc}); a download that "
