@@ -174,6 +174,13 @@ def apply_overlay(root: Path, overlay: Overlay, sha256: str, signer: str | None)
     made_dirs: list[Path] = []
     try:
         _swap(changed, made_dirs)
+    except OSError as exc:
+        _undo(root, record, record_dir, made_dirs)
+        raise MkmediaError(
+            f"Applying the overlay {overlay.source} failed ({exc}); what it had changed was "
+            "put back, so nothing was changed.",
+            hint="Check the free space (df /) and the messages above, then try again.",
+        ) from exc
     except BaseException:
         _undo(root, record, record_dir, made_dirs)
         raise
@@ -220,6 +227,9 @@ def _undo(root: Path, record: Record, record_dir: Path, made_dirs: list[Path]) -
         with contextlib.suppress(OSError):
             directory.rmdir()
     atomic.remove(record_dir)
+    for directory in (history_dir(root), history_dir(root).parent):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # made for this record only: empty again
 
 
 def _restore(root: Path, record: Record, record_dir: Path) -> None:

@@ -209,6 +209,13 @@ def _read_members(tar: tarfile.TarFile, source: str, max_bytes: int) -> Overlay:
             entries.append(Entry(path, "file", mode, data=_data(tar, member, source)))
     if manifest_bytes is None:
         raise refused(source, f"it has no {MANIFEST} at its top: it is not a mkmedia overlay")
+    links = {e.path for e in entries if e.kind == "symlink"}
+    for entry in entries:
+        through = [p for p in links if entry.path.startswith(p + "/")]
+        if through:
+            raise refused(
+                source, f"the member {entry.path} would be written through its link {through[0]}"
+            )
     overlay = Overlay(source, _parse_manifest(manifest_bytes, source), manifest_bytes, signature)
     overlay.entries = entries
     check_manifest(overlay)

@@ -112,6 +112,16 @@ def test_symlink_escape_is_refused(
     assert "points outside the overlay's allowed places" in refused(root, archive, capsys)
 
 
+def test_writing_through_the_overlays_own_link_is_refused(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = member("etc/mkmedia/lib", kind=tarfile.SYMTYPE, linkname="../../var/lib/mkmedia")
+    files = {**NEW_CONF, "etc/mkmedia/lib/update/history/0001/record.json": b"{}"}
+    manifest = manifest_for(files, {"etc/mkmedia/lib": "../../var/lib/mkmedia"})
+    archive = write_archive(tmp_path / "t.tar.gz", files, extra=[link], manifest=manifest)
+    assert "would be written through its link etc/mkmedia/lib" in refused(root, archive, capsys)
+
+
 def test_link_inside_is_kept(root: Path, tmp_path: Path) -> None:
     link = member("etc/mkmedia/current.json", kind=tarfile.SYMTYPE, linkname="rescue.json")
     files = {**NEW_CONF}
@@ -322,3 +332,31 @@ def test_configured_update_applies_once_and_reexecs_for_runtime(
     assert len(calls) == 1, "runtime code changed: the command must run again"
     monkeypatch.setenv(command.REEXEC_MARK, "1")
     assert command.apply_configured_update(config, root=root) is None
+
+
+def test_a_swap_failing_halfway_puts_everything_back(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import contextlib
+
+    from rescue_runtime import atomic
+    from rescue_runtime.update import apply
+
+    real = atomic.atomic_path
+
+    @contextlib.contextmanager
+    def failing(dest: Path, **kw: object):  # type: ignore[no-untyped-def]
+        with real(dest, **kw) as tmp:  # type: ignore[arg-type]
+            yield tmp
+            if Path(dest).name == "layout.json":  # after new.txt, before rescue.json (stack order)
+                raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(apply.atomic, "atomic_path", failing)
+    files = {
+        **NEW_CONF,
+        "var/lib/mkmedia/layout/layout.json": b'{"disks": ["new"]}\n',
+        "var/lib/mkmedia/layout/new.txt": b"added\n",
+    }
+    archive = write_archive(tmp_path / "o.tar.gz", files)
+    err = refused(root, archive, capsys)
+    assert "No space left on device" in err and "was put back" in err
