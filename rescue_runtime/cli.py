@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from rescue_runtime import __version__, features
+from rescue_runtime import __version__
 from rescue_runtime.cliguard import Command, Guard, dispatch
 from rescue_runtime.cliopts import CommonOptions, default
 from rescue_runtime.errors import EXIT_CODES
@@ -13,7 +13,7 @@ from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser,
 from rescue_runtime.mountonly import add_mountonly_parsers, cmd_mountonly, cmd_umount
 from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
 from rescue_runtime.recover.recreate_cli import add_layoutonly_parser, cmd_layoutonly
-from rescue_runtime.recover.workflow import cmd_recover
+from rescue_runtime.recover.workflow import add_recover_parsers, cmd_recover
 from rescue_runtime.update.command import add_update_parser, cmd_update
 
 
@@ -47,17 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_layout_parser(sub, parents=[common])
     add_checklayout_parser(sub, parents=[common])
     add_layoutonly_parser(sub, parents=[common])
-    recover_help = "recreate the disk layout, restore, reinstall boot"
-    if not features.RECOVER.ready:
-        recover_help += " (not in this version yet)"
-    recover = sub.add_parser("recover", help=recover_help, parents=[common])
-    recover.add_argument("--unattended", action="store_true", help="ask no questions")
-    recover.add_argument(
-        "--force", action="store_true", help="run even after mountonly changed the disks (warns)"
-    )
-    recover.add_argument(
-        "--simulate", action="store_true", help="list the stages, steps and hooks, run nothing"
-    )
+    add_recover_parsers(sub, parents=[common])
     add_mountonly_parsers(sub, parents=[common])
     add_update_parser(sub, parents=[common])
     return parser
@@ -96,6 +86,7 @@ COMMANDS: dict[str, Command] = {
     "layout": configured_command(rescue_settings),
     "checklayout": configured_command(rescue_settings),
     "recover": cmd_recover,
+    "restoreonly": cmd_recover,
     "mountonly": cmd_mountonly,
     "umount": cmd_umount,
     "layoutonly": cmd_layoutonly,

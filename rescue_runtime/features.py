@@ -30,6 +30,9 @@ UMOUNT = Feature("umount", "take down what mountonly brought up", ready=True)
 LAYOUTONLY = Feature(
     "layoutonly", "recreate the saved disk layout under /mnt/local (no restore)", ready=True
 )
+RESTOREONLY = Feature(
+    "restoreonly", "restore the backup into the system mounted under /mnt/local", ready=True
+)
 UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=True)
 DUMP = Feature("dump", "show this rescue system's settings", ready=True)
 LAYOUT = Feature("layout", "capture and show this machine's disk layout", ready=True)
@@ -39,6 +42,7 @@ CHECKLAYOUT = Feature("checklayout", "compare the disks with the saved layout", 
 COMMANDS: tuple[Feature, ...] = (
     RECOVER,
     LAYOUTONLY,
+    RESTOREONLY,
     MOUNTONLY,
     UMOUNT,
     DUMP,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from mkmedia import __version__
 from mkmedia.config import Config
@@ -18,6 +19,9 @@ from mkmedia.settings import BY_NAME
 from mkmedia.workflow import Context, need, step
 from rescue_runtime.backup import method_class
 from rescue_runtime.errors import StepError
+from rescue_runtime.layout import store
+from rescue_runtime.recover.finalize import finalize_programs
+from rescue_runtime.recover.recreate import generate
 from rescue_runtime.rescueconf import RescueConfig
 
 # Each must start inside the tree; together they cover shell, storage stack, python, mkmedia.
@@ -48,6 +52,15 @@ def embed_python_runtime(ctx: Context) -> None:
     say(f"  {embedded.summary()}")
 
 
+def recover_programs(layout_dir: Path | None) -> list[str]:
+    """What recover runs on the saved layout: its recreate script's programs and
+    finalize's, so that a media that builds can also recreate what it was built for."""
+    if layout_dir is None or not (layout_dir / store.JSON_NAME).is_file():
+        return []
+    layout = store.load(layout_dir)
+    return [*generate(layout).programs, *finalize_programs(layout)]
+
+
 @step("rootfs", 200)
 def assemble_programs(ctx: Context) -> None:
     """Copy programs, libraries and COPY_AS_IS with their dependencies; check the tree."""
@@ -62,6 +75,7 @@ def assemble_programs(ctx: Context) -> None:
             *method_class(ctx.config.get_str("BACKUP")).programs_for(
                 ctx.config.get_str("BACKUP_URL")
             ),
+            *recover_programs(ctx.layout_dir),
         ],
         libraries=[*ctx.config.get_list("LIBS"), *elf_files],
         copy_as_is=ctx.config.get_list("COPY_AS_IS"),

@@ -82,15 +82,39 @@ def test_a_failing_rescue_hook_stops_mountonly(
     assert "pre-verify hook" in err and "not today" in err and "No saved layout" not in err
 
 
-def test_recover_simulate_lists_its_stages_without_steps(
+def simulated(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, list[str]]:
+    """--simulate's steps by stage."""
+    assert cli.main([*argv, "--simulate"]) == 0
+    by_stage: dict[str, list[str]] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("stage "):
+            stage = by_stage.setdefault(line.removeprefix("stage "), [])
+        elif line.startswith("  step "):
+            stage.append(line.split()[1])
+    return by_stage
+
+
+def test_recover_simulate_lists_its_stages_and_steps(
     hooks_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["recover", "--simulate"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    stages = [line.removeprefix("stage ") for line in out if line.startswith("stage ")]
-    assert stages == ["verify", "recreate", "restore", "finalize"]
-    assert out.count("  (no step in this version: recover is not implemented yet)") == 4
-    assert not any(line.startswith("  step ") for line in out)
+    steps = simulated(["recover"], capsys)
+    assert list(steps) == ["verify", "recreate", "restore", "finalize"]
+    assert steps["verify"][0] == "verify/010_check-rescue-system"
+    assert "verify/090_confirm" in steps["verify"]
+    assert steps["recreate"] == ["recreate/010_run-recreate"]
+    assert steps["restore"] == ["restore/010_restore-backup"]
+    assert "finalize/090_unmount-target" not in steps["finalize"]  # only unattended
+    assert (
+        "finalize/090_unmount-target" in simulated(["recover", "--unattended"], capsys)["finalize"]
+    )
+
+
+def test_restoreonly_runs_verify_and_restore_only(
+    hooks_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = simulated(["restoreonly"], capsys)
+    assert list(steps) == ["verify", "restore"]
+    assert steps["restore"] == ["restore/010_restore-backup"]
 
 
 def test_recover_still_refuses_while_not_ready(

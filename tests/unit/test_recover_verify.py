@@ -1,0 +1,204 @@
+"""recover's verify stage refuses, before any write, every recovery that cannot succeed, and
+says why; and it asks (or, unattended, does not) before the first write."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from rescue_runtime import rescueconf
+from rescue_runtime import workflow as engine
+from rescue_runtime.backup import manifest as manifests
+from rescue_runtime.errors import MkmediaError
+from rescue_runtime.layout import store
+from rescue_runtime.layout.model import Layout
+from rescue_runtime.recover import verify
+from rescue_runtime.recover.ask import Asker
+from rescue_runtime.recover.context import STEPS, RecoverContext, RecoverOptions, Subject
+from rescue_runtime.recover.mapping import PresentDisk
+from rescue_runtime.recover.workflow import RECOVER
+
+
+def make_backup(directory: Path, layout_sha256: str, payload: bytes = b"tar stream") -> None:
+    directory.mkdir(parents=True)
+    (directory / "backup.tar.zst").write_bytes(payload)
+    document = {
+        "format_version": manifests.FORMAT_VERSION,
+        "files": 3,
+        "layout_sha256": layout_sha256,
+        "volumes": [
+            {
+                "name": "backup.tar.zst",
+                "size": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            }
+        ],
+    }
+    (directory / manifests.MANIFEST_NAME).write_text(json.dumps(document))
+
+
+@pytest.fixture
+def machine(
+    tmp_path: Path, stack_layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> RecoverContext:
+    """A context on the RAID1 + LUKS2 + LVM layout with a good file:// backup, every disk
+    present and large enough, every program there, inside a rescue system."""
+    layout_dir = tmp_path / "layout"
+    store.save(stack_layout, layout_dir)
+    sha = hashlib.sha256((layout_dir / store.JSON_NAME).read_bytes()).hexdigest()
+    make_backup(tmp_path / "backups" / "db7", sha)
+    monkeypatch.setattr(verify, "in_rescue_system", lambda: True)
+    monkeypatch.setattr(verify, "is_block_device", lambda path: True)
+    present = [PresentDisk(d.path, d.size, d.serial) for d in stack_layout.disks]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    monkeypatch.setattr(verify.mapping, "MAPPING_FILE", tmp_path / "mappings/disks")
+    monkeypatch.setattr(verify, "which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr(verify, "WORK_DIR", tmp_path / "work")
+    config = rescueconf.RescueConfig(
+        hostname="db7", backup="NETFS", backup_url=f"file://{tmp_path / 'backups'}"
+    )
+    return RecoverContext(
+        options=RecoverOptions(str(layout_dir), str(tmp_path / "local"), str(tmp_path / "rc")),
+        config=config,
+        ask=Asker(unattended=False, stdin=io.StringIO("continue\n"), stdout=io.StringIO()),
+        stages=RECOVER.stages,
+    )
+
+
+def run_verify(ctx: RecoverContext) -> None:
+    planned = engine.plan(RECOVER, STEPS, Subject(unattended=ctx.options.unattended))
+    verify_stage = [(stage, steps) for stage, steps in planned if stage == "verify"]
+    with ctx.resources:
+        engine.run_plan(RECOVER, verify_stage, ctx, hooks_dir=None, env={}, say=lambda _: None)
+
+
+def test_a_good_machine_passes_verify_with_its_plan(machine: RecoverContext) -> None:
+    run_verify(machine)
+    assert machine.plan is not None and machine.script is not None
+    assert machine.script.is_file()
+    assert machine.manifest["files"] == 3
+    assert machine.plan.disks == [d.path for d in machine.layout.disks]
+
+
+def test_outside_a_rescue_system_nothing_runs(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "in_rescue_system", lambda: False)
+    with pytest.raises(MkmediaError, match="runs only inside the rescue system"):
+        run_verify(machine)
+    assert machine.script is None
+
+
+def test_a_media_without_a_backup_method_refuses(machine: RecoverContext) -> None:
+    machine.config.backup = "NONE"
+    machine.config.backup_url = ""
+    with pytest.raises(MkmediaError, match=r"BACKUP=NONE.*layoutonly"):
+        run_verify(machine)
+
+
+def test_a_truncated_backup_is_refused_before_any_write(machine: RecoverContext) -> None:
+    volume = Path(machine.config.backup_url.removeprefix("file://")) / "db7/backup.tar.zst"
+    volume.write_bytes(volume.read_bytes()[:-2])
+    with pytest.raises(MkmediaError, match="truncated"):
+        run_verify(machine)
+    assert machine.script is None  # it stopped before the plan
+
+
+def test_a_damaged_backup_is_refused(machine: RecoverContext) -> None:
+    volume = Path(machine.config.backup_url.removeprefix("file://")) / "db7/backup.tar.zst"
+    volume.write_bytes(b"tar strean")
+    with pytest.raises(MkmediaError, match="sha256"):
+        run_verify(machine)
+
+
+def test_a_missing_disk_is_named_with_the_mapping_line(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, *rest = store.load(machine.options.layout_dir).disks
+    others = [PresentDisk(d.path, d.size, d.serial) for d in rest]
+    spare = [PresentDisk("/dev/sdx", first.size + 1), PresentDisk("/dev/sdy", first.size + 2)]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: others + spare)
+    with pytest.raises(MkmediaError, match="without a guess") as raised:
+        run_verify(machine)
+    assert f"{first.path} /dev/sdx" in str(raised.value)  # the line to write
+    assert machine.script is None
+
+
+def test_a_disk_under_another_name_is_mapped_and_the_script_writes_it(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, *rest = store.load(machine.options.layout_dir).disks
+    present = [PresentDisk(d.path, d.size, d.serial) for d in rest]
+    present.append(PresentDisk("/dev/nvme0n1", first.size, first.serial))
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    run_verify(machine)
+    assert machine.plan is not None and "/dev/nvme0n1" in machine.plan.disks
+    assert first.path not in machine.plan.disks
+    assert f"{first.path}1" not in machine.plan.script
+    assert machine.mapped[first.path] == "/dev/nvme0n1"
+
+
+def test_a_smaller_disk_is_refused(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    present = [PresentDisk(d.path, d.size - 4096) for d in machine_layout(machine).disks]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    with pytest.raises(MkmediaError, match="smaller than the saved layout"):
+        run_verify(machine)
+
+
+def test_the_medium_is_never_a_target(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = machine_disks(machine)[0]
+    monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first})
+    with pytest.raises(MkmediaError, match=f"{first} .*holds the rescue medium or the backup"):
+        run_verify(machine)
+
+
+def test_a_missing_program_is_named(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "which", lambda p: None if p == "mdadm" else f"/sbin/{p}")
+    with pytest.raises(MkmediaError, match="needs mdadm, which this rescue system lacks"):
+        run_verify(machine)
+
+
+def test_the_operator_can_abort_and_the_timeout_aborts(machine: RecoverContext) -> None:
+    machine.ask = Asker(unattended=False, stdin=io.StringIO("abort\n"), stdout=io.StringIO())
+    with pytest.raises(MkmediaError, match="aborted by the operator"):
+        run_verify(machine)
+    machine.ask = Asker(unattended=False, stdin=io.StringIO(""), stdout=io.StringIO())
+    with pytest.raises(MkmediaError, match="aborted"):  # no answer: the safe default
+        run_verify(machine)
+
+
+def test_unattended_asks_nothing(machine: RecoverContext) -> None:
+    out = io.StringIO()
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True, stdin=io.StringIO(""), stdout=out)
+    run_verify(machine)
+    assert out.getvalue() == ""
+
+
+def test_a_backup_of_another_layout_is_refused_unattended(machine: RecoverContext) -> None:
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    manifest = Path(machine.config.backup_url.removeprefix("file://")) / "db7"
+    document = json.loads((manifest / manifests.MANIFEST_NAME).read_text())
+    document["layout_sha256"] = "0" * 64
+    (manifest / manifests.MANIFEST_NAME).write_text(json.dumps(document))
+    with pytest.raises(MkmediaError, match="belongs to another layout"):
+        run_verify(machine)
+
+
+def machine_layout(ctx: RecoverContext) -> Layout:
+    return store.load(ctx.options.layout_dir)
+
+
+def machine_disks(ctx: RecoverContext) -> list[str]:
+    return [d.path for d in machine_layout(ctx).disks]
