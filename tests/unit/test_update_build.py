@@ -41,3 +41,10 @@ def test_update_settings() -> None:
     assert not url.expand, "${HOSTNAME} expands in the rescue system, not on the build host"
     assert url.rescue and BY_NAME["UPDATE_MAX_MIB"].rescue
     assert not BY_NAME["UPDATE_ALLOWED_SIGNERS"].rescue, "a build-host path"
+
+
+def test_host_update_only_packs(capsys: pytest.CaptureFixture[str]) -> None:
+    from mkmedia import cli
+
+    assert cli.main(["update"]) == 2
+    assert "On this host, mkmedia update only packs overlays" in capsys.readouterr().err
