@@ -1,11 +1,12 @@
 """`mkmedia update` in a booted rescue system: overlays from an HTTP server on this machine's
 loopback (the guest reaches it at 10.0.2.2 through QEMU's user network).
 
-One media, built with an allowed-signers file, boots with `mkmedia.update=URL`: /init applies
-that signed overlay (new host name, new settings, RECOVERY_UPDATE_URL with templates) before
-the banner. Then `mkmedia update` alone fetches the overlay its template names for this guest
-(${HOSTNAME}-${MAC}), with runtime code, and re-executes on it; an unsigned overlay is refused
-and changes nothing; `--rollback` brings the previous configuration back.
+One rescue ISO, built with an allowed-signers file, boots with `mkmedia.update=URL` (its boot
+entries carry it: KERNEL_CMDLINE): /init applies that signed overlay (new host name, new
+settings, RECOVERY_UPDATE_URL with templates) before the banner. Then `mkmedia update` alone
+fetches the overlay its template names for this guest (${HOSTNAME}-${MAC}), with runtime
+code, and re-executes on it; an unsigned overlay is refused and changes nothing; `--rollback`
+brings the previous configuration back.
 """
 
 from __future__ import annotations
@@ -79,16 +80,19 @@ def test_overlays_update_the_running_rescue_system(tmp_path: Path) -> None:
             "UNATTENDED_ACTION=poweroff",
         )
         pack(tmp_path, served / "unsigned.tar.gz", "vmguest", "--set", "UNATTENDED_ACTION=reboot")
+        # a small rescue ISO whose boot entries carry the option
         media = build_media(
             tmp_path,
-            output="RAMDISK",
-            sets=(f"UPDATE_ALLOWED_SIGNERS={signers}",),
+            output="ISO",
+            sets=(
+                f"UPDATE_ALLOWED_SIGNERS={signers}",
+                "BOOT_DEFAULT=rescue",
+                f"KERNEL_CMDLINE=mkmedia.update={base}/boot.tar.gz",
+            ),
         )
-        machine = Machine(
-            kernel=media / "rescue-kernel",
-            initrd=media / "rescue-initrd.img",
-            append=f"console=ttyS0,115200 mkmedia.update={base}/boot.tar.gz",
-        )
+        manifest = json.loads((media / "manifest.json").read_text())
+        (iso,) = [Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == "iso"]
+        machine = Machine(firmware="bios", cdrom=iso, boot_order="d")
         log = tmp_path / "console.log"
         with Guest(machine, deadline=BOOT_TIMEOUT + 900, console_log=log, name="update") as guest:
             guest.expect(PROMPT, BOOT_TIMEOUT)
