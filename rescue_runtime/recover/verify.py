@@ -12,11 +12,12 @@ from pathlib import Path
 
 from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup import medium, method_class
+from rescue_runtime.backup.netfs import extract_member
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import finalize, mapping
+from rescue_runtime.recover import finalize, mapping, resize
 from rescue_runtime.recover.context import RecoverContext, step
-from rescue_runtime.recover.recreate import generate
+from rescue_runtime.recover.recreate import KEY_DIR, generate
 from rescue_runtime.recover.recreate_cli import (
     RESCUE_MARKERS,
     in_rescue_system,
@@ -94,6 +95,31 @@ def locate_backup(ctx: RecoverContext) -> None:
             )
 
 
+@step("verify", 35)
+def luks_keys_from_backup(ctx: RecoverContext) -> None:
+    """A LUKS volume restored from its header backup opens with its crypttab key file."""
+    if "recreate" not in ctx.stages or ctx.backup_dir is None:
+        return
+    for luks in ctx.layout.luks:
+        if not luks.header_backup or not (luks.key_file or "").startswith("/"):
+            continue
+        key = Path(KEY_DIR) / f"{luks.name}.key"
+        if key.exists():
+            continue
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        assert luks.key_file is not None
+        if extract_member(ctx.backup_dir, luks.key_file, key):
+            ctx.note(f"LUKS {luks.name}: opens with its key file {luks.key_file} from the backup")
+        elif ctx.options.unattended:
+            raise MissingError(
+                f"The LUKS volume {luks.name} is recreated from its header backup, which opens "
+                f"only with an original key, and its key file {luks.key_file} is not in the "
+                "backup; nothing was touched.",
+                hint=f"Run `mkmedia recover` interactively, or put a passphrase or key file "
+                f"of the original volume into {key} first.",
+            )
+
+
 @step("verify", 40)
 def map_disks(ctx: RecoverContext) -> None:
     """Place each saved disk on a present one (mapping file, identity, name, size)."""
@@ -135,6 +161,10 @@ def map_disks(ctx: RecoverContext) -> None:
         for old, new in proposal.pairs.items():
             if old != new:
                 ctx.note(f"disk {old} is recreated on {new} ({proposal.reasons[old]})")
+    mode = str(ctx.config.settings.get("RESIZE_PARTITIONS") or "proportional")
+    ctx.layout, changes = resize.resize_layout(ctx.layout, sizes, mode)
+    for change in changes:
+        ctx.note(f"larger disk: {change}")
 
 
 @step("verify", 45)

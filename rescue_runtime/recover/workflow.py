@@ -63,6 +63,10 @@ def open_log(name: str, directory: Path = LOG_DIR) -> Path | None:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    if getattr(args, "demo", None):
+        from rescue_runtime.recover.demo import cmd_demo
+
+        return cmd_demo(args)
     workflow = WORKFLOWS[args.command]
     subject = Subject(unattended=args.unattended)
     planned = engine.plan(workflow, STEPS, subject)
@@ -164,4 +168,9 @@ def add_recover_parsers(
                 "--restart",
                 action="store_true",
                 help="forget finished components and build and restore everything again",
+            )
+            p.add_argument(
+                "--demo",
+                metavar="DIR",
+                help="restore the backup into DIR (new or empty) and touch no disk",
             )

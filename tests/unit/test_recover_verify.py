@@ -58,6 +58,8 @@ def machine(
     monkeypatch.setattr(verify.mapping, "MAPPING_FILE", tmp_path / "mappings/disks")
     monkeypatch.setattr(verify, "which", lambda program: f"/usr/bin/{program}")
     monkeypatch.setattr(verify, "WORK_DIR", tmp_path / "work")
+    # the file:// share sits on no disk of the layout (tmp_path is on this host's own disk)
+    monkeypatch.setattr(verify.medium.SysBlock, "holding", lambda self, path: set())
     config = rescueconf.RescueConfig(
         hostname="db7", backup="NETFS", backup_url=f"file://{tmp_path / 'backups'}"
     )
