@@ -15,6 +15,7 @@ from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_dis
 from rescue_runtime.recover.finalize_cli import add_finalizeonly_parser, cmd_finalizeonly
 from rescue_runtime.recover.recreate_cli import add_layoutonly_parser, cmd_layoutonly
 from rescue_runtime.recover.workflow import add_recover_parsers, cmd_recover
+from rescue_runtime.update.command import add_update_parser, cmd_update
 
 
 def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recover_parsers(sub, parents=[common])
     add_mountonly_parsers(sub, parents=[common])
     add_finalizeonly_parser(sub, parents=[common])
+    add_update_parser(sub, parents=[common])
     return parser
 
 
@@ -91,6 +93,7 @@ COMMANDS: dict[str, Command] = {
     "umount": cmd_umount,
     "layoutonly": cmd_layoutonly,
     "finalizeonly": cmd_finalizeonly,
+    "update": cmd_update,
 }
 COMMANDS.update({name: interlocked(COMMANDS[name]) for name in INTERLOCKED & set(COMMANDS)})
 
