@@ -106,7 +106,11 @@ def _main(guard: Guard, argv: list[str] | None) -> int:
     parser = build_parser()
     args = COMMON.merge(parser.parse_args(argv))
     guard.debug = args.debug
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    level = logging.DEBUG if args.debug else logging.WARNING
+    logging.basicConfig(level=level)
+    for handler in logging.getLogger().handlers:
+        # the console's level: recover's log file takes every record, the console these
+        handler.setLevel(level)
     result = dispatch(COMMANDS, args)
     if result is None:
         parser.print_help()

@@ -22,7 +22,7 @@ class Feature:
         return f"mkmedia {self.name} is not implemented in this version of mkmedia yet"
 
 
-RECOVER = Feature("recover", "recover this machine (asks before touching disks)", ready=False)
+RECOVER = Feature("recover", "recover this machine (asks before touching disks)", ready=True)
 MOUNTONLY = Feature(
     "mountonly", "open and mount the saved layout under /mnt/local for repair", ready=True
 )

@@ -84,17 +84,23 @@ def test_banner_offers_only_what_the_rescue_command_has() -> None:
     assert {f.name for f in features.ready_commands()} == offered
     assert "mountonly" in offered and "umount" in offered  # real since the mountonly issue
     assert "update" in offered  # real since the update issue
-    # recover is in the command (as a refusal) but not offered as working
-    assert "recover" not in offered and "mkmedia recover is not in this version yet" in text
+    assert "recover" in offered and "restoreonly" in offered  # real since the recover issue
 
 
-def test_rescue_recover_refuses_and_touches_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    assert not features.RECOVER.ready
-    assert rescue_cli.main(["recover", "--unattended"]) == 1
+def test_rescue_recover_refuses_outside_a_rescue_system(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rescue_runtime.recover import verify, workflow
+
+    monkeypatch.setattr(verify, "in_rescue_system", lambda: False)
+    monkeypatch.setattr(workflow, "in_rescue_system", lambda: False)
+    monkeypatch.setattr(workflow, "LOG_DIR", tmp_path / "log")
+    monkeypatch.setattr(workflow, "OUTCOME", tmp_path / "outcome")
+    assert rescue_cli.main(["recover", "--unattended"]) == 2
     out, err = capsys.readouterr()
-    assert out == "", "no claim that anything started"
-    assert "mkmedia recover is not implemented in this version of mkmedia yet" in err
-    assert "no disk was touched" in err
+    assert "runs only inside the rescue system" in err and "nothing was touched" in err
+    assert "recreate" not in out  # it stopped in its first step
+    assert "runs only inside the rescue system" in (tmp_path / "outcome").read_text()
 
 
 @pytest.fixture
@@ -128,17 +134,13 @@ def test_update_option_runs_the_update_step(
     assert record["step"] == "update" and record["ok"] is True
 
 
-def test_unattended_option_says_so_and_leaves_the_shell(
+def test_unattended_option_runs_the_recovery(
     boot: init.Boot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(init, "recover_unattended", lambda *a: pytest.fail("nothing to run"))
-    monkeypatch.setattr(init, "power", lambda action: pytest.fail("no reboot"))
-    init.unattended_option(boot, RescueConfig())
-    console = (tmp_path / "console").read_text()
-    assert "unattended recovery is not available in this version" in console
-    assert "the shell is ready" in console
-    (record,) = status_of(tmp_path)
-    assert record["step"] == "unattended" and record["available"] is False
+    ran: list[str] = []
+    monkeypatch.setattr(init, "recover_unattended", lambda b, config: ran.append(config.hostname))
+    init.unattended_option(boot, RescueConfig(hostname="db7"))
+    assert ran == ["db7"]
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(1, "The backup volume is truncated"), (0, "")])
