@@ -24,6 +24,7 @@ _EMITTERS: dict[str, str] = {
     "ISO": "mkmedia.emit.iso",
     "CDROM": "mkmedia.emit.cdrom",
     "RAMDISK": "mkmedia.emit.ramdisk",
+    "USB": "mkmedia.emit.usb",
 }
 
 
@@ -45,6 +46,7 @@ class MediaSpec:
     # Directories the media carry beside the rescue system (name -> local directory), such
     # as a backup with BACKUP_URL=iso://; a kind that cannot carry them refuses.
     payload_dirs: dict[str, Path] = field(default_factory=dict)
+    usb_retain: int = 2  # OUTPUT=USB: rescue images kept per host on the stick (0: all)
 
 
 class Emitter:
