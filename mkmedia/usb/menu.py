@@ -62,7 +62,7 @@ class Index:
 
 
 def image_of(menu: bootmenu.BootMenu, *, host: str, stamp: str, directory: str) -> Image:
-    when = f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]} UTC"
+    when = f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]} UTC"
     entries = [
         {"id": e.id, "label": f"{e.label}, {when}", "cmdline": e.cmdline}
         for e in menu.entries
