@@ -85,6 +85,11 @@ class UsbEmitter(Emitter):
         return path, data, record
 
     def check(self) -> None:
+        if self.spec.usb_retain < 0:
+            raise ConfigError(
+                f"USB_RETAIN is {self.spec.usb_retain}, but it counts rescue images to keep.",
+                hint="Set USB_RETAIN to 1 or more, or 0 to keep every image.",
+            )
         self.stick()
         if self.spec.payload_dirs:
             raise ConfigError(

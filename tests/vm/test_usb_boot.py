@@ -39,16 +39,23 @@ class Stick:
         return list(dict.fromkeys(re.findall(r"linux (/rescue/\S+)/vmlinuz", text)))
 
 
-@pytest.fixture(scope="module")
-def stick(tmp_path_factory: pytest.TempPathFactory) -> Stick:
-    work = tmp_path_factory.mktemp("usb")
+def format_image(work: Path, *sets: str) -> Path:
+    """`mkmedia format` on a new sparse image file, through the real command."""
     image = work / "stick.img"
     argv = [sys.executable, "-m", "mkmedia", "format", str(image), "--size", "320M", "--yes"]
     argv += ["-c", str(work / "etc"), "--log-file", str(work / "format.log")]
-    argv += ["--set", f"LAYOUT_DIR={work / 'layout'}"]
+    for item in (f"LAYOUT_DIR={work / 'layout'}", *sets):
+        argv += ["--set", item]
     env = {**os.environ, "MKMEDIA_LOCK_FILE": str(work / "lock")}
     result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, check=False)
     assert result.returncode == 0, result.stderr
+    return image
+
+
+@pytest.fixture(scope="module")
+def stick(tmp_path_factory: pytest.TempPathFactory) -> Stick:
+    work = tmp_path_factory.mktemp("usb")
+    image = format_image(work)
     outputs = [
         build_media(work / f"build{n}", output="USB", sets=(*SETS, f"USB_DEVICE={image}"))
         for n in (1, 2)
@@ -85,3 +92,23 @@ def test_boots_from_usb_to_the_rescue_prompt(stick: Stick, firmware: str, tmp_pa
         stamp = directory.rsplit("/", 1)[1]
         when = f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
         assert when in console, when
+
+
+def test_secure_boot_stick_boots_through_shim(tmp_path: Path) -> None:
+    """SECURE_BOOT=yes: shim and the signed GRUB on the ESP, which finds the stick's menu."""
+    if not which_firmware(["uefi-secure"]):
+        pytest.skip("OVMF with Secure Boot keys is not installed")
+    image = format_image(tmp_path, "SECURE_BOOT=yes")
+    sets = (*SETS, f"USB_DEVICE={image}", "SECURE_BOOT=yes")
+    build_media(tmp_path / "build", output="USB", sets=sets)
+    machine = Machine(firmware="uefi-secure", usb_disk=image, network=False)
+    cmdline = boot_to_prompt(machine, tmp_path / "console.log")  # checks "Secure boot enabled"
+    assert "/rescue/" in cmdline and "console=ttyS0,115200" in cmdline
+
+
+def test_build_refuses_secure_boot_on_a_plain_stick(tmp_path: Path) -> None:
+    image = format_image(tmp_path)
+    with pytest.raises(AssertionError, match="formatted without the signed"):
+        build_media(
+            tmp_path / "build", output="USB", sets=(f"USB_DEVICE={image}", "SECURE_BOOT=yes")
+        )
