@@ -15,7 +15,7 @@ from mkmedia.emit import Artifact, Emitter, bootmenu, grub
 from mkmedia.session.artifacts import sha256_file
 from mkmedia.usb import format as usbformat
 from mkmedia.usb import menu, safety
-from mkmedia.usb.fs import DataFs
+from mkmedia.usb.fs import DataFs, settle
 from mkmedia.usb.partition import DATA_LABEL, read_table
 from rescue_runtime import atomic
 from rescue_runtime.errors import ConfigError, MissingError
@@ -143,6 +143,7 @@ class UsbEmitter(Emitter):
             ],
             "writing the stick's menu",
         )
+        settle(path)
         on_stick = [(kernel, "vmlinuz", "usb-kernel"), (initrd, "initrd", "usb-initrd")]
         return [
             *(

@@ -122,6 +122,7 @@ def _write(path: Path, layout: Plan, work: Path, *, secure_boot: bool) -> None:
     fs.make_data(path, layout.data(), tree)
     with open(path, "rb") as stream:
         os.fsync(stream.fileno())
+    fs.settle(path)
 
 
 def parse_size(text: str) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mkmedia.usb.partition import DATA_LABEL, Part
 from rescue_runtime.errors import CommandError
-from rescue_runtime.run import require, run
+from rescue_runtime.run import require, run, which
 
 EXT4_BLOCK = 4096
 ESP_LABEL = "MKMEDIAEFI"
@@ -33,6 +33,7 @@ def make_esp(target: Path, part: Part, files: Mapping[str, Path]) -> None:
             "1",  # 512-byte clusters: FAT32 wants 65525 of them
             "-n",
             ESP_LABEL,
+            "-I",  # the whole disk on purpose: the partition is at --offset
             "--offset",
             str(part.start),
             "-h",
@@ -150,3 +151,18 @@ class DataFs:
     def remove_tree(self, inner: str) -> list[str]:
         """Commands that delete a directory of files (the rescue image directories are flat)."""
         return [*(f'rm "{inner}/{name}"' for name in self.listdir(inner)), f'rmdir "{inner}"']
+
+
+def settle(target: Path) -> None:
+    """After writing a block device through the whole disk: drop what the kernel cached of its
+    partitions (each has its own cache, now stale) and let udev see the new labels."""
+    if not target.is_block_device():
+        return
+    lsblk = require("lsblk", package="util-linux")
+    blockdev = require("blockdev", package="util-linux")
+    nodes = run([lsblk, "-ln", "-o", "PATH", str(target)], what=f"listing {target}").stdout
+    for node in nodes.split():
+        run([blockdev, "--flushbufs", node], check=False, what=f"flushing {node}")
+    udevadm = which("udevadm")
+    if udevadm:
+        run([udevadm, "settle", "--timeout=30"], check=False, what="waiting for udev")

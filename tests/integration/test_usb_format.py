@@ -135,3 +135,13 @@ def test_refuses_a_disk_of_the_saved_layout(
         assert status == 2, out
         assert "saved layout" in out and loop in out, out
         assert digest(image) == before
+        # --force overrules it (and the loop device's "not removable"), with a warning; the
+        # block device path: pyparted on the device, file systems at their offsets
+        status, out = mkmedia_format(tmp_path, loop, "--yes", "--force", capsys=capsys)
+        assert status == 0, out
+        assert "overrules" in out and "saved layout" in out
+    plan = read_table(image)
+    assert plan is not None and plan.mode == "both"
+    probe = run(["blkid", "-p", "-O", str(plan.data().offset), "-o", "export", image]).stdout
+    assert "LABEL=MKMEDIA-000" in probe
+    assert "No problems found" in run(["sgdisk", "-v", image]).stdout
