@@ -168,8 +168,9 @@ def _format_parser(
             dest="mode",
             action="store_const",
             const=mode,
-            help=f"boot {'UEFI and BIOS' if mode == 'both' else mode.upper()} machines"
-            + (" (default)" if mode == "both" else " only"),
+            help={"efi": "UEFI machines only", "bios": "BIOS machines only"}.get(
+                mode, "UEFI and BIOS machines (default)"
+            ),
         )
     fmt.set_defaults(mode="both")
     fmt.add_argument("--yes", action="store_true", help="do not ask (the checks still run)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.qemu import Machine, which_firmware
+from mkmedia.qemu import Guest, Machine, which_firmware
 from mkmedia.usb import menu
 from mkmedia.usb.fs import DataFs
 from mkmedia.usb.partition import read_table
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.vm
 # Under a starved TCG guest the kernel's IO-APIC timer check can fail and panic; the check
 # proves nothing about the medium.
 SETS = ("BOOT_DEFAULT=rescue", "KERNEL_CMDLINE=no_timer_check")
+LOCAL_MARKER = "LOCAL-DISK-BOOTED"  # printed by the iso_local_disk fixture's boot sector
 
 
 class Stick:
@@ -112,3 +113,16 @@ def test_build_refuses_secure_boot_on_a_plain_stick(tmp_path: Path) -> None:
         build_media(
             tmp_path / "build", output="USB", sets=(f"USB_DEVICE={image}", "SECURE_BOOT=yes")
         )
+
+
+def test_bios_default_local_entry_boots_the_next_disk(iso_local_disk: Path, tmp_path: Path) -> None:
+    """BOOT_DEFAULT=local: GRUB (BIOS) chain-loads the second disk's MBR after the timeout."""
+    image = format_image(tmp_path)
+    build_media(
+        tmp_path / "build", output="USB", sets=(f"USB_DEVICE={image}", "BOOT_DEFAULT=local")
+    )
+    machine = Machine(firmware="bios", usb_disk=image, disks=[iso_local_disk], network=False)
+    with Guest(machine, deadline=900, console_log=tmp_path / "console.log", name="USB") as guest:
+        guest.expect("Boot from the first local disk", timeout=600)  # GRUB's menu
+        guest.expect(LOCAL_MARKER, timeout=300)
+        assert "Linux version" not in guest.output
