@@ -18,6 +18,7 @@ from mkmedia.usb import menu, safety
 from mkmedia.usb.fs import DataFs, settle
 from mkmedia.usb.partition import DATA_LABEL, read_table
 from rescue_runtime import atomic
+from rescue_runtime.backup.medium import marker_path
 from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.run import require, run
 
@@ -132,6 +133,12 @@ class UsbEmitter(Emitter):
             f'write "{kernel}" "{directory}/vmlinuz"',
             f'write "{initrd}" "{directory}/initrd"',
         ]
+        if spec.medium_id:
+            # the marker this rescue system was built to look for (rescue.json's medium_id)
+            marker = f"/{marker_path(spec.medium_id)}"
+            (work / "marker").write_text(f"mkmedia rescue medium {spec.medium_id} for {host}\n")
+            if not data.exists(marker):
+                commands.append(f'write "{work / "marker"}" "{marker}"')
         data.apply(commands, f"writing the rescue image {directory}")
         for image in dropped:
             data.apply(data.remove_tree(image.dir), f"removing the old rescue image {image.dir}")

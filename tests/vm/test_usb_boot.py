@@ -69,6 +69,8 @@ def test_both_images_on_the_stick_newest_first(stick: Stick) -> None:
     assert len(dirs) == 2 and dirs == sorted(dirs, reverse=True), dirs
     for directory in dirs:
         assert sorted(stick.data.listdir(directory)) == ["initrd", "vmlinuz"]
+    # the marker the rescue systems were built to look for their medium by
+    assert any(name.startswith("id-") for name in stick.data.listdir("/mkmedia"))
     # each build's manifest names what it put on the stick, with size and sha256
     for output, directory in zip(stick.outputs, reversed(dirs), strict=True):
         manifest = json.loads((output / "manifest.json").read_text())
