@@ -14,6 +14,7 @@ from rescue_runtime.mountonly import add_mountonly_parsers, cmd_mountonly, cmd_u
 from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
 from rescue_runtime.recover.recreate_cli import add_layoutonly_parser, cmd_layoutonly
 from rescue_runtime.recover.workflow import add_recover_parsers, cmd_recover
+from rescue_runtime.update.command import add_update_parser, cmd_update
 
 
 def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_layoutonly_parser(sub, parents=[common])
     add_recover_parsers(sub, parents=[common])
     add_mountonly_parsers(sub, parents=[common])
+    add_update_parser(sub, parents=[common])
     return parser
 
 
@@ -88,6 +90,7 @@ COMMANDS: dict[str, Command] = {
     "mountonly": cmd_mountonly,
     "umount": cmd_umount,
     "layoutonly": cmd_layoutonly,
+    "update": cmd_update,
 }
 COMMANDS.update({name: interlocked(COMMANDS[name]) for name in INTERLOCKED & set(COMMANDS)})
 

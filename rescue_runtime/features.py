@@ -33,7 +33,7 @@ LAYOUTONLY = Feature(
 RESTOREONLY = Feature(
     "restoreonly", "restore the backup into the system mounted under /mnt/local", ready=True
 )
-UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=False)
+UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=True)
 DUMP = Feature("dump", "show this rescue system's settings", ready=True)
 LAYOUT = Feature("layout", "capture and show this machine's disk layout", ready=True)
 CHECKLAYOUT = Feature("checklayout", "compare the disks with the saved layout", ready=True)
