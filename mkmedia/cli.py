@@ -150,7 +150,38 @@ def build_parser() -> argparse.ArgumentParser:
         "settings", help="list every setting with its default and help", parents=[common]
     )
     settings.add_argument("--json", action="store_true", help="machine-readable output")
+    _format_parser(sub, common)
     return parser
+
+
+def _format_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    fmt = sub.add_parser(
+        "format",
+        help="prepare a USB stick or image file for OUTPUT=USB (erases it)",
+        parents=[common],
+    )
+    fmt.add_argument("target", type=Path, metavar="DEVICE|IMAGE", help="/dev/sdX or a file")
+    modes = fmt.add_mutually_exclusive_group()
+    for mode in ("efi", "bios", "both"):
+        modes.add_argument(
+            f"--{mode}",
+            dest="mode",
+            action="store_const",
+            const=mode,
+            help={"efi": "UEFI machines only", "bios": "BIOS machines only"}.get(
+                mode, "UEFI and BIOS machines (default)"
+            ),
+        )
+    fmt.set_defaults(mode="both")
+    fmt.add_argument("--yes", action="store_true", help="do not ask (the checks still run)")
+    fmt.add_argument(
+        "--force",
+        action="store_true",
+        help="write a disk of the saved layout or a non-removable disk",
+    )
+    fmt.add_argument("--size", help="create or grow the image file to this size (512M, 2G)")
 
 
 def _flag_sets(args: argparse.Namespace) -> list[str]:
@@ -269,6 +300,34 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_format(args: argparse.Namespace) -> int:
+    from mkmedia.steps.output import wants_secure_boot
+    from mkmedia.usb.format import format_stick, parse_size
+    from rescue_runtime.errors import MissingError
+    from rescue_runtime.layout import store
+
+    config = _load(args)
+    layout_dir = config.get_str("LAYOUT_DIR")
+    try:
+        layout = store.load(layout_dir)
+    except MissingError:
+        layout = None
+        log.warning("no saved layout in %s: only the running system is checked", layout_dir)
+    with RunLock():
+        plan = format_stick(
+            args.target,
+            mode=args.mode,
+            secure_boot=wants_secure_boot(config),
+            layout=layout,
+            force=args.force,
+            yes=args.yes,
+            size=parse_size(args.size) if args.size else None,
+        )
+    parts = ", ".join(f"{p.number}: {p.role} {p.size // 2**20} MiB" for p in plan.parts)
+    print(f"{args.target} is ready for OUTPUT=USB ({parts}).")
+    return EXIT_OK
+
+
 def cmd_update(args: argparse.Namespace) -> int:
     if args.update_command != "pack":
         raise UsageError(
@@ -302,6 +361,7 @@ COMMANDS: dict[str, Command] = {
     "dump": cmd_dump,
     "recover": cmd_recover,
     "settings": cmd_settings,
+    "format": cmd_format,
     "update": cmd_update,
     # LAYOUT_DIR, EXCLUDE_RECREATE, AUTOEXCLUDE_PATH: as `build` saves the layout
     "layout": configured_command(_settings),

@@ -61,6 +61,8 @@ class Machine:
     boot_disk: Path | None = (
         None  # attached as the first hard disk (e.g. a hybrid ISO or USB image)
     )
+    # attached as a USB stick (xHCI, usb-storage) and booted first; changes are not kept
+    usb_disk: Path | None = None
     disks: list[Path] = field(default_factory=list)  # extra virtio disks
     nvme_disks: list[Path] = field(default_factory=list)
     network: bool = True
@@ -108,6 +110,10 @@ class Machine:
         if self.boot_disk:
             args += ["-drive", f"file={self.boot_disk},format=raw,if=none,id=bootdisk,snapshot=on"]
             args += ["-device", "virtio-blk-pci,drive=bootdisk,bootindex=0"]
+        if self.usb_disk:
+            args += ["-device", "qemu-xhci,id=xhci"]
+            args += ["-drive", f"file={self.usb_disk},format=raw,if=none,id=usbdisk,snapshot=on"]
+            args += ["-device", "usb-storage,bus=xhci.0,drive=usbdisk,bootindex=0"]
         for index, disk in enumerate(self.disks):
             fmt = "qcow2" if disk.suffix == ".qcow2" else "raw"
             args += ["-drive", f"file={disk},format={fmt},if=none,id=disk{index}"]

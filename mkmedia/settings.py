@@ -131,6 +131,15 @@ SETTINGS: tuple[Setting, ...] = (
         rescue=False,
     ),
     _s("CDROM_DEVICE", STR, "", "Optical drive OUTPUT=CDROM burns to; empty: the first writer."),
+    _s(
+        "USB_DEVICE",
+        STR,
+        "",
+        "Stick (or image file) OUTPUT=USB writes to, made by `mkmedia format`; empty: the "
+        "one disk with a partition labelled MKMEDIA-000.",
+        rescue=False,
+    ),
+    _s("USB_RETAIN", INT, 2, "Rescue images OUTPUT=USB keeps per host on the stick (0: all)."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s(
         "BACKUP",

@@ -23,6 +23,7 @@ _EMITTERS: dict[str, str] = {
     "ISO": "mkmedia.emit.iso",
     "CDROM": "mkmedia.emit.cdrom",
     "RAMDISK": "mkmedia.emit.ramdisk",
+    "USB": "mkmedia.emit.usb",
 }
 
 
@@ -47,6 +48,7 @@ class MediaSpec:
     # The marker id the rescue system was built to look for (rescue.json); empty: the
     # emitter derives one.
     medium_id: str = ""
+    usb_retain: int = 2  # OUTPUT=USB: rescue images kept per host on the stick (0: all)
 
 
 class Emitter:

@@ -9,6 +9,7 @@ from, so that file goes both into the FAT image and into the ISO9660 tree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,9 @@ class EfiFiles:
     files: dict[str, Path]
 
 
-def build_grub_efi(output: Path, early_config: Path) -> Path:
-    """grub-mkimage for x86_64-efi with the menu's modules and an embedded early config."""
+def build_grub_efi(output: Path, early_config: Path, modules: Sequence[str] = EFI_MODULES) -> Path:
+    """grub-mkimage for x86_64-efi with the menu's modules (`modules`: another medium's set)
+    and an embedded early config."""
     tool = require("grub-mkimage", package="grub-common")
     if not (GRUB_EFI_MODULES_DIR / "normal.mod").is_file():
         raise MissingError(
@@ -70,7 +72,7 @@ def build_grub_efi(output: Path, early_config: Path) -> Path:
             f"--output={output}",
             "--prefix=/boot/grub",  # replaced at run time by the embedded config
             f"--config={early_config}",
-            *EFI_MODULES,
+            *modules,
         ],
         what="building the UEFI boot loader",
     )

@@ -13,6 +13,9 @@ from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
 from mkmedia.workflow import WORKFLOWS, Context, need, step
 
+# The setting naming the device an OUTPUT kind writes to (MediaSpec.device).
+DEVICE_SETTINGS = {"CDROM": "CDROM_DEVICE", "USB": "USB_DEVICE"}
+
 
 def output_dir(ctx: Context) -> Path:
     return output_directory(ctx.config)
@@ -48,10 +51,11 @@ def media_spec(
         boot_timeout=config.get_int("BOOT_TIMEOUT"),
         volume_label=config.get_str("ISO_VOLID") or None,
         secure_boot=wants_secure_boot(config),
-        device=config.get_str("CDROM_DEVICE"),
+        device=config.get_str(DEVICE_SETTINGS.get(config.get_str("OUTPUT"), "CDROM_DEVICE")),
         source_date_epoch=source_date_epoch(),
         payload_dirs=dict(payload_dirs or {}),
         medium_id=medium_id,
+        usb_retain=config.get_int("USB_RETAIN"),
     )
 
 
