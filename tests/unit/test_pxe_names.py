@@ -73,3 +73,17 @@ def test_host_interfaces_skip_virtual_and_non_ethernet(tmp_path: Path) -> None:
     assert [(i.name, i.mac) for i in found] == [("eth0", "52:54:00:12:34:56")]
     found[0].addresses.append("192.0.2.5/24")
     assert client_config_names(pxe_clients(found)) == ["01-52-54-00-12-34-56", "C0000205"]
+
+
+def test_machine_network_boot_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NIC with a fixed MAC; the iPXE ROM only when asked for (BIOS network boot)."""
+    from mkmedia import qemu
+
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: f"/usr/bin/{name}")
+    plain = qemu.Machine().argv(None)
+    assert plain[plain.index("-device") + 1] == "virtio-net-pci,netdev=n0,romfile="
+    pxe = qemu.Machine(
+        tftp_dir=Path("/srv/tftp"), bootfile="pxelinux.0", mac="52:54:00:aa:bb:01", nic_rom=True
+    ).argv(None)
+    assert pxe[pxe.index("-netdev") + 1] == "user,id=n0,tftp=/srv/tftp,bootfile=pxelinux.0"
+    assert pxe[pxe.index("-device") + 1] == "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:01"
