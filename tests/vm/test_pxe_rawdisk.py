@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mkmedia.emit.pxe import write_pxe
 from mkmedia.qemu import Guest, Machine, which_firmware
 from tests.rescue_build import BOOT_TIMEOUT, boot_to_prompt, build_media
 
@@ -65,6 +66,28 @@ def test_pxe_boots_the_hosts_menu_by_mac(firmware: str, pxe_tree: Path, tmp_path
     assert "unattended" not in cmdline.split()
 
 
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_pxe_finds_the_host_by_ip_in_hex(firmware: str, pxe_tree: Path, tmp_path: Path) -> None:
+    """A tree that names the client only by the address QEMU's DHCP server hands out
+    (10.0.2.15: 0A00020F), booted with a MAC it does not know."""
+    need(firmware)
+    host = pxe_tree / "rescue"
+    write_pxe(
+        tmp_path / "tftp",
+        kernel=host / "vmlinuz",
+        initrd=host / "initrd",
+        host="vmtest",
+        host_dir="rescue",
+        clients=["10.0.2.15"],
+        boot_default="rescue",
+        boot_timeout=1,
+        work_dir=tmp_path / "work",
+    )
+    assert (tmp_path / "tftp" / "pxelinux.cfg" / "0A00020F").is_file()
+    machine = pxe_machine(firmware, tmp_path / "tftp", STRANGER_MAC)
+    assert "rescue/vmlinuz" in boot_to_prompt(machine, tmp_path / "console.log")
+
+
 def test_pxe_stranger_gets_only_the_local_disk(pxe_tree: Path, tmp_path: Path) -> None:
     """Another MAC falls through to pxelinux.cfg/default: no rescue system is offered."""
     need("bios")
@@ -85,6 +108,15 @@ def test_pxe_secure_boot(tmp_path: Path) -> None:
     assert (out / "grubx64.efi").is_file() and (out / "mmx64.efi").is_file()
     cmdline = boot_to_prompt(pxe_machine("uefi-secure", out, CLIENT_MAC), tmp_path / "console.log")
     assert "rescue/vmlinuz" in cmdline
+
+
+def test_ramdisk_files_boot_directly(tmp_path: Path) -> None:
+    """OUTPUT=RAMDISK's three files are all a hypervisor needs: -kernel, -initrd, -append."""
+    out = build_media(tmp_path, output="RAMDISK")
+    append = (out / "rescue-cmdline").read_text().strip()
+    assert "console=ttyS0,115200" in append
+    machine = Machine(kernel=out / "rescue-kernel", initrd=out / "rescue-initrd.img", append=append)
+    assert append in boot_to_prompt(machine, tmp_path / "console.log")
 
 
 @pytest.fixture(scope="module")
