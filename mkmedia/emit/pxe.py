@@ -20,6 +20,7 @@ and directory has SOURCE_DATE_EPOCH as its mtime: the same inputs give the same 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,18 @@ def check_host_dir(name: str) -> None:
         )
 
 
+def host_config_names(clients: Sequence[str]) -> list[str]:
+    """The host's own file names; ConfigError when there is none."""
+    names = client_config_names(clients)
+    if not names:
+        raise ConfigError(
+            "OUTPUT=PXE needs the MAC or IPv4 addresses the host boots from, but PXE_CLIENTS "
+            "is empty and this machine has no Ethernet interface to take them from.",
+            hint="Set PXE_CLIENTS to the host's MAC address (aa:bb:cc:dd:ee:ff).",
+        )
+    return names
+
+
 def pxe_files(
     *,
     kernel: Path,
@@ -107,13 +120,7 @@ def pxe_files(
 ) -> list[PxeFile]:
     """Every file of the tree, for one host."""
     check_host_dir(host_dir)
-    names = client_config_names(clients)
-    if not names:
-        raise ConfigError(
-            "OUTPUT=PXE needs the MAC or IPv4 addresses the host boots from, but PXE_CLIENTS "
-            "is empty and this machine has no Ethernet interface to take them from.",
-            hint="Set PXE_CLIENTS to the host's MAC address (aa:bb:cc:dd:ee:ff).",
-        )
+    names = host_config_names(clients)
     for what, path in (("kernel", kernel), ("initrd", initrd)):
         if not path.is_file():
             raise MissingError(f"The {what} {path} for the PXE tree does not exist.")
@@ -158,7 +165,7 @@ def write_tree(root: Path, files: Sequence[PxeFile], epoch: int) -> list[Artifac
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(target, mode=FILE_MODE) as tmp:
             if item.source is not None:
-                atomic.copy_file(item.source, tmp, durable=False)
+                shutil.copyfile(item.source, tmp)
             else:
                 assert item.data is not None
                 Path(tmp).write_bytes(item.data)
@@ -225,7 +232,7 @@ class PxeEmitter(Emitter):
 
     def check(self) -> None:
         check_host_dir(self.spec.prefix)
-        client_config_names(self.spec.pxe_clients)
+        host_config_names(self.spec.pxe_clients)
         tftp = self.spec.tftp_dir
         if tftp is not None and not tftp.is_dir():
             raise MissingError(

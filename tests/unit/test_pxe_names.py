@@ -87,3 +87,30 @@ def test_machine_network_boot_arguments(monkeypatch: pytest.MonkeyPatch) -> None
     ).argv(None)
     assert pxe[pxe.index("-netdev") + 1] == "user,id=n0,tftp=/srv/tftp,bootfile=pxelinux.0"
     assert pxe[pxe.index("-device") + 1] == "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:01"
+
+
+def test_pxe_check_refuses_before_building(tmp_path: Path) -> None:
+    from mkmedia.emit import MediaSpec
+    from mkmedia.emit.pxe import PxeEmitter
+    from rescue_runtime.errors import MissingError
+
+    def spec(**values: object) -> MediaSpec:
+        base: dict[str, object] = {
+            "directory": tmp_path,
+            "prefix": "vmtest",
+            "host": "vmtest",
+            "kernel_cmdline": "",
+            "consoles": ("ttyS0,115200",),
+            "boot_default": "rescue",
+            "boot_timeout": 1,
+            "pxe_clients": ("52:54:00:12:34:56",),
+        }
+        return MediaSpec(**{**base, **values})  # type: ignore[arg-type]
+
+    PxeEmitter(spec()).check()
+    with pytest.raises(ConfigError, match="PXE_CLIENTS is empty"):
+        PxeEmitter(spec(pxe_clients=())).check()
+    with pytest.raises(ConfigError, match="clashes with the boot loader directories"):
+        PxeEmitter(spec(prefix="grub")).check()
+    with pytest.raises(MissingError, match="PXE_TFTP_URL"):
+        PxeEmitter(spec(tftp_dir=tmp_path / "absent")).check()
