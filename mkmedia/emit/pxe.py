@@ -12,8 +12,11 @@ Layout of the tree (the TFTP root; several hosts can share one):
     <prefix>/vmlinuz, <prefix>/initrd        this host's kernel and initrd
 
 GRUB (2.06) looks for grub.cfg-01-<mac> and grub.cfg-<hex IP> below its prefix by itself, as
-PXELINUX does below pxelinux.cfg/. The files shared by all hosts (boot loaders, `default`) do
-not depend on the host, so another host's build rewrites them with the same bytes. Every file
+PXELINUX does below pxelinux.cfg/, when it starts from its prefix; Debian's signed netboot image
+reads grub/grub.cfg directly, so that file first turns $net_default_mac into the same name
+(by MAC only: GRUB's script cannot write an address in hex). The files shared by all hosts
+(boot loaders, `default`) do not depend on the host, so another host's build rewrites them
+with the same bytes. Every file
 and directory has SOURCE_DATE_EPOCH as its mtime: the same inputs give the same tree.
 """
 
@@ -142,7 +145,10 @@ def pxe_files(
         ),
         PxeFile(
             f"{GRUB_DIR}/grub.cfg",
-            data=bootmenu.render("grub.cfg.j2", menu=unknown, **grub_paths).encode(),
+            data=(
+                bootmenu.render("grub-pxe-clients.cfg.j2")
+                + bootmenu.render("grub.cfg.j2", menu=unknown, **grub_paths)
+            ).encode(),
         ),
     ]
     for name in names:
