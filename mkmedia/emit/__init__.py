@@ -8,13 +8,12 @@ Emitters take plain values (`MediaSpec`, paths); the output step translates the 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from mkmedia.session.artifacts import Artifact
-from rescue_runtime.errors import ConfigError
+from rescue_runtime.registry import LazyRegistry
 
 __all__ = ["Artifact", "Emitter", "MediaSpec", "emitter_class", "output_names"]
 
@@ -53,6 +52,9 @@ class MediaSpec:
     pxe_clients: tuple[str, ...] = ()
     # RAWDISK: the image formats written (raw, qcow2).
     disk_formats: tuple[str, ...] = ("raw",)
+    # The marker id the rescue system was built to look for (rescue.json); empty: the
+    # emitter derives one.
+    medium_id: str = ""
 
 
 class Emitter:
@@ -71,19 +73,20 @@ class Emitter:
         raise NotImplementedError
 
 
+_REGISTRY: LazyRegistry[Emitter] = LazyRegistry(
+    _EMITTERS,
+    "EMITTER",
+    lambda name: (
+        f"OUTPUT={name} has no emitter in this version of mkmedia, so no media would be written."
+    ),
+)
+
+
 def output_names() -> tuple[str, ...]:
     """The OUTPUT kinds this version writes, in the order `mkmedia settings` shows them."""
-    return tuple(_EMITTERS)
+    return _REGISTRY.names()
 
 
 def emitter_class(name: str) -> type[Emitter]:
     """The class writing OUTPUT=name; ConfigError names the kinds that exist."""
-    module_name = _EMITTERS.get(name.upper())
-    if module_name is None:
-        raise ConfigError(
-            f"OUTPUT={name} has no emitter in this version of mkmedia, so no media would be "
-            "written.",
-            hint=f"Use one of: {', '.join(output_names())}.",
-        )
-    emitter: type[Emitter] = importlib.import_module(module_name).EMITTER
-    return emitter
+    return _REGISTRY.get(name)

@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mkmedia.emit import Artifact, Emitter, bootmenu, efiimage, gpt, grub, isolinux
-from mkmedia.emit.iso import INITRD, KERNEL, medium_id
+from mkmedia.emit.iso import INITRD, KERNEL, derive_medium_id
 from mkmedia.session.epoch import resolve_epoch
 from rescue_runtime import atomic
+from rescue_runtime.backup.medium import marker_path
 from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.run import require, run
 
@@ -94,6 +95,7 @@ def write_rawdisk(
     secure_boot: bool = False,
     payload_dirs: Mapping[str, Path] | None = None,
     source_date_epoch: int | None = None,
+    marker_id: str = "",
     work_dir: Path,
 ) -> list[Artifact]:
     """Write <prefix>.img and/or <prefix>.qcow2 into `directory`; return them as artifacts."""
@@ -115,10 +117,10 @@ def write_rawdisk(
     work = work_dir / "rawdisk"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    ident = medium_id(
+    ident = marker_id.upper() or derive_medium_id(
         "RAWDISK", host, epoch, kernel.stat().st_size, initrd.stat().st_size, kernel_cmdline
     )
-    marker = f"mkmedia/id-{ident.lower()}"
+    marker = marker_path(ident)
     paths = {"kernel": KERNEL, "initrd": INITRD}
     texts = {
         f"{SYSLINUX_DIR}/syslinux.cfg": bootmenu.render("isolinux.cfg.j2", menu=menu, **paths),
@@ -216,6 +218,7 @@ class RawdiskEmitter(Emitter):
             secure_boot=spec.secure_boot,
             payload_dirs=spec.payload_dirs,
             source_date_epoch=spec.source_date_epoch,
+            marker_id=spec.medium_id,
             work_dir=work_dir,
         )
 

@@ -35,6 +35,7 @@ def media_spec(
     config: Config,
     payload_dirs: dict[str, Path] | None = None,
     directory: Path | None = None,
+    medium_id: str = "",
 ) -> MediaSpec:
     """The settings an emitter needs, as plain values (`directory`: where it writes, by
     default the output directory itself)."""
@@ -54,6 +55,7 @@ def media_spec(
         tftp_dir=tftp_directory(config),
         pxe_clients=tuple(pxe_clients(config)),
         disk_formats=disk_formats(config.get_str("RAWDISK_FORMAT")),
+        medium_id=medium_id,
     )
 
 
@@ -98,7 +100,9 @@ def write_media(ctx: Context) -> None:
     staging = outputset.open_staging(output_dir(ctx))
     ctx.output_staging = staging
     try:
-        spec = media_spec(ctx.config, payload_dirs=payload, directory=staging)
+        spec = media_spec(
+            ctx.config, payload_dirs=payload, directory=staging, medium_id=ctx.medium_id
+        )
         media = emitter_class(ctx.config.get_str("OUTPUT"))(spec)
         ctx.artifacts.extend(media.write(kernel=kernel, initrd=initrd, work_dir=work_dir))
     except BaseException:
