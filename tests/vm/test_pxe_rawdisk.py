@@ -134,3 +134,12 @@ def test_rawdisk_boots(firmware: str, rawdisk: Path, tmp_path: Path) -> None:
     machine = Machine(firmware=firmware, boot_disk=rawdisk, network=False)
     cmdline = boot_to_prompt(machine, tmp_path / "console.log")
     assert "/boot/vmlinuz" in cmdline and "console=ttyS0,115200" in cmdline
+
+
+def test_rawdisk_secure_boot(tmp_path: Path) -> None:
+    """shim -> signed GRUB -> signed kernel from the image's ESP, Secure Boot enforced."""
+    need("uefi-secure")
+    out = build_media(tmp_path, output="RAWDISK", sets=("BOOT_DEFAULT=rescue", "SECURE_BOOT=yes"))
+    (image,) = manifest_paths(out, "rawdisk")
+    machine = Machine(firmware="uefi-secure", boot_disk=image, network=False)
+    assert "/boot/vmlinuz" in boot_to_prompt(machine, tmp_path / "console.log")
