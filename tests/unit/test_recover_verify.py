@@ -179,7 +179,16 @@ def test_the_operator_can_abort_and_the_timeout_aborts(machine: RecoverContext) 
         run_verify(machine)
 
 
-def test_unattended_asks_nothing(machine: RecoverContext) -> None:
+def test_unattended_refuses_a_luks_volume_nothing_would_open(machine: RecoverContext) -> None:
+    # stack_layout's cryptpv: no header backup, and its crypttab line names no key file
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MkmediaError, match=r"cryptpv .* names no key file"):
+        run_verify(machine)
+
+
+def test_unattended_asks_nothing(machine: RecoverContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify.finalize, "luks_key_problems", lambda layout, text: [])
     out = io.StringIO()
     machine.options.unattended = True
     machine.ask = Asker(unattended=True, stdin=io.StringIO(""), stdout=out)

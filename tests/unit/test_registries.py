@@ -197,7 +197,7 @@ def test_settings_lists_choices_from_the_registries(
     rows = settings_rows(capsys)
     assert rows["OUTPUT"]["choices"] == list(emit.output_names())
     assert rows["BACKUP"]["choices"] == list(backup.method_names())
-    assert rows["BOOT_DEFAULT"]["choices"] == ["rescue", "local"]
+    assert rows["BOOT_DEFAULT"]["choices"] == ["rescue", "unattended", "local"]
     assert "STATE_DIR" not in rows, "a setting nothing uses is not offered"
 
     monkeypatch.delitem(emit._EMITTERS, "CDROM")
@@ -285,35 +285,40 @@ def test_backup_stage_without_steps_is_refused(
     assert wf.plan(wf.WORKFLOWS["build"], config)
 
 
-def test_boot_default_unattended_is_refused_while_recover_is_a_stub(
+def test_boot_default_unattended_picks_automatic_recover(
     data_dir: Path, config_dir: Path, fake_system: SystemInfo
 ) -> None:
-    assert not features.RECOVER.ready
-    with pytest.raises(ConfigError) as err:
-        load_config(config_dir=config_dir, system=fake_system, sets=["BOOT_DEFAULT=unattended"])
-    message = str(err.value)
-    assert "BOOT_DEFAULT=unattended (from --set BOOT_DEFAULT) needs mkmedia recover" in message
-    assert "not implemented in this version yet" in message
-    with pytest.raises(ConfigError, match="needs mkmedia recover"):
-        bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="unattended")
+    assert features.RECOVER.ready
+    config = load_config(
+        config_dir=config_dir, system=fake_system, sets=["BOOT_DEFAULT=unattended"]
+    )
+    assert config.get_str("BOOT_DEFAULT") == "unattended"
+    menu = bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="unattended")
+    assert menu.default == "unattended"
+    assert menu.entry("unattended").label == "Automatic recover h"
 
 
-def test_menu_shows_only_what_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    menu = bootmenu.build_menu(host="db7", kernel_cmdline="", consoles=["tty0"])
-    labels = [entry.label for entry in menu.entries]
-    assert labels[:2] == ["Rescue system for db7", "Boot from the first local disk"]
-    assert not [label for label in labels if "ecover" in label], labels
-    assert not [entry for entry in menu.entries if "unattended" in entry.cmdline.split()]
-
-    # the entries needing recover come back from their one row once recover is real
-    ready = features.Feature("recover", "", ready=True)
+def test_an_entry_needing_a_missing_feature_is_refused_and_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    missing = features.Feature("recover", "", ready=False)
     rows = [
-        bootmenu.EntryKind(e.id, e.label, e.kind, e.options, e.serial_variants, ready)
+        bootmenu.EntryKind(e.id, e.label, e.kind, e.options, e.serial_variants, missing)
         if e.needs
         else e
         for e in bootmenu.ENTRIES
     ]
     monkeypatch.setattr(bootmenu, "ENTRIES", tuple(rows))
+    with pytest.raises(ConfigError, match="needs mkmedia recover"):
+        bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="unattended")
+    menu = bootmenu.build_menu(host="db7", kernel_cmdline="", consoles=["tty0"])
+    labels = [entry.label for entry in menu.entries]
+    assert labels[:2] == ["Rescue system for db7", "Boot from the first local disk"]
+    assert not [label for label in labels if "ecover" in label], labels
+
+
+def test_menu_shows_only_what_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the entries needing recover are there now that it is real
     menu = bootmenu.build_menu(
         host="db7", kernel_cmdline="", consoles=["tty0"], boot_default="unattended"
     )
