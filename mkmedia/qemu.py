@@ -68,6 +68,10 @@ class Machine:
     network: bool = True
     tftp_dir: Path | None = None
     bootfile: str | None = None
+    mac: str | None = None  # the NIC's MAC address (None: QEMU's default 52:54:00:12:34:56)
+    # Keep the NIC's iPXE option ROM: SeaBIOS boots from the network only through it. Off by
+    # default: OVMF has its own network stack, and shim refuses the ROM's (Secure Boot).
+    nic_rom: bool = False
     boot_order: str | None = None  # c (disk), d (cdrom), n (network)
     extra: list[str] = field(default_factory=list)
 
@@ -127,7 +131,12 @@ class Machine:
                 netdev += f",tftp={self.tftp_dir}"
             if self.bootfile:
                 netdev += f",bootfile={self.bootfile}"
-            args += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]
+            nic = "virtio-net-pci,netdev=n0"
+            if self.mac:
+                nic += f",mac={self.mac}"
+            if not self.nic_rom:
+                nic += ",romfile="
+            args += ["-netdev", netdev, "-device", nic]
         else:
             args += ["-nic", "none"]
         if self.boot_order:

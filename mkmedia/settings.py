@@ -142,6 +142,27 @@ SETTINGS: tuple[Setting, ...] = (
     _s("USB_RETAIN", INT, 2, "Rescue images OUTPUT=USB keeps per host on the stick (0: all)."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s(
+        "PXE_TFTP_URL",
+        STR,
+        "",
+        "OUTPUT=PXE: the TFTP root the tree goes to (file://DIR); empty: the output directory.",
+        rescue=False,
+    ),
+    _s(
+        "PXE_CLIENTS",
+        LIST,
+        [],
+        "OUTPUT=PXE: MAC or IPv4 addresses the host's own menu files are named for; empty: "
+        "the MAC and IPv4 addresses of this machine's Ethernet interfaces.",
+    ),
+    _s(
+        "RAWDISK_FORMAT",
+        CHOICE,
+        "raw",
+        "OUTPUT=RAWDISK: write the disk image raw, as qcow2 (qemu-img), or both.",
+        choices=("raw", "qcow2", "both"),
+    ),
+    _s(
         "BACKUP",
         CHOICE,
         "NONE",

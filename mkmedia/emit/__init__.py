@@ -24,6 +24,8 @@ _EMITTERS: dict[str, str] = {
     "CDROM": "mkmedia.emit.cdrom",
     "RAMDISK": "mkmedia.emit.ramdisk",
     "USB": "mkmedia.emit.usb",
+    "PXE": "mkmedia.emit.pxe",
+    "RAWDISK": "mkmedia.emit.rawdisk",
 }
 
 
@@ -45,6 +47,12 @@ class MediaSpec:
     # Directories the media carry beside the rescue system (name -> local directory), such
     # as a backup with BACKUP_URL=iso://; a kind that cannot carry them refuses.
     payload_dirs: dict[str, Path] = field(default_factory=dict)
+    # PXE: the TFTP root (PXE_TFTP_URL; None: the output directory) and the MAC/IPv4
+    # addresses the host's own configuration files are named for.
+    tftp_dir: Path | None = None
+    pxe_clients: tuple[str, ...] = ()
+    # RAWDISK: the image formats written (raw, qcow2).
+    disk_formats: tuple[str, ...] = ("raw",)
     # The marker id the rescue system was built to look for (rescue.json); empty: the
     # emitter derives one.
     medium_id: str = ""

@@ -133,7 +133,7 @@ def test_cdrom_check_names_a_missing_drive(tmp_path: Path) -> None:
 
 
 def test_every_implemented_output_has_its_emitter_class() -> None:
-    assert set(emit.output_names()) == {"ISO", "CDROM", "RAMDISK", "USB"}
+    assert set(emit.output_names()) == {"ISO", "CDROM", "RAMDISK", "USB", "PXE", "RAWDISK"}
     for name in emit.output_names():
         emitter = emit.emitter_class(name)
         assert issubclass(emitter, Emitter) and emitter.name == name
@@ -174,7 +174,7 @@ def test_output_is_accepted_only_when_a_class_is_registered(
     with pytest.raises(ConfigError) as err:
         load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=RAMDISK"])
     assert "OUTPUT=RAMDISK (from --set OUTPUT) has no emitter" in str(err.value)
-    assert "offers OUTPUT: ISO, CDROM, USB." in str(err.value)
+    assert "offers OUTPUT: ISO, CDROM, USB, PXE, RAWDISK." in str(err.value)
     with pytest.raises(ConfigError, match="OUTPUT=RAMDISK has no emitter"):
         emit.emitter_class("RAMDISK")
 
@@ -205,11 +205,12 @@ def test_settings_lists_choices_from_the_registries(
     monkeypatch.setitem(emit._EMITTERS, "USB", __name__)
     monkeypatch.setitem(backup._METHODS, "NETFS", __name__)
     rows = settings_rows(capsys)
-    assert rows["OUTPUT"]["choices"] == ["ISO", "RAMDISK", "USB"]
+    assert rows["OUTPUT"]["choices"] == list(emit.output_names())
+    assert "CDROM" not in emit.output_names() and "USB" in emit.output_names()
     assert "NETFS" in rows["BACKUP"]["choices"]  # type: ignore[operator]
     assert cli.main(["settings"]) == 0
     text = capsys.readouterr().out
-    assert "OUTPUT                 choice (ISO|RAMDISK|USB)" in text
+    assert f"OUTPUT                 choice ({'|'.join(emit.output_names())})" in text
 
 
 def test_backup_without_method_is_refused(
