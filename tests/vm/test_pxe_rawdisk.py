@@ -17,6 +17,7 @@ import pytest
 
 from mkmedia.emit.pxe import write_pxe
 from mkmedia.qemu import Guest, Machine, which_firmware
+from tests.ciskip import SLOW, opt_in
 from tests.rescue_build import BOOT_TIMEOUT, boot_to_prompt, build_media
 
 pytestmark = pytest.mark.vm
@@ -70,6 +71,9 @@ def test_pxe_boots_the_hosts_menu_by_mac(firmware: str, pxe_tree: Path, tmp_path
 def test_pxe_finds_the_host_by_ip_in_hex(firmware: str, pxe_tree: Path, tmp_path: Path) -> None:
     """A tree that names the client only by the address QEMU's DHCP server hands out
     (10.0.2.15: 0A00020F), booted with a MAC it does not know."""
+    opt_in(
+        SLOW, "PXE by IP in hex (the by-MAC boots and the unit tests of the names run by default)"
+    )
     need(firmware)
     host = pxe_tree / "rescue"
     write_pxe(
@@ -90,6 +94,7 @@ def test_pxe_finds_the_host_by_ip_in_hex(firmware: str, pxe_tree: Path, tmp_path
 
 def test_pxe_stranger_gets_only_the_local_disk(pxe_tree: Path, tmp_path: Path) -> None:
     """Another MAC falls through to pxelinux.cfg/default: no rescue system is offered."""
+    opt_in(SLOW, "a PXE boot with an unknown MAC")
     need("bios")
     machine = pxe_machine("bios", pxe_tree, STRANGER_MAC)
     with Guest(machine, deadline=BOOT_TIMEOUT, console_log=tmp_path / "console.log") as guest:
@@ -99,6 +104,7 @@ def test_pxe_stranger_gets_only_the_local_disk(pxe_tree: Path, tmp_path: Path) -
 
 def test_pxe_secure_boot(tmp_path: Path) -> None:
     """shim -> Debian's signed network GRUB -> the signed kernel, over TFTP."""
+    opt_in(SLOW, "PXE with Secure Boot (USB and ISO Secure Boot boots run by default)")
     need("uefi-secure")
     out = build_media(
         tmp_path,
@@ -138,6 +144,7 @@ def test_rawdisk_boots(firmware: str, rawdisk: Path, tmp_path: Path) -> None:
 
 def test_rawdisk_secure_boot(tmp_path: Path) -> None:
     """shim -> signed GRUB -> signed kernel from the image's ESP, Secure Boot enforced."""
+    opt_in(SLOW, "RAWDISK with Secure Boot")
     need("uefi-secure")
     out = build_media(tmp_path, output="RAWDISK", sets=("BOOT_DEFAULT=rescue", "SECURE_BOOT=yes"))
     (image,) = manifest_paths(out, "rawdisk")
