@@ -14,6 +14,7 @@ from mkmedia.host.paths import DEFAULT_CONFIG_DIR
 from mkmedia.session.lock import RunLock
 from mkmedia.session.log import default_log_path, setup_logging
 from mkmedia.settings import SETTINGS
+from mkmedia.update.command import add_update_parser
 from mkmedia.workflow import (
     WORKFLOWS,
     describe_plan,
@@ -144,11 +145,43 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--json", action="store_true", help="machine-readable output")
     add_layout_parser(sub, parents=[common])
     add_checklayout_parser(sub, parents=[common])
+    add_update_parser(sub, parents=[common], recipe_help=RECIPE_HELP)
     settings = sub.add_parser(
         "settings", help="list every setting with its default and help", parents=[common]
     )
     settings.add_argument("--json", action="store_true", help="machine-readable output")
+    _format_parser(sub, common)
     return parser
+
+
+def _format_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    fmt = sub.add_parser(
+        "format",
+        help="prepare a USB stick or image file for OUTPUT=USB (erases it)",
+        parents=[common],
+    )
+    fmt.add_argument("target", type=Path, metavar="DEVICE|IMAGE", help="/dev/sdX or a file")
+    modes = fmt.add_mutually_exclusive_group()
+    for mode in ("efi", "bios", "both"):
+        modes.add_argument(
+            f"--{mode}",
+            dest="mode",
+            action="store_const",
+            const=mode,
+            help={"efi": "UEFI machines only", "bios": "BIOS machines only"}.get(
+                mode, "UEFI and BIOS machines (default)"
+            ),
+        )
+    fmt.set_defaults(mode="both")
+    fmt.add_argument("--yes", action="store_true", help="do not ask (the checks still run)")
+    fmt.add_argument(
+        "--force",
+        action="store_true",
+        help="write a disk of the saved layout or a non-removable disk",
+    )
+    fmt.add_argument("--size", help="create or grow the image file to this size (512M, 2G)")
 
 
 def _flag_sets(args: argparse.Namespace) -> list[str]:
@@ -267,6 +300,57 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_format(args: argparse.Namespace) -> int:
+    from mkmedia.steps.output import wants_secure_boot
+    from mkmedia.usb.format import format_stick, parse_size
+    from rescue_runtime.errors import MissingError
+    from rescue_runtime.layout import store
+
+    config = _load(args)
+    layout_dir = config.get_str("LAYOUT_DIR")
+    try:
+        layout = store.load(layout_dir)
+    except MissingError:
+        layout = None
+        log.warning("no saved layout in %s: only the running system is checked", layout_dir)
+    with RunLock():
+        plan = format_stick(
+            args.target,
+            mode=args.mode,
+            secure_boot=wants_secure_boot(config),
+            layout=layout,
+            force=args.force,
+            yes=args.yes,
+            size=parse_size(args.size) if args.size else None,
+        )
+    parts = ", ".join(f"{p.number}: {p.role} {p.size // 2**20} MiB" for p in plan.parts)
+    print(f"{args.target} is ready for OUTPUT=USB ({parts}).")
+    return EXIT_OK
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    if args.update_command != "pack":
+        raise UsageError(
+            "On this host, mkmedia update only packs overlays: mkmedia update pack -o FILE.",
+            hint="`mkmedia update SOURCE` applies one inside the rescue system.",
+        )
+    from mkmedia.session.epoch import source_date_epoch
+    from mkmedia.session.log import say
+    from mkmedia.update.command import pack_for_host
+
+    packed = pack_for_host(
+        _load(args),
+        args.output,
+        host=args.host,
+        include_runtime=args.include_runtime,
+        sign_key=args.sign_key,
+        epoch=source_date_epoch(),
+    )
+    signed = "signed" if packed.signed else "not signed"
+    say(f"Wrote the overlay {packed.path} for host {packed.host}: {packed.files} files, {signed}.")
+    return EXIT_OK
+
+
 def _settings(args: argparse.Namespace) -> dict[str, object]:
     return dict(_load(args).values)
 
@@ -277,6 +361,8 @@ COMMANDS: dict[str, Command] = {
     "dump": cmd_dump,
     "recover": cmd_recover,
     "settings": cmd_settings,
+    "format": cmd_format,
+    "update": cmd_update,
     # LAYOUT_DIR, EXCLUDE_RECREATE, AUTOEXCLUDE_PATH: as `build` saves the layout
     "layout": configured_command(_settings),
     "checklayout": configured_command(_settings),

@@ -61,11 +61,17 @@ class Machine:
     boot_disk: Path | None = (
         None  # attached as the first hard disk (e.g. a hybrid ISO or USB image)
     )
+    # attached as a USB stick (xHCI, usb-storage) and booted first; changes are not kept
+    usb_disk: Path | None = None
     disks: list[Path] = field(default_factory=list)  # extra virtio disks
     nvme_disks: list[Path] = field(default_factory=list)
     network: bool = True
     tftp_dir: Path | None = None
     bootfile: str | None = None
+    mac: str | None = None  # the NIC's MAC address (None: QEMU's default 52:54:00:12:34:56)
+    # Keep the NIC's iPXE option ROM: SeaBIOS boots from the network only through it. Off by
+    # default: OVMF has its own network stack, and shim refuses the ROM's (Secure Boot).
+    nic_rom: bool = False
     boot_order: str | None = None  # c (disk), d (cdrom), n (network)
     extra: list[str] = field(default_factory=list)
     # UEFI: the firmware's variable store (NVRAM). None: a fresh copy of the template for this
@@ -112,6 +118,10 @@ class Machine:
         if self.boot_disk:
             args += ["-drive", f"file={self.boot_disk},format=raw,if=none,id=bootdisk,snapshot=on"]
             args += ["-device", "virtio-blk-pci,drive=bootdisk,bootindex=0"]
+        if self.usb_disk:
+            args += ["-device", "qemu-xhci,id=xhci"]
+            args += ["-drive", f"file={self.usb_disk},format=raw,if=none,id=usbdisk,snapshot=on"]
+            args += ["-device", "usb-storage,bus=xhci.0,drive=usbdisk,bootindex=0"]
         for index, disk in enumerate(self.disks):
             fmt = "qcow2" if disk.suffix == ".qcow2" else "raw"
             args += ["-drive", f"file={disk},format={fmt},if=none,id=disk{index}"]
@@ -125,7 +135,12 @@ class Machine:
                 netdev += f",tftp={self.tftp_dir}"
             if self.bootfile:
                 netdev += f",bootfile={self.bootfile}"
-            args += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]
+            nic = "virtio-net-pci,netdev=n0"
+            if self.mac:
+                nic += f",mac={self.mac}"
+            if not self.nic_rom:
+                nic += ",romfile="
+            args += ["-netdev", netdev, "-device", nic]
         else:
             args += ["-nic", "none"]
         if self.boot_order:

@@ -131,7 +131,37 @@ SETTINGS: tuple[Setting, ...] = (
         rescue=False,
     ),
     _s("CDROM_DEVICE", STR, "", "Optical drive OUTPUT=CDROM burns to; empty: the first writer."),
+    _s(
+        "USB_DEVICE",
+        STR,
+        "",
+        "Stick (or image file) OUTPUT=USB writes to, made by `mkmedia format`; empty: the "
+        "one disk with a partition labelled MKMEDIA-000.",
+        rescue=False,
+    ),
+    _s("USB_RETAIN", INT, 2, "Rescue images OUTPUT=USB keeps per host on the stick (0: all)."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
+    _s(
+        "PXE_TFTP_URL",
+        STR,
+        "",
+        "OUTPUT=PXE: the TFTP root the tree goes to (file://DIR); empty: the output directory.",
+        rescue=False,
+    ),
+    _s(
+        "PXE_CLIENTS",
+        LIST,
+        [],
+        "OUTPUT=PXE: MAC or IPv4 addresses the host's own menu files are named for; empty: "
+        "the MAC and IPv4 addresses of this machine's Ethernet interfaces.",
+    ),
+    _s(
+        "RAWDISK_FORMAT",
+        CHOICE,
+        "raw",
+        "OUTPUT=RAWDISK: write the disk image raw, as qcow2 (qemu-img), or both.",
+        choices=("raw", "qcow2", "both"),
+    ),
     _s(
         "BACKUP",
         CHOICE,
@@ -247,6 +277,25 @@ SETTINGS: tuple[Setting, ...] = (
         "What an unattended recovery does when it has finished (recover comes later).",
         choices=("reboot", "poweroff", "shell"),
     ),
+    # --- updating a running rescue system (mkmedia update) ----------------------------------
+    _s(
+        "RECOVERY_UPDATE_URL",
+        STR,
+        "",
+        "Overlay (mkmedia update pack) the rescue system applies with `mkmedia update` and at "
+        "the start of recover: file://, http(s)://; ${HOSTNAME}, ${MAC} (first link with "
+        "carrier) and ${SERIAL} (DMI) expand there, on the machine it runs on.",
+        expand=False,
+    ),
+    _s(
+        "UPDATE_ALLOWED_SIGNERS",
+        STR,
+        "",
+        "ssh-keygen allowed-signers file built into the media; when set, the rescue system "
+        "applies only overlays signed by a key in it (mkmedia update pack --sign-key).",
+        rescue=False,
+    ),
+    _s("UPDATE_MAX_MIB", INT, 64, "Largest overlay the rescue system accepts, in MiB."),
     # --- layout ------------------------------------------------------------------------------
     _s(
         "LAYOUT_DIR",

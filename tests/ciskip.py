@@ -13,6 +13,10 @@ from collections.abc import Generator
 
 import pytest
 
+# The opt-in of tests that prove again, in another way, what the default run proves already
+# (more firmware and boot-path variants, a second e2e route): each is named in its test.
+SLOW = "MKMEDIA_SLOW_TESTS"
+
 # Set on the skip exception of an opt-in; any other skip fails under CI.
 _OPT_IN = "mkmedia_opt_in"
 

@@ -10,7 +10,7 @@ from rescue_runtime.errors import ConfigError
 DEFAULT_OUTPUT_DIR = Path("/var/lib/mkmedia/output")
 
 
-def output_dir(output_url: str | None) -> Path:
+def output_dir(output_url: str | None, *, setting: str = "OUTPUT_URL") -> Path:
     """The local directory an emitter writes into for OUTPUT_URL (None: the default)."""
     if output_url is None:
         return DEFAULT_OUTPUT_DIR
@@ -18,21 +18,22 @@ def output_dir(output_url: str | None) -> Path:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ConfigError(
-                f"OUTPUT_URL {output_url!r} names the host {parts.netloc!r}; file:// URLs are "
+                f"{setting} {output_url!r} names the host {parts.netloc!r}; file:// URLs are "
                 "local paths.",
                 hint="Write it as file:///path/to/directory (three slashes).",
             )
         path = Path(unquote(parts.path))
         if not path.is_absolute():
-            raise ConfigError(f"OUTPUT_URL {output_url!r} does not name an absolute directory.")
+            raise ConfigError(f"{setting} {output_url!r} does not name an absolute directory.")
         return path
     if parts.scheme in ("nfs", "cifs"):
         raise ConfigError(
-            f"OUTPUT_URL {output_url!r} needs the {parts.scheme} mount support, which this "
+            f"{setting} {output_url!r} needs the {parts.scheme} mount support, which this "
             "version of mkmedia does not have yet.",
             hint="Use a file:// URL (a locally mounted directory works).",
         )
     raise ConfigError(
-        f"OUTPUT_URL {output_url!r} has the scheme {parts.scheme!r}; supported: file://.",
-        hint=f"Set OUTPUT_URL to file:///directory, or leave it unset for {DEFAULT_OUTPUT_DIR}.",
+        f"{setting} {output_url!r} has the scheme {parts.scheme!r}; supported: file://.",
+        hint=f"Set {setting} to file:///directory (OUTPUT_URL: or leave it unset for "
+        f"{DEFAULT_OUTPUT_DIR}).",
     )

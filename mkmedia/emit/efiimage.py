@@ -32,11 +32,7 @@ def fat_image(
     label: str = "EFIBOOT",
 ) -> Path:
     """Write a FAT image holding `files` (path inside the image -> source) and return it."""
-    mkfs = require("mkfs.fat", package="dosfstools")
-    mmd = require("mmd", package="mtools")
-    mcopy = require("mcopy", package="mtools")
-    payload = sum(-(-path.stat().st_size // 4096) * 4 for path in files.values())
-    size_kib = payload + _SLACK_KIB
+    size_kib = payload_kib(files) + _SLACK_KIB
     size_kib += (-size_kib) % 64  # whole 64 KiB steps, stable across small changes
     if size_kib > MAX_KIB:
         raise MkmediaError(
@@ -45,12 +41,39 @@ def fat_image(
             hint="Keep only boot loader files in the EFI image; the kernel and initrd stay in "
             "the ISO9660 tree.",
         )
+    return make_fat(
+        output, files, size_kib, work_dir=work_dir, epoch=epoch, volume_id=volume_id, label=label
+    )
+
+
+def payload_kib(files: Mapping[str, Path]) -> int:
+    """KiB the files take in 4 KiB clusters."""
+    return sum(-(-path.stat().st_size // 4096) * 4 for path in files.values())
+
+
+def make_fat(
+    output: Path,
+    files: Mapping[str, Path],
+    size_kib: int,
+    *,
+    work_dir: Path,
+    epoch: int,
+    volume_id: int = 0x4D4B4D44,
+    label: str = "EFIBOOT",
+    fat_bits: int | None = None,
+    hidden_sectors: int = 0,
+) -> Path:
+    """A FAT file system of `size_kib` holding `files`, reproducibly (see the module)."""
+    mkfs = require("mkfs.fat", package="dosfstools")
+    mmd = require("mmd", package="mtools")
+    mcopy = require("mcopy", package="mtools")
+    bits = ["-F", str(fat_bits)] if fat_bits else []
+    # a partition's file system records where it starts (SYSLINUX's boot sector reads it)
+    bits += ["-h", str(hidden_sectors)] if hidden_sectors else []
     # an intermediate in the work directory: no fsync
     with atomic.atomic_path(output, durable=False) as tmp:
-        run(
-            [mkfs, "--invariant", "-i", f"{volume_id:08X}", "-n", label, "-C", tmp, str(size_kib)],
-            what="formatting the EFI boot image",
-        )
+        argv = [mkfs, "--invariant", *bits, "-i", f"{volume_id:08X}", "-n", label, "-C"]
+        run([*argv, str(tmp), str(size_kib)], what="formatting the FAT image")
         env = {"SOURCE_DATE_EPOCH": str(epoch), "TZ": "UTC", "MTOOLS_SKIP_CHECK": "1"}
         staging = work_dir / "efi-staging"
         shutil.rmtree(staging, ignore_errors=True)

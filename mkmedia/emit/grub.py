@@ -9,10 +9,12 @@ from, so that file goes both into the FAT image and into the ISO9660 tree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rescue_runtime.errors import MissingError
+from mkmedia.emit import bootmenu
+from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.run import require, run
 
 GRUB_EFI_MODULES_DIR = Path("/usr/lib/grub/x86_64-efi")
@@ -42,6 +44,8 @@ EFI_MODULES = (
 SHIM = Path("/usr/lib/shim/shimx64.efi.signed")
 MOK_MANAGER = Path("/usr/lib/shim/mmx64.efi.signed")
 SIGNED_GRUB = Path("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")
+# Debian's signed network GRUB: its configuration is /grub/grub.cfg on the TFTP server.
+SIGNED_NET_GRUB = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
 # Where the signed (Debian) GRUB looks for its configuration on its boot device.
 SIGNED_GRUB_CONFIG = "EFI/debian/grub.cfg"
 SECURE_BOOT_VAR = Path("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c")
@@ -54,8 +58,19 @@ class EfiFiles:
     files: dict[str, Path]
 
 
-def build_grub_efi(output: Path, early_config: Path) -> Path:
-    """grub-mkimage for x86_64-efi with the menu's modules and an embedded early config."""
+# A network boot image adds the UEFI network driver and the protocols the kernel comes over.
+NET_MODULES = (*EFI_MODULES, "efinet", "tftp", "http")
+
+
+def build_grub_efi(
+    output: Path,
+    early_config: Path | None,
+    *,
+    prefix: str = "/boot/grub",
+    modules: Sequence[str] = EFI_MODULES,
+) -> Path:
+    """grub-mkimage for x86_64-efi with the menu's modules and an embedded early config
+    (None: none; a `prefix` without a device then means the device GRUB was loaded from)."""
     tool = require("grub-mkimage", package="grub-common")
     if not (GRUB_EFI_MODULES_DIR / "normal.mod").is_file():
         raise MissingError(
@@ -68,9 +83,9 @@ def build_grub_efi(output: Path, early_config: Path) -> Path:
             "--format=x86_64-efi",
             f"--directory={GRUB_EFI_MODULES_DIR}",
             f"--output={output}",
-            "--prefix=/boot/grub",  # replaced at run time by the embedded config
-            f"--config={early_config}",
-            *EFI_MODULES,
+            f"--prefix={prefix}",  # the embedded config, if any, replaces it at run time
+            *([f"--config={early_config}"] if early_config else []),
+            *modules,
         ],
         what="building the UEFI boot loader",
     )
@@ -81,11 +96,12 @@ def plain_efi_files(grub_efi: Path) -> EfiFiles:
     return EfiFiles({"EFI/BOOT/BOOTX64.EFI": grub_efi})
 
 
-def secure_boot_efi_files(find_medium_cfg: Path) -> EfiFiles:
+def signed_chain(grub_image: Path = SIGNED_GRUB) -> dict[str, Path]:
+    """shim, the MOK manager and a signed GRUB under the names shim loads them by."""
     needed = (
         (SHIM, "shim-signed"),
         (MOK_MANAGER, "shim-signed"),
-        (SIGNED_GRUB, "grub-efi-amd64-signed"),
+        (grub_image, "grub-efi-amd64-signed"),
     )
     for path, package in needed:
         if not path.is_file():
@@ -93,14 +109,12 @@ def secure_boot_efi_files(find_medium_cfg: Path) -> EfiFiles:
                 f"The signed boot loader {path} is missing, so no Secure Boot medium can be built.",
                 hint=f"Install the Debian package {package}, or set secure_boot: false.",
             )
-    return EfiFiles(
-        {
-            "EFI/BOOT/BOOTX64.EFI": SHIM,
-            "EFI/BOOT/grubx64.efi": SIGNED_GRUB,
-            "EFI/BOOT/mmx64.efi": MOK_MANAGER,
-            SIGNED_GRUB_CONFIG: find_medium_cfg,
-        }
-    )
+    return {"BOOTX64.EFI": SHIM, "grubx64.efi": grub_image, "mmx64.efi": MOK_MANAGER}
+
+
+def secure_boot_efi_files(find_medium_cfg: Path) -> EfiFiles:
+    files = {f"EFI/BOOT/{name}": path for name, path in signed_chain().items()}
+    return EfiFiles({**files, SIGNED_GRUB_CONFIG: find_medium_cfg})
 
 
 def host_secure_boot(var: Path = SECURE_BOOT_VAR) -> bool:
@@ -129,3 +143,27 @@ def kernel_is_signed(kernel: Path) -> bool:
     entry = directories + 4 * 8
     size = int.from_bytes(head[entry + 4 : entry + 8], "little")
     return size > 0
+
+
+def require_signed_kernel(kernel: Path) -> None:
+    """ConfigError unless the kernel carries the signature Secure Boot firmware checks."""
+    if not kernel_is_signed(kernel):
+        raise ConfigError(
+            f"secure_boot is on but the kernel {kernel} carries no signature, so Secure Boot "
+            "firmware would refuse to start it.",
+            hint="Use the distribution's signed kernel (Debian: linux-image-amd64), or set "
+            "secure_boot: false.",
+        )
+
+
+def medium_efi_files(marker: str, secure_boot: bool, work: Path) -> EfiFiles:
+    """The ESP's files for a medium GRUB finds by its marker file: our GRUB with the search
+    built in, or (Secure Boot) shim's chain with the same search in EFI/debian/grub.cfg, which
+    the caller also puts on the medium itself (SIGNED_GRUB_CONFIG)."""
+    find_medium = work / "find-medium.cfg"
+    find_medium.write_text(
+        bootmenu.render("grub-find-medium.cfg.j2", marker=marker, load_menu=secure_boot)
+    )
+    if secure_boot:
+        return secure_boot_efi_files(find_medium)
+    return plain_efi_files(build_grub_efi(work / "bootx64.efi", find_medium))

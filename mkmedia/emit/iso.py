@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mkmedia.emit import Artifact, Emitter, bootmenu, efiimage, grub, hybrid, isolinux
 from mkmedia.emit.isotree import BootEntry, IsoTree
 from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
-from mkmedia.session.epoch import source_date_epoch as environment_epoch
+from mkmedia.session.epoch import resolve_epoch
 from rescue_runtime import atomic
 from rescue_runtime.backup.medium import marker_path
 from rescue_runtime.errors import ConfigError, MissingError
@@ -42,13 +41,6 @@ def iso_file_name(host: str) -> str:
     return f"mkmedia-{host.split('.')[0]}.iso"
 
 
-def _epoch(source_date_epoch: int | None) -> int:
-    if source_date_epoch is not None:
-        return int(source_date_epoch)
-    from_env = environment_epoch()
-    return from_env if from_env is not None else int(time.time())
-
-
 def derive_medium_id(*parts: object) -> str:
     """The id of a medium's marker file /mkmedia/id-<hex>, derived from what makes the build
     (reproducible: the same inputs give the same id)."""
@@ -67,13 +59,8 @@ def _check_inputs(kernel: Path, initrd: Path, volume_label: str, secure_boot: bo
             hint=f"Set ISO_VOLID to 1 to {ISO9660_MAX} characters A-Z, 0-9 or '_' (for "
             f"example {suggestion(volume_label)}), or leave it empty for RESCUE_<HOST>.",
         )
-    if secure_boot and not grub.kernel_is_signed(kernel):
-        raise ConfigError(
-            f"secure_boot is on but the kernel {kernel} carries no signature, so Secure Boot "
-            "firmware would refuse to start it.",
-            hint="Use the distribution's signed kernel (Debian: linux-image-amd64), or set "
-            "secure_boot: false.",
-        )
+    if secure_boot:
+        grub.require_signed_kernel(kernel)
 
 
 def write_iso(
@@ -105,7 +92,7 @@ def write_iso(
         volume_label = default_volume_label(host)
     _check_inputs(kernel, initrd, volume_label, secure_boot)
     names = volume_labels(volume_label)
-    epoch = _epoch(source_date_epoch)
+    epoch = resolve_epoch(source_date_epoch)
     menu = bootmenu.build_menu(
         host=host,
         kernel_cmdline=kernel_cmdline,
@@ -138,18 +125,9 @@ def write_iso(
     tree.add_file(INITRD, initrd)
     tree.add_bytes(marker, f"mkmedia rescue medium {the_id} for {host}\n".encode(), work)
 
-    find_medium = work / "find-medium.cfg"
+    efi_files = grub.medium_efi_files(marker, secure_boot, work)
     if secure_boot:
-        find_medium.write_text(
-            bootmenu.render("grub-find-medium.cfg.j2", marker=marker, load_menu=True)
-        )
-        efi_files = grub.secure_boot_efi_files(find_medium)
-        tree.add_file(f"/{grub.SIGNED_GRUB_CONFIG}", find_medium)
-    else:
-        find_medium.write_text(
-            bootmenu.render("grub-find-medium.cfg.j2", marker=marker, load_menu=False)
-        )
-        efi_files = grub.plain_efi_files(grub.build_grub_efi(work / "bootx64.efi", find_medium))
+        tree.add_file(f"/{grub.SIGNED_GRUB_CONFIG}", efi_files.files[grub.SIGNED_GRUB_CONFIG])
     esp = efiimage.fat_image(
         work / "efiboot.img", efi_files.files, work_dir=work, epoch=epoch, label=names.fat
     )
@@ -187,6 +165,20 @@ def write_iso(
     return [Artifact.of(output, "iso")]
 
 
+# The MediaSpec fields that write_iso() takes, under the same names.
+SPEC_ARGUMENTS = (
+    "volume_label",
+    "host",
+    "kernel_cmdline",
+    "boot_default",
+    "boot_timeout",
+    "consoles",
+    "secure_boot",
+    "payload_dirs",
+    "source_date_epoch",
+)
+
+
 class IsoEmitter(Emitter):
     """OUTPUT=ISO: the hybrid ISO <prefix>.iso in the output directory."""
 
@@ -196,22 +188,14 @@ class IsoEmitter(Emitter):
         return self.spec.directory / f"{self.spec.prefix}.iso"
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
-        spec = self.spec
+        media = {name: getattr(self.spec, name) for name in SPEC_ARGUMENTS}
         return write_iso(
             self.iso_path(),
             kernel=kernel,
             initrd=initrd,
-            volume_label=spec.volume_label,
-            host=spec.host,
-            kernel_cmdline=spec.kernel_cmdline,
-            boot_default=spec.boot_default,
-            boot_timeout=spec.boot_timeout,
-            consoles=spec.consoles,
-            secure_boot=spec.secure_boot,
-            payload_dirs=spec.payload_dirs,
-            source_date_epoch=spec.source_date_epoch,
-            marker_id=spec.medium_id,
             work_dir=work_dir,
+            marker_id=self.spec.medium_id,
+            **media,
         )
 
 

@@ -7,11 +7,15 @@ from pathlib import Path
 from mkmedia.config import Config
 from mkmedia.emit import Emitter, MediaSpec, destination, emitter_class
 from mkmedia.emit.grub import host_secure_boot
+from mkmedia.host import netif
 from mkmedia.session import outputset
 from mkmedia.session.artifacts import copy_artifact, write_manifest
 from mkmedia.session.epoch import source_date_epoch
 from mkmedia.session.log import say
 from mkmedia.workflow import WORKFLOWS, Context, need, step
+
+# The setting naming the device an OUTPUT kind writes to (MediaSpec.device).
+DEVICE_SETTINGS = {"CDROM": "CDROM_DEVICE", "USB": "USB_DEVICE"}
 
 
 def output_dir(ctx: Context) -> Path:
@@ -48,11 +52,31 @@ def media_spec(
         boot_timeout=config.get_int("BOOT_TIMEOUT"),
         volume_label=config.get_str("ISO_VOLID") or None,
         secure_boot=wants_secure_boot(config),
-        device=config.get_str("CDROM_DEVICE"),
+        device=config.get_str(DEVICE_SETTINGS.get(config.get_str("OUTPUT"), "CDROM_DEVICE")),
         source_date_epoch=source_date_epoch(),
         payload_dirs=dict(payload_dirs or {}),
+        tftp_dir=tftp_directory(config),
+        pxe_clients=tuple(pxe_clients(config)),
+        disk_formats=disk_formats(config.get_str("RAWDISK_FORMAT")),
         medium_id=medium_id,
+        usb_retain=config.get_int("USB_RETAIN"),
     )
+
+
+def tftp_directory(config: Config) -> Path | None:
+    url = config.get_str("PXE_TFTP_URL")
+    return destination.output_dir(url, setting="PXE_TFTP_URL") if url else None
+
+
+def pxe_clients(config: Config) -> list[str]:
+    """PXE_CLIENTS, or this machine's own MAC and IPv4 addresses (OUTPUT=PXE only)."""
+    if config.get_str("OUTPUT") != "PXE":
+        return []
+    return config.get_list("PXE_CLIENTS") or netif.pxe_clients(netif.host_interfaces())
+
+
+def disk_formats(choice: str) -> tuple[str, ...]:
+    return ("raw", "qcow2") if choice == "both" else (choice,)
 
 
 def emitter(config: Config) -> Emitter:

@@ -179,6 +179,9 @@ class Iso9660Mounter:
             run(["udevadm", "settle", "--timeout=10"], check=False)
 
     def mount(self, device: str, mountpoint: Path) -> bool:
+        if os.path.ismount(mountpoint):
+            # a killed run's leftover (recover after a crash): this run mounts it afresh
+            run(["umount", mountpoint], check=False)
         result = run(["mount", "-t", "iso9660", "-o", "ro", device, mountpoint], check=False)
         return result.ok
 
@@ -248,7 +251,8 @@ def scan_media(
         mountpoint.mkdir(parents=True, exist_ok=True)
         if not mounter.mount(device, mountpoint):
             scan.looked_at.append(f"{device}: ISO 9660 but it cannot be mounted")
-            mountpoint.rmdir()
+            with contextlib.suppress(OSError):
+                mountpoint.rmdir()
             continue
         carries = (mountpoint / marker_path(medium_id)).is_file()
         if carries:

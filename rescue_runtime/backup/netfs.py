@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rescue_runtime import atomic
 from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup.base import BackupMethod
 from rescue_runtime.backup.manifest import MANIFEST_NAME, BackupError
@@ -390,6 +391,10 @@ class Netfs(BackupMethod):
         return {"files": restored, "target": str(target_dir), "manifest": document}
 
 
+class _NotInBackup(Exception):
+    """extract_member: tar found no such member (nothing is left behind)."""
+
+
 def extract_member(directory: Path, path: str, destination: Path) -> bool:
     """Copy the file at `path` (as the backed-up system had it, "/etc/keys/x") out of the
     backup in `directory` into `destination` (mode 0600); False when the backup lacks it.
@@ -397,26 +402,25 @@ def extract_member(directory: Path, path: str, destination: Path) -> bool:
     document = manifests.read_manifest(directory)
     volume = directory / str(manifests.volumes(document)[0]["name"])
     member = "." + path if path.startswith("/") else path
-    partial = destination.with_name(f".{destination.name}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
     try:
-        pipeline(
-            [
-                ["zstd", "-d", "-q", "-c"],
-                ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", "--", member],
-            ],
-            stdin_path=volume,
-            stdout_path=partial,
-            ok_codes=[(0, 1, -13), (0, 2)],  # zstd: a broken pipe once tar stops; tar 2: absent
-            what=f"reading {path} out of the backup",
-        )
-        if partial.stat().st_size == 0:
-            return False
-        os.replace(partial, destination)
-        return True
-    finally:
-        partial.unlink(missing_ok=True)
+        with atomic.atomic_path(destination, mode=0o600) as partial:
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            pipeline(
+                [
+                    ["zstd", "-d", "-q", "-c"],
+                    ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", member],
+                ],
+                stdin_path=volume,
+                stdout_path=partial,
+                # zstd: a broken pipe once tar has stopped; tar 2: no such member
+                ok_codes=[(0, 1, -13), (0, 2)],
+                what=f"reading {path} out of the backup",
+            )
+            if partial.stat().st_size == 0:
+                raise _NotInBackup(path)
+    except _NotInBackup:
+        return False
+    return True
 
 
 def _complete(

@@ -37,7 +37,7 @@ def error_for(text: str, data_dir: Path, config_dir: Path, system: SystemInfo) -
         ("- a\n- b\n", ["must be a mapping"]),
         ("OUTPUT: ISO\n  bad: indent\n", ["not valid YAML", "line 2"]),
         ("BACKUP: TAPE\n", ["BACKUP=TAPE", "has no backup method", "offers BACKUP: NONE"]),
-        ("OUTPUT: USB\n", ["OUTPUT=USB", "has no emitter", "offers OUTPUT: ISO"]),
+        ("OUTPUT: OBDR\n", ["OUTPUT=OBDR", "has no emitter", "offers OUTPUT: ISO"]),
         ("OUTPUT_URL: ftp://x\n", ["has the scheme 'ftp'", "supported: file://"]),
     ],
 )

@@ -3,15 +3,18 @@ result it did not produce (media, backup, menu entries for a recover that does n
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mkmedia import cli, emit
 from mkmedia import workflow as wf
 from mkmedia.config import load_config
-from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu
+from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu, iso
 from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.settings import BY_NAME
 from rescue_runtime import backup, features
@@ -109,26 +112,58 @@ def test_emitter_check_runs_in_prep_before_anything_is_built(
     assert_nothing_built(tmp_path)
 
 
-def test_cdrom_check_names_a_missing_drive(tmp_path: Path) -> None:
-    spec = MediaSpec(
-        directory=tmp_path,
+def media_spec(directory: Path, **changes: Any) -> MediaSpec:
+    """Media for host h in `directory`, with `changes` over the plainest values."""
+    plain = MediaSpec(
+        directory=directory,
         prefix="h",
         host="h",
         kernel_cmdline="",
         consoles=("tty0",),
         boot_default="local",
         boot_timeout=1,
-        device=str(tmp_path / "sr9"),
     )
+    return dataclasses.replace(plain, **changes)
+
+
+def test_cdrom_check_names_a_missing_drive(tmp_path: Path) -> None:
+    spec = media_spec(tmp_path, device=str(tmp_path / "sr9"))
     with pytest.raises(MissingError, match=r"sr9 \(CDROM_DEVICE\) does not exist"):
         emit.emitter_class("CDROM")(spec).check()
 
 
 def test_every_implemented_output_has_its_emitter_class() -> None:
-    assert set(emit.output_names()) == {"ISO", "CDROM", "RAMDISK"}
+    assert set(emit.output_names()) == {"ISO", "CDROM", "RAMDISK", "USB", "PXE", "RAWDISK"}
     for name in emit.output_names():
         emitter = emit.emitter_class(name)
         assert issubclass(emitter, Emitter) and emitter.name == name
+
+
+def test_iso_emitter_hands_write_iso_every_media_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IsoEmitter passes the MediaSpec fields by name (iso.SPEC_ARGUMENTS): each must be a
+    write_iso() parameter, every write_iso() media parameter must be among them, and the
+    values arrive unchanged."""
+    own = {"output", "kernel", "initrd", "work_dir", "serial_variants", "marker_id"}
+    assert set(inspect.signature(iso.write_iso).parameters) - own == set(iso.SPEC_ARGUMENTS)
+    backup = {"backup": tmp_path / "backup"}
+    spec = media_spec(
+        tmp_path, volume_label="LABEL", secure_boot=True, source_date_epoch=7, payload_dirs=backup
+    )
+    calls: list[tuple[Path, dict[str, object]]] = []
+    monkeypatch.setattr(iso, "write_iso", lambda output, **kw: calls.append((output, kw)) or [])
+    iso.IsoEmitter(spec).write(kernel=Path("k"), initrd=Path("i"), work_dir=tmp_path)
+    ((output, kw),) = calls
+    assert output == tmp_path / "h.iso"
+    assert kw == {
+        "kernel": Path("k"),
+        "initrd": Path("i"),
+        "work_dir": tmp_path,
+        "marker_id": spec.medium_id,  # the medium id the rescue system knows
+        **{name: getattr(spec, name) for name in iso.SPEC_ARGUMENTS},
+    }
+    assert kw["host"] == "h" and kw["secure_boot"] is True and kw["payload_dirs"] == backup
 
 
 def test_output_is_accepted_only_when_a_class_is_registered(
@@ -139,7 +174,7 @@ def test_output_is_accepted_only_when_a_class_is_registered(
     with pytest.raises(ConfigError) as err:
         load_config(config_dir=config_dir, system=fake_system, sets=["OUTPUT=RAMDISK"])
     assert "OUTPUT=RAMDISK (from --set OUTPUT) has no emitter" in str(err.value)
-    assert "offers OUTPUT: ISO, CDROM." in str(err.value)
+    assert "offers OUTPUT: ISO, CDROM, USB, PXE, RAWDISK." in str(err.value)
     with pytest.raises(ConfigError, match="OUTPUT=RAMDISK has no emitter"):
         emit.emitter_class("RAMDISK")
 
@@ -162,18 +197,20 @@ def test_settings_lists_choices_from_the_registries(
     rows = settings_rows(capsys)
     assert rows["OUTPUT"]["choices"] == list(emit.output_names())
     assert rows["BACKUP"]["choices"] == list(backup.method_names())
-    assert rows["BOOT_DEFAULT"]["choices"] == ["rescue", "local"]
+    assert rows["BOOT_DEFAULT"]["choices"] == ["rescue", "unattended", "local"]
     assert "STATE_DIR" not in rows, "a setting nothing uses is not offered"
 
     monkeypatch.delitem(emit._EMITTERS, "CDROM")
+    monkeypatch.delitem(emit._EMITTERS, "USB")  # registered again below: last in the table
     monkeypatch.setitem(emit._EMITTERS, "USB", __name__)
     monkeypatch.setitem(backup._METHODS, "NETFS", __name__)
     rows = settings_rows(capsys)
-    assert rows["OUTPUT"]["choices"] == ["ISO", "RAMDISK", "USB"]
+    assert rows["OUTPUT"]["choices"] == list(emit.output_names())
+    assert "CDROM" not in emit.output_names() and "USB" in emit.output_names()
     assert "NETFS" in rows["BACKUP"]["choices"]  # type: ignore[operator]
     assert cli.main(["settings"]) == 0
     text = capsys.readouterr().out
-    assert "OUTPUT                 choice (ISO|RAMDISK|USB)" in text
+    assert f"OUTPUT                 choice ({'|'.join(emit.output_names())})" in text
 
 
 def test_backup_without_method_is_refused(
@@ -249,35 +286,40 @@ def test_backup_stage_without_steps_is_refused(
     assert wf.plan(wf.WORKFLOWS["build"], config)
 
 
-def test_boot_default_unattended_is_refused_while_recover_is_a_stub(
+def test_boot_default_unattended_picks_automatic_recover(
     data_dir: Path, config_dir: Path, fake_system: SystemInfo
 ) -> None:
-    assert not features.RECOVER.ready
-    with pytest.raises(ConfigError) as err:
-        load_config(config_dir=config_dir, system=fake_system, sets=["BOOT_DEFAULT=unattended"])
-    message = str(err.value)
-    assert "BOOT_DEFAULT=unattended (from --set BOOT_DEFAULT) needs mkmedia recover" in message
-    assert "not implemented in this version yet" in message
-    with pytest.raises(ConfigError, match="needs mkmedia recover"):
-        bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="unattended")
+    assert features.RECOVER.ready
+    config = load_config(
+        config_dir=config_dir, system=fake_system, sets=["BOOT_DEFAULT=unattended"]
+    )
+    assert config.get_str("BOOT_DEFAULT") == "unattended"
+    menu = bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="unattended")
+    assert menu.default == "unattended"
+    assert menu.entry("unattended").label == "Automatic recover h"
 
 
-def test_menu_shows_only_what_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    menu = bootmenu.build_menu(host="db7", kernel_cmdline="", consoles=["tty0"])
-    labels = [entry.label for entry in menu.entries]
-    assert labels[:2] == ["Rescue system for db7", "Boot from the first local disk"]
-    assert not [label for label in labels if "ecover" in label], labels
-    assert not [entry for entry in menu.entries if "unattended" in entry.cmdline.split()]
-
-    # the entries needing recover come back from their one row once recover is real
-    ready = features.Feature("recover", "", ready=True)
+def test_an_entry_needing_a_missing_feature_is_refused_and_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    missing = features.Feature("recover", "", ready=False)
     rows = [
-        bootmenu.EntryKind(e.id, e.label, e.kind, e.options, e.serial_variants, ready)
+        bootmenu.EntryKind(e.id, e.label, e.kind, e.options, e.serial_variants, missing)
         if e.needs
         else e
         for e in bootmenu.ENTRIES
     ]
     monkeypatch.setattr(bootmenu, "ENTRIES", tuple(rows))
+    with pytest.raises(ConfigError, match="needs mkmedia recover"):
+        bootmenu.build_menu(host="h", kernel_cmdline="", boot_default="unattended")
+    menu = bootmenu.build_menu(host="db7", kernel_cmdline="", consoles=["tty0"])
+    labels = [entry.label for entry in menu.entries]
+    assert labels[:2] == ["Rescue system for db7", "Boot from the first local disk"]
+    assert not [label for label in labels if "ecover" in label], labels
+
+
+def test_menu_shows_only_what_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the entries needing recover are there now that it is real
     menu = bootmenu.build_menu(
         host="db7", kernel_cmdline="", consoles=["tty0"], boot_default="unattended"
     )

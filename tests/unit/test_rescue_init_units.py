@@ -83,18 +83,24 @@ def test_banner_offers_only_what_the_rescue_command_has() -> None:
     assert offered and offered <= rescue_commands(), offered - rescue_commands()
     assert {f.name for f in features.ready_commands()} == offered
     assert "mountonly" in offered and "umount" in offered  # real since the mountonly issue
-    assert "update" not in text
-    # recover is in the command (as a refusal) but not offered as working
-    assert "recover" not in offered and "mkmedia recover is not in this version yet" in text
+    assert "update" in offered  # real since the update issue
+    assert "recover" in offered and "restoreonly" in offered  # real since the recover issue
 
 
-def test_rescue_recover_refuses_and_touches_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    assert not features.RECOVER.ready
-    assert rescue_cli.main(["recover", "--unattended"]) == 1
+def test_rescue_recover_refuses_outside_a_rescue_system(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rescue_runtime.recover import verify, workflow
+
+    monkeypatch.setattr(verify, "in_rescue_system", lambda: False)
+    monkeypatch.setattr(workflow, "in_rescue_system", lambda: False)
+    monkeypatch.setattr(workflow, "LOG_DIR", tmp_path / "log")
+    monkeypatch.setattr(workflow, "OUTCOME", tmp_path / "outcome")
+    assert rescue_cli.main(["recover", "--unattended"]) == 2
     out, err = capsys.readouterr()
-    assert out == "", "no claim that anything started"
-    assert "mkmedia recover is not implemented in this version of mkmedia yet" in err
-    assert "no disk was touched" in err
+    assert "runs only inside the rescue system" in err and "nothing was touched" in err
+    assert "recreate" not in out  # it stopped in its first step
+    assert "runs only inside the rescue system" in (tmp_path / "outcome").read_text()
 
 
 @pytest.fixture
@@ -110,31 +116,31 @@ def status_of(tmp_path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in (tmp_path / "init.status").read_text().splitlines()]
 
 
-def test_update_option_is_reported_not_run(
+def test_update_option_runs_the_update_step(
     boot: init.Boot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(init, "_update", lambda url: pytest.fail("no update command to run"))
+    """mkmedia.update=URL: the boot's update step runs `mkmedia update URL` (after the
+    network); /init then has nothing more to say about the option."""
+    assert features.UPDATE.ready
     init.update_option(boot, "http://10.0.2.2/u.tar")
-    console = (tmp_path / "console").read_text()
-    assert "mkmedia.update=http://10.0.2.2/u.tar is not available in this version" in console
-    assert "nothing applied" in console
+    assert (tmp_path / "console").read_text() == ""
+    ran: list[str] = []
+    monkeypatch.setattr(init, "_update", lambda url: ran.append(url) or "applied")
+    options = cmdline.parse("mkmedia.update=http://10.0.2.2/u.tar")
+    steps = [s for s in init.BOOT_STEPS if s.name == "update"]
+    boot.run_steps(init.BootContext(RescueConfig(), options), steps)
+    assert ran == ["http://10.0.2.2/u.tar"]
     (record,) = status_of(tmp_path)
-    assert record["step"] == "update" and record["ok"] is False
-    assert record["available"] is False
-    assert "not available in this version" in str(record["message"])
+    assert record["step"] == "update" and record["ok"] is True
 
 
-def test_unattended_option_says_so_and_leaves_the_shell(
+def test_unattended_option_runs_the_recovery(
     boot: init.Boot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(init, "recover_unattended", lambda *a: pytest.fail("nothing to run"))
-    monkeypatch.setattr(init, "power", lambda action: pytest.fail("no reboot"))
-    init.unattended_option(boot, RescueConfig())
-    console = (tmp_path / "console").read_text()
-    assert "unattended recovery is not available in this version" in console
-    assert "the shell is ready" in console
-    (record,) = status_of(tmp_path)
-    assert record["step"] == "unattended" and record["available"] is False
+    ran: list[str] = []
+    monkeypatch.setattr(init, "recover_unattended", lambda b, config: ran.append(config.hostname))
+    init.unattended_option(boot, RescueConfig(hostname="db7"))
+    assert ran == ["db7"]
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(1, "The backup volume is truncated"), (0, "")])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mkmedia import cli as host_cli
-from rescue_runtime import cli, features, rescueconf
+from rescue_runtime import cli, rescueconf
 from rescue_runtime.recover.activate_state import Entry, State, StateFile, read_breadcrumb
 from tests.unit.test_workflow import make_hook
 
@@ -115,14 +115,6 @@ def test_restoreonly_runs_verify_and_restore_only(
     steps = simulated(["restoreonly"], capsys)
     assert list(steps) == ["verify", "restore"]
     assert steps["restore"] == ["restore/010_restore-backup"]
-
-
-def test_recover_still_refuses_while_not_ready(
-    hooks_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert not features.RECOVER.ready
-    assert cli.main(["recover"]) == 1
-    assert features.RECOVER.missing in capsys.readouterr().err
 
 
 def subcommands(parser: argparse.ArgumentParser) -> set[str]:
