@@ -31,6 +31,11 @@ EXCLUDES = (
     ("/var/lib/systemd", "systemd's random seed, timer stamps and boot records, per boot"),
     ("/tmp", "the backup leaves out /tmp/* (as ReaR does), and every boot empties it"),
     ("/var/tmp", "systemd makes the services' private tmp directories there at every boot"),
+    # The recreated VG has the saved VG/LV/PV UUIDs, extents and LVs (the state check compares
+    # them) but a new metadata sequence number and creation times: the first LVM command on
+    # the recovered machine files its metadata into these two directories again.
+    ("/etc/lvm/archive", "LVM archives the recreated VG's metadata when it first sees it"),
+    ("/etc/lvm/backup", "LVM rewrites its backup of the recreated VG's metadata then"),
 )
 
 # Content, mode, owner and xattrs compared, the mtime not, as (glob, reason).
