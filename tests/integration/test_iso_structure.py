@@ -182,9 +182,11 @@ def test_default_entry_is_local_in_both_menus(iso: Path, tmp_path: Path) -> None
     assert "serial --unit=0 --speed=115200" in grub_cfg
     rescue = re.search(r"--id rescue \{(.*?)\}", grub_cfg, re.S)
     assert rescue and "quiet console=tty0 console=ttyS0,115200" in rescue.group(1)
-    # recover is a stub in this version: no menu entry offers it
-    assert "unattended" not in grub_cfg and "unattended" not in isolinux_cfg
-    assert "ecover" not in grub_cfg and "ecover" not in isolinux_cfg
+    # recover is real: its automatic entry is offered, but never the default here
+    auto = re.search(r"menuentry '([^']*)' --id unattended \{(.*?)\}", grub_cfg, re.S)
+    assert auto and auto.group(1).startswith("Automatic recover ")
+    assert " unattended" in auto.group(2)
+    assert "LABEL unattended" in isolinux_cfg
     # a serial variant for the port the consoles do not name
     assert "--id rescue-ttyS1" in grub_cfg and "LABEL rescue-ttyS1" in isolinux_cfg
 
@@ -194,7 +196,16 @@ def test_menu_is_data_driven() -> None:
         host="h", kernel_cmdline="x=1", consoles=["tty0"], boot_default="rescue"
     )
     ids = [entry.id for entry in menu.entries]
-    assert ids == ["rescue", "local", "rescue-ttyS0", "rescue-ttyS1"]
+    assert ids == [
+        "rescue",
+        "unattended",
+        "local",
+        "rescue-ttyS0",
+        "unattended-ttyS0",
+        "rescue-ttyS1",
+        "unattended-ttyS1",
+    ]
+    assert menu.entry("unattended").cmdline == "x=1 console=tty0 unattended"
     assert menu.serial is None
     assert menu.entry("rescue-ttyS0").cmdline == "x=1 console=tty0 console=ttyS0,115200"
     with pytest.raises(ConfigError, match="BOOT_DEFAULT"):
