@@ -19,7 +19,7 @@ import pytest
 
 from mkmedia.qemu import Guest, Machine
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT, build_media
-from tests.vm.test_layout_guest import blank_disk, sh
+from tests.vm.storage import blank_disk, sh
 from tests.vm.test_mountonly_guest import LAYOUT, RECIPE, T  # the same media and paths
 
 pytestmark = pytest.mark.vm
