@@ -132,3 +132,41 @@ def test_every_subcommand_has_its_entry_in_the_dispatch_table(
 ) -> None:
     assert callable(parser)
     assert subcommands(parser()) == set(table)
+
+
+def test_recover_applies_the_configured_update_first_and_uses_its_configuration(
+    hooks_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RECOVERY_UPDATE_URL's overlay is applied at recover's start, and the configuration
+    recover then works with is the updated one (ReaR read it before the update)."""
+    from rescue_runtime.recover import verify, workflow
+
+    conf = tmp_path / "rescue.json"
+    conf.write_text(rescueconf.RescueConfig(hostname="old", backup="NONE").to_json())
+
+    def update(config: rescueconf.RescueConfig) -> str:
+        assert config.hostname == "old"  # what the media carried
+        conf.write_text(rescueconf.RescueConfig(hostname="new", backup="TAPE9").to_json())
+        return "overlay applied: etc/mkmedia/rescue.json"
+
+    monkeypatch.setattr(rescueconf, "RESCUE_CONF", conf)
+    monkeypatch.setattr(rescueconf.load, "__defaults__", (conf,))
+    monkeypatch.setattr(workflow, "apply_configured_update", update)
+    monkeypatch.setattr(workflow, "in_rescue_system", lambda: True)
+    monkeypatch.setattr(verify, "in_rescue_system", lambda: True)
+    monkeypatch.setattr(workflow, "LOG_DIR", tmp_path / "log")
+    monkeypatch.setattr(workflow, "OUTCOME", tmp_path / "outcome")
+    layout = tmp_path / "layout"
+    argv = ["recover", "--unattended", "--dir", str(layout), "--script-dir", str(tmp_path / "rc")]
+    layout.mkdir()
+    from rescue_runtime.layout import store
+    from rescue_runtime.layout.model import Layout
+
+    store.save(Layout(hostname="new"), layout)
+    assert cli.main(argv) != 0
+    out, err = capsys.readouterr()
+    assert "overlay applied" in out
+    assert "BACKUP='TAPE9'" in err  # the updated configuration's method, not NONE
