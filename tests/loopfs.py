@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,15 +13,25 @@ from rescue_runtime.run import run, which
 
 MiB = 1024 * 1024
 
+
+def root_test_marks(
+    root_for: str, tools: Sequence[str], missing: str
+) -> list[pytest.MarkDecorator]:
+    """The marks of an integration test that needs root (`root_for`: the reason) and every
+    one of `tools` (`missing`: the reason when one is not installed)."""
+    return [
+        pytest.mark.integration,
+        pytest.mark.skipif(os.geteuid() != 0, reason=root_for),
+        pytest.mark.skipif(any(which(tool) is None for tool in tools), reason=missing),
+    ]
+
+
 # What the backup round trips need: root (loop devices, mknod, setcap, chown) and the tools.
-BACKUP_TEST_MARKS = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices, mknod and setcap need root"),
-    pytest.mark.skipif(
-        any(which(p) is None for p in ("losetup", "setfacl", "setcap", "tar", "zstd")),
-        reason="losetup, setfacl (acl), setcap (libcap2-bin), tar or zstd missing",
-    ),
-]
+BACKUP_TEST_MARKS = root_test_marks(
+    "loop devices, mknod and setcap need root",
+    ("losetup", "setfacl", "setcap", "tar", "zstd"),
+    "losetup, setfacl (acl), setcap (libcap2-bin), tar or zstd missing",
+)
 
 
 @contextlib.contextmanager

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mkmedia.session.artifacts import Artifact
 from rescue_runtime.registry import LazyRegistry
 
-__all__ = ["Artifact", "Emitter", "MediaSpec", "emitter_class", "output_names"]
+__all__ = [
+    "MEDIA_ARGUMENTS",
+    "Artifact",
+    "Emitter",
+    "MediaSpec",
+    "emitter_class",
+    "output_names",
+]
 
 # OUTPUT name -> module that defines `EMITTER`, an Emitter subclass. A new kind only needs
 # its module and a line here.
@@ -58,6 +65,24 @@ class MediaSpec:
     medium_id: str = ""
     usb_retain: int = 2  # OUTPUT=USB: rescue images kept per host on the stick (0: all)
 
+    def arguments(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """The fields `names` as keyword arguments for a write_<kind>() of the same names."""
+        return {name: getattr(self, name) for name in names}
+
+
+# The MediaSpec fields that write_iso(), write_pxe() and write_rawdisk() all take, under the
+# same names.
+MEDIA_ARGUMENTS = (
+    "host",
+    "kernel_cmdline",
+    "boot_default",
+    "boot_timeout",
+    "consoles",
+    "secure_boot",
+    "payload_dirs",
+    "source_date_epoch",
+)
+
 
 class Emitter:
     """One OUTPUT kind. `check()` runs in the prep stage, before anything is built; `write()`
@@ -73,6 +98,14 @@ class Emitter:
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
         raise NotImplementedError
+
+    def write_arguments(
+        self, kernel: Path, initrd: Path, work_dir: Path, **own: Any
+    ) -> dict[str, Any]:
+        """The keyword arguments of this kind's write_<kind>(): the rescue system's files, the
+        work directory, the spec's MEDIA_ARGUMENTS and the kind's `own` ones."""
+        media = self.spec.arguments(MEDIA_ARGUMENTS)
+        return {"kernel": kernel, "initrd": initrd, "work_dir": work_dir, **media, **own}
 
 
 _REGISTRY: LazyRegistry[Emitter] = LazyRegistry(

@@ -18,6 +18,9 @@ from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.run import require, run
 
 GRUB_EFI_MODULES_DIR = Path("/usr/lib/grub/x86_64-efi")
+# What the menu's commands need on every platform (UEFI here, BIOS in mkmedia/usb/bootloader.py),
+# last in each module list.
+MENU_MODULES = ("echo", "test", "sleep", "reboot", "halt", "gzio", "ls", "cat")
 EFI_MODULES = (
     "normal",
     "configfile",
@@ -31,14 +34,7 @@ EFI_MODULES = (
     "serial",
     "terminal",
     "efi_gop",
-    "echo",
-    "test",
-    "sleep",
-    "reboot",
-    "halt",
-    "gzio",
-    "ls",
-    "cat",
+    *MENU_MODULES,
 )
 
 SHIM = Path("/usr/lib/shim/shimx64.efi.signed")
@@ -62,6 +58,53 @@ class EfiFiles:
 NET_MODULES = (*EFI_MODULES, "efinet", "tftp", "http")
 
 
+@dataclass(frozen=True)
+class GrubPlatform:
+    """Where grub-mkimage finds one platform's modules (its --format is the directory's name)."""
+
+    directory: Path
+    probe: str  # a file there that the Debian package `package` installs
+    package: str
+    missing: str  # what is missing without it, in the error message
+    firmware: str  # "UEFI" or "BIOS", as the boot loader is named in messages
+
+
+EFI_PLATFORM = GrubPlatform(
+    GRUB_EFI_MODULES_DIR, "normal.mod", "grub-efi-amd64-bin", "UEFI modules", "UEFI"
+)
+
+
+def mkimage(
+    platform: GrubPlatform,
+    output: Path,
+    *,
+    prefix: str,
+    config: Path | None,
+    modules: Sequence[str],
+) -> Path:
+    """grub-mkimage for `platform` with `modules` built in and an embedded `config` (None:
+    none) that replaces `prefix` at run time."""
+    tool = require("grub-mkimage", package="grub-common")
+    if not (platform.directory / platform.probe).is_file():
+        raise MissingError(
+            f"GRUB's {platform.missing} are missing from {platform.directory}.",
+            hint=f"Install the Debian package {platform.package}.",
+        )
+    run(
+        [
+            tool,
+            f"--format={platform.directory.name}",
+            f"--directory={platform.directory}",
+            f"--output={output}",
+            f"--prefix={prefix}",  # the embedded config, if any, replaces it at run time
+            *([f"--config={config}"] if config else []),
+            *modules,
+        ],
+        what=f"building the {platform.firmware} boot loader",
+    )
+    return output
+
+
 def build_grub_efi(
     output: Path,
     early_config: Path | None,
@@ -71,25 +114,7 @@ def build_grub_efi(
 ) -> Path:
     """grub-mkimage for x86_64-efi with the menu's modules and an embedded early config
     (None: none; a `prefix` without a device then means the device GRUB was loaded from)."""
-    tool = require("grub-mkimage", package="grub-common")
-    if not (GRUB_EFI_MODULES_DIR / "normal.mod").is_file():
-        raise MissingError(
-            f"GRUB's UEFI modules are missing from {GRUB_EFI_MODULES_DIR}.",
-            hint="Install the Debian package grub-efi-amd64-bin.",
-        )
-    run(
-        [
-            tool,
-            "--format=x86_64-efi",
-            f"--directory={GRUB_EFI_MODULES_DIR}",
-            f"--output={output}",
-            f"--prefix={prefix}",  # the embedded config, if any, replaces it at run time
-            *([f"--config={early_config}"] if early_config else []),
-            *modules,
-        ],
-        what="building the UEFI boot loader",
-    )
-    return output
+    return mkimage(EFI_PLATFORM, output, prefix=prefix, config=early_config, modules=modules)
 
 
 def plain_efi_files(grub_efi: Path) -> EfiFiles:

@@ -17,7 +17,16 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mkmedia.emit import Artifact, Emitter, bootmenu, efiimage, grub, hybrid, isolinux
+from mkmedia.emit import (
+    MEDIA_ARGUMENTS,
+    Artifact,
+    Emitter,
+    bootmenu,
+    efiimage,
+    grub,
+    hybrid,
+    isolinux,
+)
 from mkmedia.emit.isotree import BootEntry, IsoTree
 from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
 from mkmedia.session.epoch import resolve_epoch
@@ -166,17 +175,7 @@ def write_iso(
 
 
 # The MediaSpec fields that write_iso() takes, under the same names.
-SPEC_ARGUMENTS = (
-    "volume_label",
-    "host",
-    "kernel_cmdline",
-    "boot_default",
-    "boot_timeout",
-    "consoles",
-    "secure_boot",
-    "payload_dirs",
-    "source_date_epoch",
-)
+SPEC_ARGUMENTS = ("volume_label", *MEDIA_ARGUMENTS)
 
 
 class IsoEmitter(Emitter):
@@ -188,7 +187,7 @@ class IsoEmitter(Emitter):
         return self.spec.directory / f"{self.spec.prefix}.iso"
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
-        media = {name: getattr(self.spec, name) for name in SPEC_ARGUMENTS}
+        media = self.spec.arguments(SPEC_ARGUMENTS)
         return write_iso(
             self.iso_path(),
             kernel=kernel,

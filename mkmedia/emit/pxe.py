@@ -248,23 +248,8 @@ class PxeEmitter(Emitter):
             )
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
-        spec = self.spec
-        return write_pxe(
-            self.root(),
-            kernel=kernel,
-            initrd=initrd,
-            host=spec.host,
-            host_dir=spec.prefix,
-            clients=spec.pxe_clients,
-            kernel_cmdline=spec.kernel_cmdline,
-            boot_default=spec.boot_default,
-            boot_timeout=spec.boot_timeout,
-            consoles=spec.consoles,
-            secure_boot=spec.secure_boot,
-            payload_dirs=spec.payload_dirs,
-            source_date_epoch=spec.source_date_epoch,
-            work_dir=work_dir,
-        )
+        own = {"host_dir": self.spec.prefix, "clients": self.spec.pxe_clients}
+        return write_pxe(self.root(), **self.write_arguments(kernel, initrd, work_dir, **own))
 
 
 EMITTER = PxeEmitter

@@ -204,23 +204,9 @@ class RawdiskEmitter(Emitter):
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
         spec = self.spec
-        return write_rawdisk(
-            spec.directory,
-            spec.prefix,
-            kernel=kernel,
-            initrd=initrd,
-            host=spec.host,
-            formats=spec.disk_formats,
-            kernel_cmdline=spec.kernel_cmdline,
-            boot_default=spec.boot_default,
-            boot_timeout=spec.boot_timeout,
-            consoles=spec.consoles,
-            secure_boot=spec.secure_boot,
-            payload_dirs=spec.payload_dirs,
-            source_date_epoch=spec.source_date_epoch,
-            marker_id=spec.medium_id,
-            work_dir=work_dir,
-        )
+        own = {"formats": spec.disk_formats, "marker_id": spec.medium_id}
+        media = self.write_arguments(kernel, initrd, work_dir, **own)
+        return write_rawdisk(spec.directory, spec.prefix, **media)
 
 
 EMITTER = RawdiskEmitter

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from mkmedia.emit import bootmenu, grub
 from mkmedia.usb.partition import SECTOR, Part
-from rescue_runtime.errors import MissingError, MkmediaError
-from rescue_runtime.run import require, run
+from rescue_runtime.errors import MkmediaError
 
 GRUB_PC_DIR = Path("/usr/lib/grub/i386-pc")
 PC_MODULES = (
@@ -31,15 +30,9 @@ PC_MODULES = (
     "chain",
     "serial",
     "terminal",
-    "echo",
-    "test",
-    "sleep",
-    "reboot",
-    "halt",
-    "gzio",
-    "ls",
-    "cat",
+    *grub.MENU_MODULES,
 )
+PC_PLATFORM = grub.GrubPlatform(GRUB_PC_DIR, "boot.img", "grub-pc-bin", "BIOS files", "BIOS")
 # the UEFI GRUB we build reads the data partition too
 EFI_MODULES = (*grub.EFI_MODULES, "ext2")
 
@@ -59,25 +52,7 @@ def early_config(work: Path, marker: str) -> Path:
 
 
 def build_pc_core(output: Path, config: Path) -> Path:
-    tool = require("grub-mkimage", package="grub-common")
-    if not (GRUB_PC_DIR / "boot.img").is_file():
-        raise MissingError(
-            f"GRUB's BIOS files are missing from {GRUB_PC_DIR}.",
-            hint="Install the Debian package grub-pc-bin.",
-        )
-    run(
-        [
-            tool,
-            "--format=i386-pc",
-            f"--directory={GRUB_PC_DIR}",
-            f"--output={output}",
-            "--prefix=/boot/grub",
-            f"--config={config}",
-            *PC_MODULES,
-        ],
-        what="building the BIOS boot loader",
-    )
-    return output
+    return grub.mkimage(PC_PLATFORM, output, prefix="/boot/grub", config=config, modules=PC_MODULES)
 
 
 def install_pc(target: Path, core: Path, bios_grub: Part) -> None:

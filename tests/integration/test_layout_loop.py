@@ -24,14 +24,11 @@ from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.render import render
 from rescue_runtime.layout.select import DEFAULT_AUTOEXCLUDE
 from rescue_runtime.layout.store import load, save
-from rescue_runtime.run import run, which
+from rescue_runtime.run import run
+from tests.loopfs import root_test_marks
 from tests.unit.test_cli import mkmedia
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root"),
-    pytest.mark.skipif(which("losetup") is None, reason="losetup missing"),
-]
+pytestmark = root_test_marks("loop devices need root", ["losetup"], "losetup missing")
 
 MiB = 1024 * 1024
 DISK_GUID = "3F1D0A52-6E2B-4C8D-9A71-0B5E4D3C2A10"

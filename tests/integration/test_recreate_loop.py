@@ -22,14 +22,11 @@ from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.store import save
-from rescue_runtime.run import run, which
+from rescue_runtime.run import run
 from tests.integration.test_layout_loop import LoopDisk, loop_disk
+from tests.loopfs import root_test_marks
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root"),
-    pytest.mark.skipif(which("losetup") is None, reason="losetup missing"),
-]
+pytestmark = root_test_marks("loop devices need root", ["losetup"], "losetup missing")
 
 MiB = 1024 * 1024
 GPT = (

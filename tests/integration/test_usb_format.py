@@ -16,16 +16,14 @@ from mkmedia import cli
 from mkmedia.usb.partition import read_table
 from rescue_runtime.layout import store
 from rescue_runtime.layout.model import Disk, Layout
-from rescue_runtime.run import run, which
+from rescue_runtime.run import run
+from tests.loopfs import root_test_marks
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root"),
-    pytest.mark.skipif(
-        any(which(p) is None for p in ("losetup", "sgdisk", "debugfs", "mdir", "grub-mkimage")),
-        reason="losetup, sgdisk (gdisk), debugfs, mdir (mtools) or grub-mkimage missing",
-    ),
-]
+pytestmark = root_test_marks(
+    "loop devices need root",
+    ("losetup", "sgdisk", "debugfs", "mdir", "grub-mkimage"),
+    "losetup, sgdisk (gdisk), debugfs, mdir (mtools) or grub-mkimage missing",
+)
 
 MiB = 1024 * 1024
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,28 +13,20 @@ from rescue_runtime.errors import ConfigError
 
 
 @pytest.mark.parametrize(
-    ("mac", "name"),
+    ("config_name", "client", "name"),
     [
-        ("88:99:AA:BB:CC:DD", "01-88-99-aa-bb-cc-dd"),
-        ("52-54-00-12-34-56", "01-52-54-00-12-34-56"),
-        (" 00:0c:29:00:00:0f ", "01-00-0c-29-00-00-0f"),
+        (mac_config_name, "88:99:AA:BB:CC:DD", "01-88-99-aa-bb-cc-dd"),
+        (mac_config_name, "52-54-00-12-34-56", "01-52-54-00-12-34-56"),
+        (mac_config_name, " 00:0c:29:00:00:0f ", "01-00-0c-29-00-00-0f"),
+        (ip_config_name, "192.168.2.91", "C0A8025B"),  # PXELINUX's own example
+        (ip_config_name, "10.0.2.15/24", "0A00020F"),
+        (ip_config_name, "0.0.0.1", "00000001"),
+        (ip_config_name, "255.255.255.255", "FFFFFFFF"),
     ],
 )
-def test_mac_names_follow_pxelinux(mac: str, name: str) -> None:
-    assert mac_config_name(mac) == name
-
-
-@pytest.mark.parametrize(
-    ("address", "name"),
-    [
-        ("192.168.2.91", "C0A8025B"),  # PXELINUX's own example
-        ("10.0.2.15/24", "0A00020F"),
-        ("0.0.0.1", "00000001"),
-        ("255.255.255.255", "FFFFFFFF"),
-    ],
-)
-def test_ip_names_are_upper_case_hex(address: str, name: str) -> None:
-    assert ip_config_name(address) == name
+def test_names_follow_pxelinux(config_name: Callable[[str], str], client: str, name: str) -> None:
+    """A MAC gives 01-<lower-case hex pairs>, an IPv4 address its upper-case hex."""
+    assert config_name(client) == name
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from mkmedia import cli, emit
 from mkmedia import workflow as wf
 from mkmedia.config import load_config
-from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu, iso
+from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu, iso, pxe, rawdisk
 from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.settings import BY_NAME
 from rescue_runtime import backup, features
@@ -164,6 +164,25 @@ def test_iso_emitter_hands_write_iso_every_media_value(
         **{name: getattr(spec, name) for name in iso.SPEC_ARGUMENTS},
     }
     assert kw["host"] == "h" and kw["secure_boot"] is True and kw["payload_dirs"] == backup
+
+
+@pytest.mark.parametrize(
+    ("module", "write", "positional"), [(pxe, "write_pxe", 1), (rawdisk, "write_rawdisk", 2)]
+)
+def test_pxe_and_rawdisk_emitters_hand_over_every_media_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, write: str, positional: int
+) -> None:
+    """Emitter.write_arguments() gives every keyword parameter of write_pxe()/write_rawdisk()
+    a value, the spec's unchanged."""
+    params = list(inspect.signature(getattr(module, write)).parameters)
+    spec = media_spec(tmp_path, secure_boot=True, source_date_epoch=7, pxe_clients=("a",))
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(module, write, lambda *args, **kw: calls.append(kw) or [])
+    module.EMITTER(spec).write(kernel=Path("k"), initrd=Path("i"), work_dir=tmp_path)
+    (kw,) = calls
+    assert set(kw) == set(params[positional:])
+    assert kw["kernel"] == Path("k") and kw["work_dir"] == tmp_path
+    assert kw["source_date_epoch"] == 7 and kw["secure_boot"] is True and kw["host"] == "h"
 
 
 def test_output_is_accepted_only_when_a_class_is_registered(
