@@ -69,6 +69,9 @@ SERIAL_CONSOLE_DEVICES_KERNEL="console=tty0 console=ttyS0,115200"
 """
 REAR_DONE = "'rear recover' finished successfully"
 REAR_FAILED = "'rear recover' failed"
+# rescue_runtime/init/boot.py says these on every console around the unattended recovery.
+MKMEDIA_DONE = "mkmedia init: unattended recovery finished"
+MKMEDIA_FAILED = "mkmedia init: unattended recovery FAILED"
 MARK = "BENCH-MARK"  # job scripts print "BENCH-MARK name" to the serial console
 
 EMERGENCY = "Press Enter for maintenance"
@@ -87,7 +90,9 @@ if timeout 20 bash -c 'exec 3<>/dev/tcp/@MIRROR_HOST@/80' 2>/dev/null; then
 else
     echo unreachable > /run/job/mirror.txt
 fi
-dpkg -i /run/job/debs/*.deb > /run/job/dpkg.log 2>&1
+# Libraries first: dpkg -i of one batch unpacks in name order, and gawk pre-depends on libmpfr6.
+dpkg -i /run/job/debs/lib*.deb > /run/job/dpkg.log 2>&1
+dpkg -i $(ls /run/job/debs/*.deb | grep -v '/lib[^/]*$') >> /run/job/dpkg.log 2>&1
 dpkg-query -W -f '${Version}\\n' rear > /run/job/rear-version.txt
 mkdir -p /run/job/rear
 cp /run/job/local.conf /etc/rear/local.conf
@@ -391,8 +396,8 @@ def measure_mkmedia(machine: source.SourceMachine, work: Path) -> Side:
     blank = blank_disks(machine, blank_dir)
     print("mkmedia: unattended recovery on blank disks", flush=True)
     side.recover_done_s, side.recover_wall_s = recover_from(
-        iso, blank, work / "mkmedia-recover-console.log", "mkmedia recover: finished.",
-        "MKMEDIA-RECOVER-FAILED",
+        iso, blank, work / "mkmedia-recover-console.log", MKMEDIA_DONE,
+        MKMEDIA_FAILED,
     )  # fmt: skip
     print(
         f"mkmedia: recovered in {side.recover_wall_s:.0f} s; booting the recovered disks",
