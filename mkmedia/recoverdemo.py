@@ -14,7 +14,8 @@ from mkmedia.config import Config
 from mkmedia.steps.output import media_spec
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.progress import ProgressFunc
-from rescue_runtime.errors import ConfigError, MissingError
+from rescue_runtime.errors import MissingError
+from rescue_runtime.recover.demo import check_demo_method, check_demo_target, demo_target
 from rescue_runtime.run import run
 from rescue_runtime.url import parse_url
 
@@ -35,48 +36,32 @@ def extract_iso_directory(iso: Path, name: str, destination: Path) -> Path:
     return target
 
 
-def _check_target(target: Path) -> None:
-    resolved = target.resolve()
-    if resolved == Path("/"):
-        raise ConfigError(
-            "recover --demo restores into a directory; / is the running system.",
-            hint="Name an empty directory, e.g. /var/tmp/restore-demo.",
-        )
-    if resolved.exists() and (not resolved.is_dir() or any(resolved.iterdir())):
-        raise ConfigError(
-            f"recover --demo needs an empty directory (or a new one); {target} is not.",
-            hint="Name an empty or a new directory.",
-        )
-
-
 def demo_restore(config: Config, target: Path, progress: ProgressFunc) -> dict[str, object]:
     """Restore BACKUP_URL's backup into `target` (new or empty); returns restore's result."""
-    if config.get_str("BACKUP") != "NETFS":
-        raise ConfigError(
-            f"recover --demo restores a BACKUP=NETFS backup; this configuration has "
-            f"BACKUP={config.get_str('BACKUP')}.",
-            hint="Set BACKUP=NETFS and BACKUP_URL to where the backup is.",
-        )
+    check_demo_method(config.get_str("BACKUP"))
     url = config.get_str("BACKUP_URL")
     Netfs.check_url(url)
-    _check_target(target)
-    target.mkdir(parents=True, exist_ok=True)
+    check_demo_target(target)
     parsed = parse_url(url)
     parent = Path(config.get_str("TMPDIR"))
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mkmedia-demo.", dir=parent) as work:
         if parsed.scheme != "iso":
-            with Netfs.target(
-                url,
-                config.system.hostname,
-                options=config.get_str("BACKUP_OPTIONS"),
-                work_dir=Path(work),
-            ) as directory:
+            with (
+                Netfs.target(
+                    url,
+                    config.system.hostname,
+                    options=config.get_str("BACKUP_OPTIONS"),
+                    work_dir=Path(work),
+                ) as directory,
+                demo_target(target),
+            ):
                 return Netfs.restore(directory, target, progress=progress)
         name = parsed.path.strip("/")
         copy = extract_iso_directory(_iso_path(config), name, Path(work))
         os.chmod(copy, 0o700)
-        return Netfs.restore(copy, target, progress=progress)
+        with demo_target(target):
+            return Netfs.restore(copy, target, progress=progress)
 
 
 def _iso_path(config: Config) -> Path:

@@ -14,6 +14,7 @@ from mkmedia import emit
 from mkmedia.emit import bootmenu
 from rescue_runtime import backup
 from rescue_runtime.layout.select import DEFAULT_AUTOEXCLUDE
+from rescue_runtime.recover import resize
 
 
 class Kind(Enum):
@@ -266,6 +267,14 @@ SETTINGS: tuple[Setting, ...] = (
         list(DEFAULT_AUTOEXCLUDE),
         "File systems mounted below these directories (USB sticks, job disks) are left out of "
         "the layout, and a disk with nothing else kept on it too.",
+    ),
+    _s(
+        "RESIZE_PARTITIONS",
+        CHOICE,
+        "proportional",
+        "How recover shares a larger disk's new space: every partition by its share, the "
+        "last one, or none (the LVs of a grown VG grow with it in proportional mode).",
+        choices=resize.MODES,
     ),
     _s("LUKS_HEADER_BACKUP", BOOL, False, "Keep LUKS header backups with the layout (sensitive)."),
     # --- the run itself ----------------------------------------------------------------------

@@ -68,10 +68,10 @@ def rescue_settings(args: argparse.Namespace) -> dict[str, object]:
 
 def interlocked(command: Command) -> Command:
     """After mountonly, the commands that need the disks as found refuse (or warn);
-    --simulate changes nothing, so it always runs."""
+    --simulate and recover --demo touch no disk, so they always run."""
 
     def guarded(args: argparse.Namespace) -> int:
-        if not getattr(args, "simulate", False):
+        if not (getattr(args, "simulate", False) or getattr(args, "demo", None)):
             require_known_disk_state(args.command, getattr(args, "force", False))
         return command(args)
 

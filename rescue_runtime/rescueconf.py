@@ -37,6 +37,10 @@ class RescueConfig:
     backup: str = "NONE"
     backup_url: str = ""
     output: str = "ISO"
+    # The id of the rescue medium's marker file /mkmedia/id-<hex> (lower case hex): how the
+    # rescue system finds its own CD or USB stick (an iso:// backup on it, the disks recover
+    # must leave alone). Empty: a medium without one (older builds).
+    medium_id: str = ""
     network: str = "dhcp"  # dhcp | saved | none
     saved_interfaces: list[SavedInterface] = field(default_factory=list)
     nameservers: list[str] = field(default_factory=list)

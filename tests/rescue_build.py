@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from mkmedia.qemu import Guest, Machine
@@ -20,6 +21,7 @@ def build_media(
     workdir: Path,
     *,
     output: str,
+    workflow: str = "build",
     recipe: Path = VM_RECIPE,
     sets: tuple[str, ...] = (),
     epoch: str | None = EPOCH,
@@ -28,7 +30,8 @@ def build_media(
     cwd: Path = REPO,
     env: Mapping[str, str] = os.environ,
 ) -> Path:
-    """Run `mkmedia build` into workdir/out; return the output directory (host subdirectory).
+    """Run `mkmedia build` (or `workflow`: mkbackup) into workdir/out; return the output
+    directory (host subdirectory).
 
     `command`, `cwd` and `env`: another mkmedia than the checkout's (an installed wheel's)."""
     out = workdir / "out"
@@ -40,7 +43,7 @@ def build_media(
         env["SOURCE_DATE_EPOCH"] = epoch
     argv = [
         *command,
-        "build",
+        workflow,
         str(recipe),
         "-c",
         str(config_dir),
@@ -65,7 +68,7 @@ def build_media(
     result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, check=False)
     if result.returncode != 0:
         raise AssertionError(
-            f"mkmedia build failed ({result.returncode}):\n{result.stderr[-4000:]}"
+            f"mkmedia {workflow} failed ({result.returncode}):\n{result.stderr[-4000:]}"
         )
     return out / "rescue"
 
@@ -77,8 +80,7 @@ BOOT_TIMEOUT = 600.0
 
 
 def boot_to_prompt(machine: Machine, log: Path) -> str:
-    with Guest(machine, deadline=BOOT_TIMEOUT + 300, console_log=log, name="rescue ISO") as guest:
-        guest.expect(PROMPT, BOOT_TIMEOUT)
+    with rescue_guest(machine, log) as guest:
         status, cmdline = guest.shell("cat /proc/cmdline", timeout=120)
         assert status == 0
         status, out = guest.shell("mkmedia dump | head -1; cat /run/mkmedia/init.status")
@@ -89,3 +91,14 @@ def boot_to_prompt(machine: Machine, log: Path) -> str:
             _, dmesg = guest.shell("dmesg | grep -i -E 'secure boot|lockdown'")
             assert "Secure boot enabled" in dmesg, dmesg
         return cmdline
+
+
+@contextlib.contextmanager
+def rescue_guest(machine: Machine, log: Path, *, extra_seconds: float = 300) -> Iterator[Guest]:
+    """The rescue system booted to its shell prompt; `extra_seconds`: the guest's time after
+    the boot (its deadline kills QEMU)."""
+    with Guest(
+        machine, deadline=BOOT_TIMEOUT + extra_seconds, console_log=log, name="rescue ISO"
+    ) as guest:
+        guest.expect(PROMPT, BOOT_TIMEOUT)
+        yield guest

@@ -8,13 +8,12 @@ Emitters take plain values (`MediaSpec`, paths); the output step translates the 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from mkmedia.session.artifacts import Artifact
-from rescue_runtime.errors import ConfigError
+from rescue_runtime.registry import LazyRegistry
 
 __all__ = ["Artifact", "Emitter", "MediaSpec", "emitter_class", "output_names"]
 
@@ -45,6 +44,9 @@ class MediaSpec:
     # Directories the media carry beside the rescue system (name -> local directory), such
     # as a backup with BACKUP_URL=iso://; a kind that cannot carry them refuses.
     payload_dirs: dict[str, Path] = field(default_factory=dict)
+    # The marker id the rescue system was built to look for (rescue.json); empty: the
+    # emitter derives one.
+    medium_id: str = ""
 
 
 class Emitter:
@@ -63,19 +65,20 @@ class Emitter:
         raise NotImplementedError
 
 
+_REGISTRY: LazyRegistry[Emitter] = LazyRegistry(
+    _EMITTERS,
+    "EMITTER",
+    lambda name: (
+        f"OUTPUT={name} has no emitter in this version of mkmedia, so no media would be written."
+    ),
+)
+
+
 def output_names() -> tuple[str, ...]:
     """The OUTPUT kinds this version writes, in the order `mkmedia settings` shows them."""
-    return tuple(_EMITTERS)
+    return _REGISTRY.names()
 
 
 def emitter_class(name: str) -> type[Emitter]:
     """The class writing OUTPUT=name; ConfigError names the kinds that exist."""
-    module_name = _EMITTERS.get(name.upper())
-    if module_name is None:
-        raise ConfigError(
-            f"OUTPUT={name} has no emitter in this version of mkmedia, so no media would be "
-            "written.",
-            hint=f"Use one of: {', '.join(output_names())}.",
-        )
-    emitter: type[Emitter] = importlib.import_module(module_name).EMITTER
-    return emitter
+    return _REGISTRY.get(name)

@@ -23,6 +23,7 @@ from mkmedia.emit.isotree import BootEntry, IsoTree
 from mkmedia.emit.labels import ISO9660_MAX, default_label, label_problem, suggestion, volume_labels
 from mkmedia.session.epoch import source_date_epoch as environment_epoch
 from rescue_runtime import atomic
+from rescue_runtime.backup.medium import marker_path
 from rescue_runtime.errors import ConfigError, MissingError
 
 KERNEL = "/boot/vmlinuz"
@@ -48,7 +49,9 @@ def _epoch(source_date_epoch: int | None) -> int:
     return from_env if from_env is not None else int(time.time())
 
 
-def _medium_id(*parts: object) -> str:
+def derive_medium_id(*parts: object) -> str:
+    """The id of a medium's marker file /mkmedia/id-<hex>, derived from what makes the build
+    (reproducible: the same inputs give the same id)."""
     digest = hashlib.sha256("\0".join(str(part) for part in parts).encode())
     return digest.hexdigest()[:16].upper()
 
@@ -88,12 +91,15 @@ def write_iso(
     secure_boot: bool = False,
     payload_dirs: Mapping[str, Path] | None = None,
     source_date_epoch: int | None = None,
+    marker_id: str = "",
     work_dir: Path,
 ) -> list[Artifact]:
     """Write the hybrid rescue ISO to `output` (atomically) and return it as an artifact.
 
     `volume_label` None means RESCUE_<HOST>; `source_date_epoch` None means $SOURCE_DATE_EPOCH
-    or now; `payload_dirs` maps a top-level directory name in the ISO to a local directory.
+    or now; `payload_dirs` maps a top-level directory name in the ISO to a local directory;
+    `marker_id` is the medium id the rescue system knows (rescue.json), empty: one derived
+    from the inputs here.
     """
     if volume_label is None:
         volume_label = default_volume_label(host)
@@ -111,10 +117,10 @@ def write_iso(
     work = work_dir / "iso"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    medium_id = _medium_id(
+    the_id = marker_id.upper() or derive_medium_id(
         volume_label, host, epoch, kernel.stat().st_size, initrd.stat().st_size, kernel_cmdline
     )
-    marker = f"/mkmedia/id-{medium_id.lower()}"
+    marker = f"/{marker_path(the_id)}"
 
     tree = IsoTree()
     for name, source in isolinux.isolinux_files().items():
@@ -130,7 +136,7 @@ def write_iso(
     )
     tree.add_file(KERNEL, kernel)
     tree.add_file(INITRD, initrd)
-    tree.add_bytes(marker, f"mkmedia rescue medium {medium_id} for {host}\n".encode(), work)
+    tree.add_bytes(marker, f"mkmedia rescue medium {the_id} for {host}\n".encode(), work)
 
     find_medium = work / "find-medium.cfg"
     if secure_boot:
@@ -173,12 +179,26 @@ def write_iso(
                 boot=boot,
                 boot_catalog=BOOT_CATALOG,
                 hybrid=True,
-                mbr_id=int(medium_id[:8], 16),
+                mbr_id=int(the_id[:8], 16),
             )
         esp_sectors = -(-esp.stat().st_size // hybrid.SECTOR)
         hybrid.add_esp_partition(partial, blocks[EFI_IMAGE] * 4, esp_sectors)
     shutil.rmtree(work, ignore_errors=True)
     return [Artifact.of(output, "iso")]
+
+
+# The MediaSpec fields that write_iso() takes, under the same names.
+SPEC_ARGUMENTS = (
+    "volume_label",
+    "host",
+    "kernel_cmdline",
+    "boot_default",
+    "boot_timeout",
+    "consoles",
+    "secure_boot",
+    "payload_dirs",
+    "source_date_epoch",
+)
 
 
 class IsoEmitter(Emitter):
@@ -190,21 +210,14 @@ class IsoEmitter(Emitter):
         return self.spec.directory / f"{self.spec.prefix}.iso"
 
     def write(self, *, kernel: Path, initrd: Path, work_dir: Path) -> list[Artifact]:
-        spec = self.spec
+        media = {name: getattr(self.spec, name) for name in SPEC_ARGUMENTS}
         return write_iso(
             self.iso_path(),
             kernel=kernel,
             initrd=initrd,
-            volume_label=spec.volume_label,
-            host=spec.host,
-            kernel_cmdline=spec.kernel_cmdline,
-            boot_default=spec.boot_default,
-            boot_timeout=spec.boot_timeout,
-            consoles=spec.consoles,
-            secure_boot=spec.secure_boot,
-            payload_dirs=spec.payload_dirs,
-            source_date_epoch=spec.source_date_epoch,
             work_dir=work_dir,
+            marker_id=self.spec.medium_id,
+            **media,
         )
 
 

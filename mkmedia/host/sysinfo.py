@@ -11,6 +11,9 @@ from pathlib import Path
 
 from mkmedia.kernel.choice import find_kernels
 
+# The fields recipes can use, each as ${FIELD} in upper case.
+RECIPE_VARIABLES = ("hostname", "arch", "os", "os_vendor", "os_version", "os_codename", "firmware")
+
 
 @dataclass(frozen=True)
 class SystemInfo:
@@ -27,15 +30,7 @@ class SystemInfo:
 
     def variables(self) -> dict[str, str]:
         """The values recipes can use as ${NAME}."""
-        return {
-            "HOSTNAME": self.hostname,
-            "ARCH": self.arch,
-            "OS": self.os,
-            "OS_VENDOR": self.os_vendor,
-            "OS_VERSION": self.os_version,
-            "OS_CODENAME": self.os_codename,
-            "FIRMWARE": self.firmware,
-        }
+        return {name.upper(): getattr(self, name) for name in RECIPE_VARIABLES}
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

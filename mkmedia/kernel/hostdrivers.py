@@ -10,6 +10,7 @@ Drivers built into the running kernel have no `module` link in sysfs, so each de
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,48 +102,64 @@ def device_drivers(device: Path, sys_root: Path, why: str) -> list[Wanted]:
     return wanted
 
 
+def _each_device(
+    directory: Path,
+    sys_root: Path,
+    describe: Callable[[str], str],
+    layers: Callable[[Path, str], Iterator[Wanted]],
+) -> list[Wanted]:
+    """For every entry of a sysfs class directory (sorted by name): the drivers of the device
+    behind it, if any, then what `layers(entry, why)` adds; `describe(name)` is the why."""
+    wanted: list[Wanted] = []
+    if not directory.is_dir():
+        return wanted
+    for entry in sorted(directory.iterdir()):
+        why = describe(entry.name)
+        if (entry / "device").exists():
+            wanted.extend(device_drivers(entry / "device", sys_root, why))
+        wanted.extend(layers(entry, why))
+    return wanted
+
+
+def _block_layers(dev: Path, why: str) -> Iterator[Wanted]:
+    """MD RAID, device-mapper and virtual-disk modules a block device needs."""
+    level = _read(dev / "md" / "level")
+    if level is not None:
+        yield Wanted("md_mod", "module", f"MD RAID {why}")
+        if level in MD_PERSONALITIES:
+            yield Wanted(MD_PERSONALITIES[level], "module", f"{level} of {why}")
+    uuid = _read(dev / "dm" / "uuid")
+    if uuid is not None:
+        yield Wanted("dm_mod", "module", f"device-mapper {why}")
+        for prefix, module in DM_UUID_TARGETS.items():
+            if uuid.startswith(prefix):
+                yield Wanted(module, "module", f"target of {why}")
+    for prefix, module in VIRTUAL_BLOCK.items():
+        if dev.name.startswith(prefix) and dev.name[len(prefix) :].isdigit():
+            yield Wanted(module, "module", f"virtual disk {why}")
+
+
+def _net_layers(iface: Path, why: str) -> Iterator[Wanted]:
+    """The bonding, bridge, VLAN ... module of a virtual interface."""
+    for line in (_read(iface / "uevent") or "").splitlines():
+        key, _, value = line.partition("=")
+        if key == "DEVTYPE" and value in NET_DEVTYPES:
+            yield Wanted(NET_DEVTYPES[value], "module", f"{value} {why}")
+
+
 def block_drivers(sys_root: Path) -> list[Wanted]:
     """The drivers behind every block device, including MD RAID and device-mapper layers."""
-    wanted: list[Wanted] = []
-    block = sys_root / "block"
-    if not block.is_dir():
-        return wanted
-    for dev in sorted(block.iterdir()):
-        why = f"/dev/{dev.name}"
-        if (dev / "device").exists():
-            wanted.extend(device_drivers(dev / "device", sys_root, why))
-        level = _read(dev / "md" / "level")
-        if level is not None:
-            wanted.append(Wanted("md_mod", "module", f"MD RAID {why}"))
-            if level in MD_PERSONALITIES:
-                wanted.append(Wanted(MD_PERSONALITIES[level], "module", f"{level} of {why}"))
-        uuid = _read(dev / "dm" / "uuid")
-        if uuid is not None:
-            wanted.append(Wanted("dm_mod", "module", f"device-mapper {why}"))
-            for prefix, module in DM_UUID_TARGETS.items():
-                if uuid.startswith(prefix):
-                    wanted.append(Wanted(module, "module", f"target of {why}"))
-        for prefix, module in VIRTUAL_BLOCK.items():
-            if dev.name.startswith(prefix) and dev.name[len(prefix) :].isdigit():
-                wanted.append(Wanted(module, "module", f"virtual disk {why}"))
-    return wanted
+    return _each_device(sys_root / "block", sys_root, lambda name: f"/dev/{name}", _block_layers)
 
 
 def net_drivers(sys_root: Path) -> list[Wanted]:
     """The drivers behind every network interface (and bonding/bridge/VLAN layers)."""
-    wanted: list[Wanted] = []
-    net = sys_root / "class" / "net"
-    if not net.is_dir():
-        return wanted
-    for iface in sorted(net.iterdir()):
-        why = f"network interface {iface.name}"
-        if (iface / "device").exists():
-            wanted.extend(device_drivers(iface / "device", sys_root, why))
-        for line in (_read(iface / "uevent") or "").splitlines():
-            key, _, value = line.partition("=")
-            if key == "DEVTYPE" and value in NET_DEVTYPES:
-                wanted.append(Wanted(NET_DEVTYPES[value], "module", f"{value} {why}"))
-    return wanted
+    return _each_device(
+        sys_root / "class" / "net",
+        sys_root,
+        lambda name: f"network interface {name}",
+        _net_layers,
+    )
 
 
 def loaded_modules(proc_root: Path) -> list[Wanted]:

@@ -34,6 +34,7 @@ def media_spec(
     config: Config,
     payload_dirs: dict[str, Path] | None = None,
     directory: Path | None = None,
+    medium_id: str = "",
 ) -> MediaSpec:
     """The settings an emitter needs, as plain values (`directory`: where it writes, by
     default the output directory itself)."""
@@ -50,6 +51,7 @@ def media_spec(
         device=config.get_str("CDROM_DEVICE"),
         source_date_epoch=source_date_epoch(),
         payload_dirs=dict(payload_dirs or {}),
+        medium_id=medium_id,
     )
 
 
@@ -78,7 +80,9 @@ def write_media(ctx: Context) -> None:
     staging = outputset.open_staging(output_dir(ctx))
     ctx.output_staging = staging
     try:
-        spec = media_spec(ctx.config, payload_dirs=payload, directory=staging)
+        spec = media_spec(
+            ctx.config, payload_dirs=payload, directory=staging, medium_id=ctx.medium_id
+        )
         media = emitter_class(ctx.config.get_str("OUTPUT"))(spec)
         ctx.artifacts.extend(media.write(kernel=kernel, initrd=initrd, work_dir=work_dir))
     except BaseException:

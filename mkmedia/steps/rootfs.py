@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mkmedia import __version__
 from mkmedia.config import Config
+from mkmedia.emit.iso import derive_medium_id
 from mkmedia.kernel.modules import install_firmware, install_modules, select_modules
 from mkmedia.pyembed.embed import embed_python
 from mkmedia.rootfs.assemble import assemble_tree
@@ -92,6 +93,10 @@ def kernel_modules(ctx: Context) -> None:
     kernel = ctx.kernel
     policy = ctx.config.get_str("MODULES_POLICY")
     requests = ctx.config.get_list("MODULES") + ([] if policy == "explicit" else [policy])
+    # what the backup method's restore side needs to reach the backup (iso://: the CD)
+    requests += method_class(ctx.config.get_str("BACKUP")).modules_for(
+        ctx.config.get_str("BACKUP_URL")
+    )
     selection = select_modules(kernel, requests, base=(), firmware=ctx.config.get_list("FIRMWARE"))
     for missing in selection.not_found:
         ctx.warn(f"kernel module {missing}: not in kernel {kernel.version}")
@@ -100,7 +105,7 @@ def kernel_modules(ctx: Context) -> None:
     say(f"  kernel {kernel.version}: {selection.summary()}")
 
 
-def rescue_config(config: Config, *, created: str) -> RescueConfig:
+def rescue_config(config: Config, *, created: str, medium_id: str = "") -> RescueConfig:
     return RescueConfig(
         hostname=config.system.hostname,
         created=created,
@@ -110,6 +115,7 @@ def rescue_config(config: Config, *, created: str) -> RescueConfig:
         backup=config.get_str("BACKUP"),
         backup_url=config.get_str("BACKUP_URL"),
         output=config.get_str("OUTPUT"),
+        medium_id=medium_id.lower(),
         network=config.get_str("NETWORK"),
         modules_load=config.get_list("MODULES_LOAD"),
         ssh_authorized_keys=config.get_list("SSH_AUTHORIZED_KEYS"),
@@ -124,7 +130,20 @@ def rescue_config(config: Config, *, created: str) -> RescueConfig:
 @step("rootfs", 800)
 def rescue_system_files(ctx: Context) -> None:
     """Write /init, /etc/mkmedia/rescue.json and the shell profile."""
-    rescue = rescue_config(ctx.config, created=build_time(ctx.epoch))
+    created = build_time(ctx.epoch)
+    config = ctx.config
+    # The media's marker: the rescue system finds its own medium by it (the ISO cannot be
+    # hashed into it, the initrd is inside the ISO); what makes this build is.
+    ctx.medium_id = derive_medium_id(
+        config.system.hostname,
+        created,
+        config.kernel_version,
+        config.get_str("KERNEL_CMDLINE"),
+        config.get_str("ISO_VOLID"),
+        config.get_str("BACKUP_URL"),
+        __version__,
+    )
+    rescue = rescue_config(config, created=created, medium_id=ctx.medium_id)
     write_rescue_files(ctx.tree, rescue)
 
 

@@ -8,10 +8,8 @@ carries what it needs and nothing imports a method it does not run.
 
 from __future__ import annotations
 
-import importlib
-
 from rescue_runtime.backup.base import BackupMethod
-from rescue_runtime.errors import ConfigError
+from rescue_runtime.registry import LazyRegistry
 
 # BACKUP name -> module that defines `METHOD`, a BackupMethod subclass.
 _METHODS: dict[str, str] = {
@@ -20,18 +18,18 @@ _METHODS: dict[str, str] = {
 }
 
 
+_REGISTRY: LazyRegistry[BackupMethod] = LazyRegistry(
+    _METHODS,
+    "METHOD",
+    lambda name: f"BACKUP={name!r} is not implemented in this version of mkmedia.",
+)
+
+
 def method_names() -> tuple[str, ...]:
     """The BACKUP values this version implements, in the order `mkmedia settings` shows them."""
-    return tuple(_METHODS)
+    return _REGISTRY.names()
 
 
 def method_class(name: str) -> type[BackupMethod]:
     """The class implementing BACKUP=name; ConfigError names the ones that exist."""
-    module_name = _METHODS.get(name.upper())
-    if module_name is None:
-        raise ConfigError(
-            f"BACKUP={name!r} is not implemented in this version of mkmedia.",
-            hint=f"Use one of: {', '.join(method_names())}.",
-        )
-    method: type[BackupMethod] = importlib.import_module(module_name).METHOD
-    return method
+    return _REGISTRY.get(name)

@@ -24,6 +24,12 @@ class BackupMethod:
         return cls.rescue_programs
 
     @classmethod
+    def modules_for(cls, url: str) -> tuple[str, ...]:
+        """Kernel modules the rescue system needs to reach the backup at `url` (the build
+        adds them to MODULES)."""
+        return ()
+
+    @classmethod
     def check_url(cls, url: str) -> None:
         """Raise ConfigError when BACKUP_URL is wrong for this method (run before any build).
 

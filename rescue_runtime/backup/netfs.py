@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rescue_runtime import atomic
 from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup.base import BackupMethod
 from rescue_runtime.backup.manifest import MANIFEST_NAME, BackupError
@@ -44,6 +45,13 @@ TAR_METADATA = (
     "--acls",
     "--selinux",
 )
+# iso://: what reading the rescue medium takes: the file system, the CD driver, the
+# controllers a CD or a USB stick with the hybrid image hangs off (QEMU's BIOS machine: IDE on
+# ata_piix; q35: AHCI; virtio-scsi), and the USB mass-storage stack.
+ISO_MEDIUM_MODULES = (
+    "isofs", "cdrom", "sr_mod", "sd_mod", "ata_piix", "ata_generic", "ahci", "virtio_scsi",
+    "virtio_blk", "usb_storage", "uas", "xhci_pci", "ehci_pci",
+)  # fmt: skip
 TAR_WARNING = 1  # GNU tar: "some files changed while being read" (a live system)
 NOT_YET = {
     "nfs": "mounting NFS (this machine's kernel has no NFS client to test it with)",
@@ -131,6 +139,14 @@ class Netfs(BackupMethod):
         if url and url_scheme(url) == "sshfs":
             return (*cls.rescue_programs, "sshfs", "fusermount3")
         return cls.rescue_programs
+
+    @classmethod
+    def modules_for(cls, url: str) -> tuple[str, ...]:
+        if url and url_scheme(url) == "iso":
+            return ISO_MEDIUM_MODULES
+        if url and url_scheme(url) == "sshfs":
+            return ("fuse",)
+        return ()
 
     @classmethod
     def check_url(cls, url: str) -> None:
@@ -373,6 +389,38 @@ class Netfs(BackupMethod):
                 hint="The backup is incomplete: check the log, and restore from another copy.",
             )
         return {"files": restored, "target": str(target_dir), "manifest": document}
+
+
+class _NotInBackup(Exception):
+    """extract_member: tar found no such member (nothing is left behind)."""
+
+
+def extract_member(directory: Path, path: str, destination: Path) -> bool:
+    """Copy the file at `path` (as the backed-up system had it, "/etc/keys/x") out of the
+    backup in `directory` into `destination` (mode 0600); False when the backup lacks it.
+    tar stops at the first copy, so only the archive up to it is read."""
+    document = manifests.read_manifest(directory)
+    volume = directory / str(manifests.volumes(document)[0]["name"])
+    member = "." + path if path.startswith("/") else path
+    try:
+        with atomic.atomic_path(destination, mode=0o600) as partial:
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            pipeline(
+                [
+                    ["zstd", "-d", "-q", "-c"],
+                    ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", member],
+                ],
+                stdin_path=volume,
+                stdout_path=partial,
+                # zstd: a broken pipe once tar has stopped; tar 2: no such member
+                ok_codes=[(0, 1, -13), (0, 2)],
+                what=f"reading {path} out of the backup",
+            )
+            if partial.stat().st_size == 0:
+                raise _NotInBackup(path)
+    except _NotInBackup:
+        return False
+    return True
 
 
 def _complete(

@@ -131,9 +131,12 @@ def recover_unattended(boot: Boot, config: rescueconf.RescueConfig) -> None:
     finally:
         os.close(fd)
     if result != 0:
+        from rescue_runtime.recover.workflow import last_outcome
+
+        reason = last_outcome() or "see the messages above"
         boot.say(
-            f"mkmedia init: unattended recovery FAILED (exit status {result}); nothing is "
-            "rebooted. The shell below has the log in /var/log/mkmedia/."
+            f"mkmedia init: unattended recovery FAILED (exit status {result}): {reason}\n"
+            "Nothing is rebooted. The shell below has the log in /var/log/mkmedia/."
         )
         return
     action = config.unattended_action

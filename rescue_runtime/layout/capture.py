@@ -48,8 +48,14 @@ def capture(
     `autoexclude` (AUTOEXCLUDE_PATH) leaves out file systems mounted below these paths.
     `luks_header_dir` (off by default) keeps LUKS header backups there.
     """
-    devices, exclude, exclude_disks = list(devices), list(exclude), list(exclude_disks)
-    autoexclude = list(autoexclude)
+    options = CaptureOptions(
+        root=root,
+        devices=list(devices),
+        exclude=list(exclude),
+        exclude_disks=list(exclude_disks),
+        everything=everything,
+        autoexclude=list(autoexclude),
+    )
     if not os.path.isdir(root):
         # Otherwise no mount lies below it and every disk would look removed.
         what = "is not a directory" if os.path.exists(root) else "does not exist"
@@ -58,7 +64,8 @@ def capture(
             hint="Give --root the directory the system to capture is mounted on (default /).",
         )
     cap = Capture(probe or SystemProbe(), root, luks_header_dir)
-    out = cap.probe.tool(["lsblk", "-J", "-b", "-O", *devices], what="listing block devices")
+    listing = ["lsblk", "-J", "-b", "-O", *options.devices]
+    out = cap.probe.tool(listing, what="listing block devices")
     if out is None:
         raise MissingError(
             "lsblk (util-linux) is needed to capture the disk layout.",
@@ -88,20 +95,7 @@ def capture(
     cap.filesystems(devs, live)
     cap.mounts(devs, live)
     cap.boot()
-    layout.options = CaptureOptions(
-        root=root,
-        devices=devices,
-        exclude=exclude,
-        exclude_disks=exclude_disks,
-        everything=everything,
-        autoexclude=autoexclude,
-    )
-    select(
-        layout,
-        exclude=exclude,
-        exclude_disks=exclude_disks,
-        everything=everything,
-        autoexclude=autoexclude,
-    )
+    layout.options = options
+    select(layout, options)
     cap.unopened_signatures(devs)
     return layout

@@ -8,6 +8,31 @@ from rescue_runtime.layout.model import Mount
 from rescue_runtime.layout.parse import efibootmgr, findmnt, tables
 
 
+def _mount(
+    mountpoint: str,
+    device: str,
+    fstype: str,
+    options: list[str],
+    entry: tables.FstabEntry | None,
+    *,
+    fsroot: str = "/",
+    mounted: bool = True,
+) -> Mount:
+    """A file system's mount, with what its fstab line (if any) says."""
+    return Mount(
+        mountpoint=mountpoint,
+        device=device,
+        fstype=fstype,
+        options=options,
+        fsroot=fsroot,
+        fstab_spec=entry.spec if entry else None,
+        fstab_options=entry.options if entry else None,
+        mounted=mounted,
+        dump=entry.freq if entry else 0,
+        passno=entry.passno if entry else 0,
+    )
+
+
 class MountLayers(CaptureBase):
     """Mounts, swap and boot."""
 
@@ -34,17 +59,7 @@ class MountLayers(CaptureBase):
             seen.add(target)
             entry = by_target.get(target)
             self.layout.mounts.append(
-                Mount(
-                    mountpoint=target,
-                    device=dev.path,
-                    fstype=m.fstype,
-                    options=m.options,
-                    fsroot=m.fsroot,
-                    fstab_spec=entry.spec if entry else None,
-                    fstab_options=entry.options if entry else None,
-                    dump=entry.freq if entry else 0,
-                    passno=entry.passno if entry else 0,
-                )
+                _mount(target, dev.path, m.fstype, m.options, entry, fsroot=m.fsroot)
             )
         # Active swap devices (a swap file resolves to no device: the backup brings it back),
         # then the ones fstab names, each once under its canonical path.
@@ -62,17 +77,7 @@ class MountLayers(CaptureBase):
             elif entry.file not in seen and dev is not None:
                 seen.add(entry.file)
                 self.layout.mounts.append(
-                    Mount(
-                        mountpoint=entry.file,
-                        device=dev.path,
-                        fstype=entry.vfstype,
-                        options=entry.options,
-                        fstab_spec=entry.spec,
-                        fstab_options=entry.options,
-                        mounted=False,
-                        dump=entry.freq,
-                        passno=entry.passno,
-                    )
+                    _mount(entry.file, dev.path, entry.vfstype, entry.options, entry, mounted=False)
                 )
         for swap in swaps:
             dev = devs.resolve(swap)

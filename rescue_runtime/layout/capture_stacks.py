@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from rescue_runtime.atomic import atomic_path
@@ -86,25 +87,14 @@ class StackLayers(CaptureBase):
                 if meta:
                     header = cryptsetup.merge_json_metadata(header, meta)
             entry = crypttab.get(dev.name)
+            # Every field of the header is a field of the device under the same name.
             luks = LuksDevice(
                 path=dev.path,
                 name=dev.name,
                 device=backing,
-                version=header.version,
-                uuid=header.uuid,
-                label=header.label,
-                subsystem=header.subsystem,
-                cipher=header.cipher,
-                key_size=header.key_size,
-                hash=header.hash,
-                pbkdf=header.pbkdf,
-                pbkdf_iterations=header.pbkdf_iterations,
-                pbkdf_memory=header.pbkdf_memory,
-                pbkdf_parallel=header.pbkdf_parallel,
-                sector_size=header.sector_size,
-                data_offset=header.data_offset,
                 key_file=entry.key_file if entry else None,
                 options=entry.options if entry else [],
+                **dataclasses.asdict(header),
             )
             if self.luks_header_dir:
                 luks.header_backup = self.backup_header(backing, dev.name)

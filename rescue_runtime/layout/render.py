@@ -21,6 +21,11 @@ def _opt(name: str, value: object) -> str:
     return f" {name}={value}" if value not in (None, "", []) else ""
 
 
+def _opts(**values: object) -> str:
+    """_opt() for each name=value, in order."""
+    return "".join(_opt(name, value) for name, value in values.items())
+
+
 def _unmounted(component: object) -> str:
     return " (unmounted)" if getattr(component, "unmounted", False) else ""
 
@@ -64,8 +69,8 @@ def render(layout: Layout) -> str:
         for p in disk.partitions:
             lines.append(
                 f"  part {p.number:>2} {p.path} {p.kind} start={p.start} size={p.size}"
-                f" ({human(p.size)}) type={p.type}{_opt('name', p.name)}{_opt('uuid', p.uuid)}"
-                + (f" flags={','.join(p.flags)}" if p.flags else "")
+                f" ({human(p.size)}) type={p.type}"
+                + _opts(name=p.name, uuid=p.uuid, flags=",".join(p.flags))
                 + _unmounted(p)
             )
     for mp in layout.multipaths:
@@ -73,21 +78,18 @@ def render(layout: Layout) -> str:
             f"multipath {mp.path} wwid={mp.wwid} paths={','.join(mp.paths)}{_unmounted(mp)}"
         )
     for md in layout.mds:
+        details = _opts(
+            uuid=md.uuid, name=md.name, chunk=md.chunk_size, layout=md.layout, bitmap=md.bitmap
+        )
         lines.append(
-            f"raid {md.path} {md.level} metadata={md.metadata}{_opt('uuid', md.uuid)}"
-            f"{_opt('name', md.name)}{_opt('chunk', md.chunk_size)}{_opt('layout', md.layout)}"
-            f"{_opt('bitmap', md.bitmap)} members={','.join(md.members)}"
-            + (f" spares={','.join(md.spares)}" if md.spares else "")
-            + _unmounted(md)
+            f"raid {md.path} {md.level} metadata={md.metadata}{details}"
+            f" members={','.join(md.members)}{_opt('spares', ','.join(md.spares))}{_unmounted(md)}"
         )
     for lk in layout.luks:
-        lines.append(
-            f"luks{lk.version} {lk.path} on {lk.device}{_opt('uuid', lk.uuid)}"
-            f"{_opt('label', lk.label)}{_opt('cipher', lk.cipher)}{_opt('key', lk.key_size)}"
-            f"{_opt('hash', lk.hash)}{_opt('pbkdf', lk.pbkdf)}{_opt('sector', lk.sector_size)}"
-            f"{_opt('keyfile', lk.key_file)}{_opt('header_backup', lk.header_backup)}"
-            + _unmounted(lk)
-        )
+        details = _opts(uuid=lk.uuid, label=lk.label, cipher=lk.cipher, key=lk.key_size)
+        details += _opts(hash=lk.hash, pbkdf=lk.pbkdf, sector=lk.sector_size)
+        details += _opts(keyfile=lk.key_file, header_backup=lk.header_backup)
+        lines.append(f"luks{lk.version} {lk.path} on {lk.device}{details}{_unmounted(lk)}")
     for pv in layout.pvs:
         lines.append(f"lvm pv {pv.device} uuid={pv.uuid} vg={pv.vg}{_unmounted(pv)}")
     for vg in layout.vgs:

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from rescue_runtime.layout.graph import Graph, build_graph, lv_paths
 from rescue_runtime.layout.model import (
+    CaptureOptions,
     Disk,
     Excluded,
     Filesystem,
@@ -111,25 +112,21 @@ def _banned(
     return banned
 
 
-def select(
-    layout: Layout,
-    *,
-    exclude: Iterable[str] = (),
-    exclude_disks: Iterable[str] = (),
-    everything: bool = False,
-    autoexclude: Iterable[str] = (),
-) -> Layout:
-    """Return `layout` trimmed to what is needed (in place: the same object).
+def select(layout: Layout, options: CaptureOptions) -> Layout:
+    """Return `layout` trimmed to what is needed (in place: the same object), as `options`
+    say (`devices` and `root` were the capture's own).
 
     Needed is what the mounts and swap depend on, and then everything else on the same
     disks and in the same volume groups: every partition of a kept disk, every LV of a kept
     VG, and whatever sits on them (a file system, an array, a PV), marked `unmounted` when no
-    mount or swap uses it. `autoexclude` leaves out file systems mounted below those paths
-    (AUTOEXCLUDE_PATH); a disk with nothing kept on it is left out.
+    mount or swap uses it. `exclude` drops components by id or name pattern with everything
+    built on them, `exclude_disks` whole disks; `autoexclude` leaves out file systems mounted
+    below those paths (AUTOEXCLUDE_PATH); `everything` keeps what nothing mounts on other disks
+    too; a disk with nothing kept on it is left out.
     """
     graph = build_graph(layout)
-    banned = _banned(layout, graph, list(exclude), list(exclude_disks), list(autoexclude))
-    if everything:
+    banned = _banned(layout, graph, options.exclude, options.exclude_disks, options.autoexclude)
+    if options.everything:
         targets = list(graph.nodes)
     else:
         targets = [n for n in graph.nodes if n.startswith(("mount:", "swap:"))]

@@ -41,6 +41,7 @@ class RecoverContext:
     backup_dir: Path | None = None  # where backup-manifest.json is
     manifest: dict[str, object] = field(default_factory=dict)
     protected: set[str] = field(default_factory=set)  # disks recover never writes
+    mapped: dict[str, str] = field(default_factory=dict)  # old device path -> new one
     plan: RecreatePlan | None = None
     script: Path | None = None
     notes: list[str] = field(default_factory=list)

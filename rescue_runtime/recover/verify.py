@@ -12,11 +12,12 @@ from pathlib import Path
 
 from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup import medium, method_class
+from rescue_runtime.backup.netfs import extract_member
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import finalize
+from rescue_runtime.recover import finalize, mapping, resize
 from rescue_runtime.recover.context import RecoverContext, step
-from rescue_runtime.recover.recreate import generate
+from rescue_runtime.recover.recreate import KEY_DIR, generate
 from rescue_runtime.recover.recreate_cli import (
     RESCUE_MARKERS,
     in_rescue_system,
@@ -26,15 +27,6 @@ from rescue_runtime.recover.recreate_cli import (
 from rescue_runtime.run import spawn, which
 
 WORK_DIR = Path("/run/mkmedia/recover")
-
-
-def block_size(path: str) -> int | None:
-    """The size in bytes of the block device `path` (None when it cannot be read)."""
-    name = os.path.basename(os.path.realpath(path))
-    try:
-        return int(Path(f"/sys/class/block/{name}/size").read_text()) * 512
-    except (OSError, ValueError):
-        return None
 
 
 def restores(ctx: RecoverContext) -> bool:
@@ -103,9 +95,81 @@ def locate_backup(ctx: RecoverContext) -> None:
             )
 
 
+@step("verify", 35)
+def luks_keys_from_backup(ctx: RecoverContext) -> None:
+    """A LUKS volume restored from its header backup opens with its crypttab key file."""
+    if "recreate" not in ctx.stages or ctx.backup_dir is None:
+        return
+    for luks in ctx.layout.luks:
+        if not luks.header_backup or not (luks.key_file or "").startswith("/"):
+            continue
+        key = Path(KEY_DIR) / f"{luks.name}.key"
+        if key.exists():
+            continue
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        assert luks.key_file is not None
+        if extract_member(ctx.backup_dir, luks.key_file, key):
+            ctx.note(f"LUKS {luks.name}: opens with its key file {luks.key_file} from the backup")
+        elif ctx.options.unattended:
+            raise MissingError(
+                f"The LUKS volume {luks.name} is recreated from its header backup, which opens "
+                f"only with an original key, and its key file {luks.key_file} is not in the "
+                "backup; nothing was touched.",
+                hint=f"Run `mkmedia recover` interactively, or put a passphrase or key file "
+                f"of the original volume into {key} first.",
+            )
+
+
 @step("verify", 40)
+def map_disks(ctx: RecoverContext) -> None:
+    """Place each saved disk on a present one (mapping file, identity, name, size)."""
+    if "recreate" not in ctx.stages:
+        return
+    ctx.protected |= medium.rescue_medium_devices()
+    present = mapping.present_disks()
+    protected = _whole_disks(ctx.protected)
+    proposal = mapping.propose(
+        ctx.layout.disks,
+        present,
+        protected=protected,
+        given=mapping.read_mapping_file(),
+    )
+    if not proposal.complete:
+        candidates = mapping.candidate_table(ctx.layout.disks, present, proposal, protected)
+        first = next(iter(proposal.ambiguous), None) or proposal.unplaced[0]
+        example = (proposal.ambiguous.get(first) or ["/dev/NEW"])[0]
+        raise MissingError(
+            "The saved layout's disks cannot all be placed on the disks present without a "
+            f"guess; nothing was touched.\n{candidates}",
+            hint=f"Write the mapping into {mapping.MAPPING_FILE}, one 'OLD NEW' per line "
+            f"(e.g. '{first} {example}'), and run recover again.",
+        )
+    small = []
+    sizes = {d.path: d.size for d in present}
+    for disk in ctx.layout.disks:
+        new = proposal.pairs[disk.path]
+        if sizes.get(new, disk.size) < disk.size:
+            small.append(f"{new} ({sizes[new]} bytes, the layout needs {disk.size})")
+    if small:
+        raise MissingError(
+            f"These disks are smaller than the saved layout's: {', '.join(small)}; nothing "
+            "was touched.",
+            hint="Attach disks at least as large (shrinking a layout is not implemented yet).",
+        )
+    if not proposal.identity:
+        ctx.layout, ctx.mapped = mapping.apply_mapping(ctx.layout, proposal.pairs)
+        for old, new in proposal.pairs.items():
+            if old != new:
+                ctx.note(f"disk {old} is recreated on {new} ({proposal.reasons[old]})")
+    mode = str(ctx.config.settings.get("RESIZE_PARTITIONS") or "proportional")
+    ctx.layout, changes = resize.resize_layout(ctx.layout, sizes, mode)
+    for change in changes:
+        ctx.note(f"larger disk: {change}")
+
+
+@step("verify", 45)
 def plan_recreate(ctx: RecoverContext) -> None:
-    """Write the recreate script; check its disks: here, large enough, not the media."""
+    """Write the recreate script; check its disks: here and not the media."""
     if "recreate" not in ctx.stages:
         return
     ctx.plan = generate(
@@ -122,31 +186,18 @@ def plan_recreate(ctx: RecoverContext) -> None:
     absent = [d for d in ctx.plan.disks if not is_block_device(d)]
     if absent:
         raise MissingError(
-            f"The saved layout's disks {', '.join(absent)} are not on this machine; nothing "
-            "was touched.",
-            hint="Attach disks of the same names (mapping disks of other names and sizes is "
-            "not implemented yet), or boot the machine whose disks these are.",
+            f"The disks {', '.join(absent)} the recreate script writes are not on this "
+            "machine; nothing was touched.",
+            hint=f"Attach them, or map the saved disks to the present ones in "
+            f"{mapping.MAPPING_FILE}.",
         )
-    ctx.protected |= medium.rescue_medium_devices()
     clash = sorted(set(ctx.plan.disks) & _whole_disks(ctx.protected))
     if clash:
         raise MkmediaError(
             f"The saved layout would rewrite {', '.join(clash)}, which holds the rescue "
             "system or the backup; nothing was touched.",
-            hint="Boot the rescue media from another device, or attach the target disks "
-            "under the names the layout has.",
-        )
-    sizes = {d.path: d.size for d in ctx.layout.disks}
-    small = []
-    for disk in ctx.plan.disks:
-        present = block_size(disk)
-        if present is not None and present < sizes[disk]:
-            small.append(f"{disk} ({present} bytes, the layout needs {sizes[disk]})")
-    if small:
-        raise MissingError(
-            f"These disks are smaller than the saved layout's: {', '.join(small)}; nothing "
-            "was touched.",
-            hint="Attach disks at least as large (shrinking a layout is not implemented yet).",
+            hint="Boot the rescue media from another device, or map the saved disks to "
+            f"other ones in {mapping.MAPPING_FILE}.",
         )
 
 

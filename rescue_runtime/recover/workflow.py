@@ -27,6 +27,8 @@ from rescue_runtime.recover.recreate import SCRIPT_DIR
 from rescue_runtime.run import run
 
 LOG_DIR = Path("/var/log/mkmedia")
+# The last line of the last run (ok or the error): /init says it on every console.
+OUTCOME = Path("/run/mkmedia/recover.outcome")
 
 RECOVER = engine.Workflow(
     "recover",
@@ -61,6 +63,10 @@ def open_log(name: str, directory: Path = LOG_DIR) -> Path | None:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    if getattr(args, "demo", None):
+        from rescue_runtime.recover.demo import cmd_demo
+
+        return cmd_demo(args)
     workflow = WORKFLOWS[args.command]
     subject = Subject(unattended=args.unattended)
     planned = engine.plan(workflow, STEPS, subject)
@@ -92,12 +98,34 @@ def cmd_recover(args: argparse.Namespace) -> int:
     )
     env = {"MKMEDIA_TARGET": os.path.normpath(args.target), "MKMEDIA_LAYOUT_DIR": args.dir}
     print(f"mkmedia {workflow.name}: log in {log_file or '(none: /var/log not writable)'}")
-    with ctx.resources:
-        engine.run_plan(workflow, planned, ctx, hooks_dir=rescueconf.HOOKS_DIR, env=env)
+    record_outcome("running")
+    try:
+        with ctx.resources:
+            engine.run_plan(workflow, planned, ctx, hooks_dir=rescueconf.HOOKS_DIR, env=env)
+    except MkmediaError as exc:
+        record_outcome(f"{exc} (log: {log_file})")
+        raise
+    record_outcome("finished")
     print(f"mkmedia {workflow.name}: finished.")
     if workflow is RECOVER and not args.unattended:
         print(f"  The recovered system is mounted under {args.target}; reboot when ready.")
     return EXIT_OK
+
+
+def record_outcome(text: str, path: Path | None = None) -> None:
+    path = path or OUTCOME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    except OSError:
+        pass  # a read-only /run: the console has the message anyway
+
+
+def last_outcome(path: Path | None = None) -> str:
+    try:
+        return (path or OUTCOME).read_text().strip()
+    except OSError:
+        return ""
 
 
 def require_mounted(target: str, command: str) -> None:
@@ -140,4 +168,9 @@ def add_recover_parsers(
                 "--restart",
                 action="store_true",
                 help="forget finished components and build and restore everything again",
+            )
+            p.add_argument(
+                "--demo",
+                metavar="DIR",
+                help="restore the backup into DIR (new or empty) and touch no disk",
             )

@@ -16,7 +16,7 @@ import pytest
 
 from rescue_runtime.backup import method_class
 from rescue_runtime.backup.manifest import MANIFEST_NAME, BackupError
-from rescue_runtime.backup.netfs import VOLUME_NAME, Netfs
+from rescue_runtime.backup.netfs import VOLUME_NAME, Netfs, extract_member
 from rescue_runtime.backup.sources import BackupPlan, plan_backup
 from rescue_runtime.errors import CommandError
 from rescue_runtime.layout.capture import capture
@@ -276,3 +276,17 @@ def test_nested_btrfs_subvolume_is_backed_up_as_a_subvolume(tmp_path: Path) -> N
             listed = run(["btrfs", "subvolume", "list", "-o", target_mnt / "data"]).stdout
             assert "data/nested" in listed
             run(["btrfs", "subvolume", "show", target_mnt / "data" / "nested"])
+
+
+def test_one_file_is_read_out_of_the_backup(source: tuple[Path, Layout], tmp_path: Path) -> None:
+    """What recover uses for a LUKS key file before anything is restored."""
+    mnt, _ = source
+    (mnt / "etc" / "keys").mkdir(parents=True)
+    (mnt / "etc" / "keys" / "pv.key").write_bytes(b"\x00secret\xff" * 8)
+    _, backup_dir, _ = backed_up(source, tmp_path)
+    key = tmp_path / "pv.key"
+    assert extract_member(backup_dir, "/etc/keys/pv.key", key)
+    assert key.read_bytes() == b"\x00secret\xff" * 8
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert not extract_member(backup_dir, "/etc/keys/none.key", tmp_path / "none.key")
+    assert not (tmp_path / "none.key").exists()

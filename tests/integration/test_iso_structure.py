@@ -304,3 +304,16 @@ def test_file_over_4_gib_is_multi_extent(tmp_path: Path, host_kernel: Kernel) ->
         assert (tmp_path / "last").read_bytes() == b"Z"
     finally:
         out.unlink(missing_ok=True)
+
+
+def test_marker_id_given_by_the_build(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """The id the rescue system knows (rescue.json's medium_id) names the marker file, and
+    the hybrid MBR's disk id is its first 8 hex digits."""
+    iso = build(inputs, "marker", marker_id="0123456789abcdef")
+    marker = extract(iso, "/mkmedia/id-0123456789abcdef", tmp_path / "marker").read_text()
+    assert "0123456789ABCDEF" in marker
+    with open(iso, "rb") as f:
+        f.seek(440)
+        assert f.read(4) == (0x01234567).to_bytes(4, "little")
+    menu = extract(iso, "/boot/grub/efiboot.img", tmp_path / "esp.img").read_bytes()
+    assert b"/mkmedia/id-0123456789abcdef" in menu  # what GRUB searches for

@@ -75,6 +75,15 @@ class LoopDisk:
         run(["mount", device, target])
         self.mounts.append(target)
 
+    def mount_root(self, root: Path, mounts: dict[str, str], fstab: str) -> Path:
+        """A system's root under `root`: each device mounted at its mount point below it, in
+        order ("" is root itself), and `fstab` written as its etc/fstab; returns root."""
+        for mountpoint, device in mounts.items():
+            self.mount(device, root / mountpoint)
+        (root / "etc").mkdir()
+        (root / "etc" / "fstab").write_text(fstab)
+        return root
+
     def close(self) -> None:
         for target in reversed(self.mounts):
             run(["umount", target], check=False)
@@ -113,14 +122,12 @@ def test_gpt_ext4_xfs_swap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
              "-I", "256", "-m", "1", p1])  # fmt: skip
         run(["mkfs.xfs", "-q", "-f", "-L", "ldata", "-m", f"uuid={XFS_UUID},reflink=1", p2])
         run(["mkswap", "-L", "lswap", "-U", SWAP_UUID, p3])
-        root = tmp_path / "root"
-        disk.mount(p1, root)
-        disk.mount(p2, root / "data")
-        (root / "etc").mkdir()
-        (root / "etc" / "fstab").write_text(
+        root = disk.mount_root(
+            tmp_path / "root",
+            {"": p1, "data": p2},
             f"UUID={EXT4_UUID} / ext4 errors=remount-ro 0 1\n"
             f"UUID={XFS_UUID} /data xfs defaults 0 2\n"
-            f"UUID={SWAP_UUID} none swap sw 0 0\n"
+            f"UUID={SWAP_UUID} none swap sw 0 0\n",
         )
 
         layout = capture(str(root), devices=[disk.path])
@@ -190,13 +197,10 @@ def test_mbr_extended_logical(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         run(["mkfs.ext2", "-q", "-F", "-L", "mbrroot", p1])
         run(["mkfs.ext3", "-q", "-F", "-L", "mbrhome", p5])
         run(["mkfs.vfat", "-F", "16", "-n", "MBRFAT", "-i", "1234ABCD", p6])
-        root = tmp_path / "root"
-        disk.mount(p1, root)
-        disk.mount(p5, root / "home")
         # vfat cannot be mounted on the build machine (no module): fstab names it instead,
         # which also covers a file system that is configured but not mounted.
-        (root / "etc").mkdir()
-        (root / "etc" / "fstab").write_text("LABEL=MBRFAT /home/fat vfat noauto 0 0\n")
+        fstab = "LABEL=MBRFAT /home/fat vfat noauto 0 0\n"
+        root = disk.mount_root(tmp_path / "root", {"": p1, "home": p5}, fstab)
 
         layout = capture(str(root), devices=[disk.path])
 

@@ -30,13 +30,11 @@ def test_mount_bind_and_undo_on_a_loop_disk(tmp_path: Path) -> None:
         p1, p2 = disk.part(1), disk.part(2)
         run(["mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, p1])
         run(["mkfs.xfs", "-q", "-f", "-m", f"uuid={DATA_UUID}", p2])
-        root = tmp_path / "root"
-        disk.mount(p1, root)
-        disk.mount(p2, root / "data")
-        (root / "etc").mkdir()
-        (root / "etc" / "fstab").write_text(
+        root = disk.mount_root(
+            tmp_path / "root",
+            {"": p1, "data": p2},
             f"UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n"
-            f"UUID={DATA_UUID} /data xfs noatime,nofail 0 2\n"
+            f"UUID={DATA_UUID} /data xfs noatime,nofail 0 2\n",
         )
         (root / "data" / "file").write_text("data\n")
         layout = capture(str(root), devices=[disk.path])

@@ -9,12 +9,7 @@ import pytest
 from mkmedia.config import load_config
 from mkmedia.host.sysinfo import SystemInfo
 from rescue_runtime.errors import ConfigError
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+from tests.files import write_file as write
 
 
 def test_layers_apply_in_documented_order(

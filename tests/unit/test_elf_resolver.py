@@ -17,6 +17,7 @@ from mkmedia.rootpaths import RootPaths
 from rescue_runtime.errors import MissingError, MkmediaError
 from rescue_runtime.run import run
 from tests.elf_reference import read_elf_pyelftools
+from tests.files import write_files
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -302,11 +303,14 @@ def test_find_libraries_by_name_and_glob(tmp_path: Path) -> None:
 
 
 def test_ld_so_conf_include_globs_inside_a_root(tmp_path: Path) -> None:
-    etc = tmp_path / "etc"
-    (etc / "ld.so.conf.d").mkdir(parents=True)
-    (etc / "ld.so.conf").write_text("# comment\n/opt/one\ninclude\t/etc/ld.so.conf.d/*.conf\n")
-    (etc / "ld.so.conf.d" / "b.conf").write_text("/opt/three\n")
-    (etc / "ld.so.conf.d" / "a.conf").write_text("/opt/two/  # trailing slash\n/opt/one\n")
+    write_files(
+        tmp_path / "etc",
+        {
+            "ld.so.conf": "# comment\n/opt/one\ninclude\t/etc/ld.so.conf.d/*.conf\n",
+            "ld.so.conf.d/b.conf": "/opt/three\n",
+            "ld.so.conf.d/a.conf": "/opt/two/  # trailing slash\n/opt/one\n",
+        },
+    )
     assert read_ld_so_conf(RootPaths(tmp_path)) == ["/opt/one", "/opt/two", "/opt/three"]
     # A library found through the root's ld.so.conf is reported as a path inside the root.
     lib = tmp_path / "opt" / "two"

@@ -7,10 +7,12 @@ them keeps these tests valid.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from rescue_runtime.layout.model import LuksDevice
 from rescue_runtime.layout.parse import (
     ParseError,
     blkid,
@@ -304,6 +306,14 @@ def test_luks2_recorded_text_and_json_agree() -> None:
     assert merged == h
     with pytest.raises(ParseError, match="luksDump"):
         cryptsetup.parse_dump("Device /dev/sdb1 is not a valid LUKS device.\n")
+
+
+def test_luks_header_fields_are_luks_device_fields() -> None:
+    """Capture hands the whole header to LuksDevice by field name: each must exist there with
+    the same type."""
+    device = {f.name: f.type for f in fields(LuksDevice)}
+    header = {f.name: f.type for f in fields(cryptsetup.LuksHeader)}
+    assert {name: device.get(name) for name in header} == header
 
 
 def test_efibootmgr_versions() -> None:

@@ -26,6 +26,7 @@ from rescue_runtime.layout.serial import from_json, to_json
 from rescue_runtime.layout.store import JSON_NAME, load, save
 from rescue_runtime.run import run
 from rescue_runtime.workflow import check_hooks, find_hooks
+from tests.files import write_file
 from tests.unit.test_cli import REPO, mkmedia
 
 
@@ -38,10 +39,7 @@ def one_paragraph(result: subprocess.CompletedProcess[str], *fragments: str) -> 
 
 
 def script(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
-    return path
+    return write_file(path, text, mode=0o755)
 
 
 # --- hooks and programs that exec() cannot start --------------------------------------------

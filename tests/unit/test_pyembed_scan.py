@@ -12,6 +12,7 @@ import pytest
 from mkmedia.pyembed.archive import ZIP_EPOCH, ZipEntry, write_zip, zip_date_time
 from mkmedia.pyembed.embed import ModuleSource
 from mkmedia.pyembed.probe import Resolver, codec_modules, scan_imports
+from tests.files import write_files
 
 
 def imports(
@@ -131,11 +132,14 @@ def test_codec_names_map_to_encodings_modules() -> None:
 
 
 def test_resolver_finds_without_importing(tmp_path: Path) -> None:
-    pkg = tmp_path / "probe_pkg_xyz"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
-    (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "leaf.py").write_text("")
+    write_files(
+        tmp_path / "probe_pkg_xyz",
+        {
+            "__init__.py": "raise RuntimeError('must not be imported')\n",
+            "sub/__init__.py": "",
+            "sub/leaf.py": "",
+        },
+    )
     resolver = Resolver({"probe_pkg_xyz": str(tmp_path)})
     leaf = resolver.find("probe_pkg_xyz.sub.leaf")
     assert leaf is not None and leaf.kind == "source" and not leaf.is_package

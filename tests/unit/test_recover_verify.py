@@ -19,6 +19,7 @@ from rescue_runtime.layout.model import Layout
 from rescue_runtime.recover import verify
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.context import STEPS, RecoverContext, RecoverOptions, Subject
+from rescue_runtime.recover.mapping import PresentDisk
 from rescue_runtime.recover.workflow import RECOVER
 
 
@@ -52,9 +53,13 @@ def machine(
     make_backup(tmp_path / "backups" / "db7", sha)
     monkeypatch.setattr(verify, "in_rescue_system", lambda: True)
     monkeypatch.setattr(verify, "is_block_device", lambda path: True)
-    monkeypatch.setattr(verify, "block_size", lambda path: 1 << 50)
+    present = [PresentDisk(d.path, d.size, d.serial) for d in stack_layout.disks]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    monkeypatch.setattr(verify.mapping, "MAPPING_FILE", tmp_path / "mappings/disks")
     monkeypatch.setattr(verify, "which", lambda program: f"/usr/bin/{program}")
     monkeypatch.setattr(verify, "WORK_DIR", tmp_path / "work")
+    # the file:// share sits on no disk of the layout (tmp_path is on this host's own disk)
+    monkeypatch.setattr(verify.medium.SysBlock, "holding", lambda self, path: set())
     config = rescueconf.RescueConfig(
         hostname="db7", backup="NETFS", backup_url=f"file://{tmp_path / 'backups'}"
     )
@@ -93,7 +98,7 @@ def test_outside_a_rescue_system_nothing_runs(
 def test_a_media_without_a_backup_method_refuses(machine: RecoverContext) -> None:
     machine.config.backup = "NONE"
     machine.config.backup_url = ""
-    with pytest.raises(MkmediaError, match="BACKUP=NONE.*layoutonly"):
+    with pytest.raises(MkmediaError, match=r"BACKUP=NONE.*layoutonly"):
         run_verify(machine)
 
 
@@ -112,17 +117,38 @@ def test_a_damaged_backup_is_refused(machine: RecoverContext) -> None:
         run_verify(machine)
 
 
-def test_missing_disks_are_named(machine: RecoverContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = machine_disks(machine)[0]
-    monkeypatch.setattr(verify, "is_block_device", lambda path: path != first)
-    with pytest.raises(MkmediaError, match=f"disks {first} are not on this machine"):
+def test_a_missing_disk_is_named_with_the_mapping_line(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, *rest = store.load(machine.options.layout_dir).disks
+    others = [PresentDisk(d.path, d.size, d.serial) for d in rest]
+    spare = [PresentDisk("/dev/sdx", first.size + 1), PresentDisk("/dev/sdy", first.size + 2)]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: others + spare)
+    with pytest.raises(MkmediaError, match="without a guess") as raised:
         run_verify(machine)
+    assert f"{first.path} /dev/sdx" in str(raised.value)  # the line to write
+    assert machine.script is None
+
+
+def test_a_disk_under_another_name_is_mapped_and_the_script_writes_it(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, *rest = store.load(machine.options.layout_dir).disks
+    present = [PresentDisk(d.path, d.size, d.serial) for d in rest]
+    present.append(PresentDisk("/dev/nvme0n1", first.size, first.serial))
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    run_verify(machine)
+    assert machine.plan is not None and "/dev/nvme0n1" in machine.plan.disks
+    assert first.path not in machine.plan.disks
+    assert f"{first.path}1" not in machine.plan.script
+    assert machine.mapped[first.path] == "/dev/nvme0n1"
 
 
 def test_a_smaller_disk_is_refused(
     machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify, "block_size", lambda path: 1 << 20)
+    present = [PresentDisk(d.path, d.size - 4096) for d in machine_layout(machine).disks]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
     with pytest.raises(MkmediaError, match="smaller than the saved layout"):
         run_verify(machine)
 
@@ -132,7 +158,7 @@ def test_the_medium_is_never_a_target(
 ) -> None:
     first = machine_disks(machine)[0]
     monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first})
-    with pytest.raises(MkmediaError, match=f"rewrite {first}, which holds the rescue system"):
+    with pytest.raises(MkmediaError, match=f"{first} .*holds the rescue medium or the backup"):
         run_verify(machine)
 
 
@@ -172,5 +198,9 @@ def test_a_backup_of_another_layout_is_refused_unattended(machine: RecoverContex
         run_verify(machine)
 
 
+def machine_layout(ctx: RecoverContext) -> Layout:
+    return store.load(ctx.options.layout_dir)
+
+
 def machine_disks(ctx: RecoverContext) -> list[str]:
-    return [d.path for d in store.load(ctx.options.layout_dir).disks]
+    return [d.path for d in machine_layout(ctx).disks]

@@ -3,15 +3,18 @@ result it did not produce (media, backup, menu entries for a recover that does n
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mkmedia import cli, emit
 from mkmedia import workflow as wf
 from mkmedia.config import load_config
-from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu
+from mkmedia.emit import Artifact, Emitter, MediaSpec, bootmenu, iso
 from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.settings import BY_NAME
 from rescue_runtime import backup, features
@@ -109,17 +112,22 @@ def test_emitter_check_runs_in_prep_before_anything_is_built(
     assert_nothing_built(tmp_path)
 
 
-def test_cdrom_check_names_a_missing_drive(tmp_path: Path) -> None:
-    spec = MediaSpec(
-        directory=tmp_path,
+def media_spec(directory: Path, **changes: Any) -> MediaSpec:
+    """Media for host h in `directory`, with `changes` over the plainest values."""
+    plain = MediaSpec(
+        directory=directory,
         prefix="h",
         host="h",
         kernel_cmdline="",
         consoles=("tty0",),
         boot_default="local",
         boot_timeout=1,
-        device=str(tmp_path / "sr9"),
     )
+    return dataclasses.replace(plain, **changes)
+
+
+def test_cdrom_check_names_a_missing_drive(tmp_path: Path) -> None:
+    spec = media_spec(tmp_path, device=str(tmp_path / "sr9"))
     with pytest.raises(MissingError, match=r"sr9 \(CDROM_DEVICE\) does not exist"):
         emit.emitter_class("CDROM")(spec).check()
 
@@ -129,6 +137,32 @@ def test_every_implemented_output_has_its_emitter_class() -> None:
     for name in emit.output_names():
         emitter = emit.emitter_class(name)
         assert issubclass(emitter, Emitter) and emitter.name == name
+
+
+def test_iso_emitter_hands_write_iso_every_media_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IsoEmitter passes the MediaSpec fields by name (iso.SPEC_ARGUMENTS): each must be a
+    write_iso() parameter, every write_iso() media parameter must be among them, and the
+    values arrive unchanged."""
+    own = {"output", "kernel", "initrd", "work_dir", "serial_variants"}
+    assert set(inspect.signature(iso.write_iso).parameters) - own == set(iso.SPEC_ARGUMENTS)
+    backup = {"backup": tmp_path / "backup"}
+    spec = media_spec(
+        tmp_path, volume_label="LABEL", secure_boot=True, source_date_epoch=7, payload_dirs=backup
+    )
+    calls: list[tuple[Path, dict[str, object]]] = []
+    monkeypatch.setattr(iso, "write_iso", lambda output, **kw: calls.append((output, kw)) or [])
+    iso.IsoEmitter(spec).write(kernel=Path("k"), initrd=Path("i"), work_dir=tmp_path)
+    ((output, kw),) = calls
+    assert output == tmp_path / "h.iso"
+    assert kw == {
+        "kernel": Path("k"),
+        "initrd": Path("i"),
+        "work_dir": tmp_path,
+        **{name: getattr(spec, name) for name in iso.SPEC_ARGUMENTS},
+    }
+    assert kw["host"] == "h" and kw["secure_boot"] is True and kw["payload_dirs"] == backup
 
 
 def test_output_is_accepted_only_when_a_class_is_registered(

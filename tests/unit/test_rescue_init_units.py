@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import re
+import select
+import time
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,32 @@ def test_unattended_option_says_so_and_leaves_the_shell(
     assert record["step"] == "unattended" and record["available"] is False
 
 
+@pytest.mark.parametrize(("status", "outcome"), [(1, "The backup volume is truncated"), (0, "")])
+def test_unattended_recovery_says_its_outcome_everywhere_and_powers_off_only_when_done(
+    boot: init.Boot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    outcome: str,
+) -> None:
+    from rescue_runtime.recover import workflow as recover_workflow
+
+    record = tmp_path / "recover.outcome"
+    recover_workflow.record_outcome(outcome or "finished", record)
+    monkeypatch.setattr(recover_workflow, "OUTCOME", record)
+    monkeypatch.setattr(init, "run_recover", lambda fd: status)
+    powered: list[str] = []
+    monkeypatch.setattr(init, "power", powered.append)
+    init.recover_unattended(boot, RescueConfig(unattended_action="poweroff"))
+    console = (tmp_path / "console").read_text()
+    if status:
+        assert f"unattended recovery FAILED (exit status 1): {outcome}" in console
+        assert powered == []
+    else:
+        assert "unattended recovery finished; poweroff" in console
+        assert powered == ["poweroff"]
+
+
 def test_rescue_config_round_trip() -> None:
     config = RescueConfig(
         hostname="h",
@@ -143,6 +171,19 @@ def test_rescue_config_round_trip() -> None:
     )
     again = RescueConfig.from_json(config.to_json())
     assert again == config
+
+
+def read_until(fd: int, marker: str, seconds: float = 10.0) -> str:
+    """What the pty shows, read until `marker` and its line are there (a loaded machine
+    hands the lines over in pieces)."""
+    text, end = "", time.monotonic() + seconds
+    while time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            text += os.read(fd, 65536).decode()
+        elif marker in text and text.endswith("\n"):
+            break
+    return text
 
 
 def test_a_failing_boot_step_is_reported_everywhere_and_the_boot_goes_on(
@@ -161,8 +202,7 @@ def test_a_failing_boot_step_is_reported_everywhere_and_the_boot_goes_on(
         engine.Step("boot", 200, "second", lambda ctx: f"host {ctx.config.hostname}"),
     ]
     boot.run_steps(init.BootContext(RescueConfig(hostname="h1"), cmdline.BootOptions()), steps)
-    os.set_blocking(master, False)
-    console = os.read(master, 65536).decode()
+    console = read_until(master, "mkmedia init: second:")
     os.close(slave)
     os.close(master)
     assert "mkmedia init: first FAILED: RuntimeError: no such device" in console

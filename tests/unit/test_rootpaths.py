@@ -7,13 +7,11 @@ from pathlib import Path
 
 from mkmedia.rootpaths import RootPaths
 from rescue_runtime.run import SYSTEM_PATH, search_path, which
+from tests.files import write_file
 
 
 def executable(path: Path, text: str = "#!/bin/sh\n") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
-    return path
+    return write_file(path, text, mode=0o755)
 
 
 def test_search_path_keeps_path_order_then_system_dirs_once() -> None:

@@ -14,6 +14,7 @@ from mkmedia.config import Config, load_config
 from mkmedia.host.sysinfo import SystemInfo
 from mkmedia.session.lock import RunLock
 from rescue_runtime.errors import LockError, StepError
+from tests.files import write_file
 
 
 @pytest.fixture
@@ -25,10 +26,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> list[wf.Step]:
 
 
 def make_hook(path: Path, body: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(0o755)
-    return path
+    return write_file(path, "#!/bin/sh\n" + body + "\n", mode=0o755)
 
 
 @dataclass

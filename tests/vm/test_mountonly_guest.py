@@ -18,15 +18,10 @@ from pathlib import Path
 import pytest
 
 from mkmedia.qemu import Guest
-from tests.rescue_build import REPO, build_media
-from tests.vm.test_layout_guest import (
-    LVM,
-    SMALL_XFS,
-    STEP_TIMEOUT,
-    fs_uuid,
-    sh,
-    storage_guest,
-)
+from tests.layout_checks import fs_uuid
+from tests.rescue_build import REPO
+from tests.vm import storage
+from tests.vm.storage import LVM, SMALL_XFS, STEP_TIMEOUT, sh
 
 pytestmark = pytest.mark.vm
 
@@ -124,17 +119,14 @@ def nothing_up(guest: Guest) -> None:
     assert out.split() == ["0", "0", "0", "0", "no-state"], out
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_media(tmp_path_factory.mktemp("mountonly-media"), output="RAMDISK", recipe=RECIPE)
+media = storage.media_fixture("mountonly-media", RECIPE)
 
 
 @pytest.fixture(scope="module")
 def guest(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     tmp = tmp_path_factory.mktemp("mountonly-guest")
-    with storage_guest(media, tmp, (512, 256, 256, 256), deadline=3600, name="mountonly") as g:
-        for what, command in BUILD:
-            sh(g, command, what)
+    disks = (512, 256, 256, 256)
+    with storage.built_guest(media, tmp, disks, BUILD, deadline=3600, name="mountonly") as g:
         nothing_up(g)
         yield g
 

@@ -23,14 +23,8 @@ from mkmedia.qemu import Guest
 from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.serial import from_json
-from tests.rescue_build import build_media
-from tests.vm.test_layout_guest import (
-    RECIPE,
-    STEPS,
-    fetch,
-    sh,
-    storage_guest,
-)
+from tests.vm import storage
+from tests.vm.storage import fetch, sh
 
 pytestmark = pytest.mark.vm
 
@@ -88,21 +82,19 @@ def recreated_layout(guest: Guest, directory: str) -> Layout:
     return layout_in_guest(guest, directory, root="/mnt/local")
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_media(tmp_path_factory.mktemp("recreate-media"), output="RAMDISK", recipe=RECIPE)
+media = storage.media_fixture("recreate-media")
 
 
 @pytest.fixture(scope="module")
 def recreated(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recreated]:
     tmp = tmp_path_factory.mktemp("recreate-guest")
-    # the layout guest's disks: vde is its job disk, mounted below /mnt
-    sizes = (512, 512, 512, 256, 64)
-    with storage_guest(media, tmp, sizes, nvme=256, deadline=5400, name="recreate") as guest:
-        steps = list(STEPS)
-        steps.insert(2, ESP_STEP)
-        for what, command in [*steps, MOUNT_ESP]:
-            sh(guest, command, what)
+    # the layout guest's stacks and disks (vde its job disk, mounted below /mnt) and an ESP
+    steps = list(storage.STEPS)
+    steps.insert(2, ESP_STEP)
+    disks, nvme = storage.STORAGE_DISKS, storage.STORAGE_NVME
+    with storage.built_guest(
+        media, tmp, disks, [*steps, MOUNT_ESP], nvme=nvme, deadline=5400, name="recreate"
+    ) as guest:
         saved = layout_in_guest(guest, "/tmp/layout1")
         sh(guest, TEARDOWN, "tear down and wipe", RUN_TIMEOUT)
         out = run_layoutonly(guest, "")
