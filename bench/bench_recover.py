@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,8 +39,8 @@ from datetime import datetime
 from pathlib import Path
 
 from mkmedia.qemu import Guest, Machine
-from rescue_runtime import features
 from rescue_runtime.run import run
+from tests.conftest import REPO
 from tests.e2e import source
 from tests.e2e.guest_mkmedia import mkmedia_command, stage_mkmedia
 
@@ -367,14 +368,28 @@ def mkmedia_stages(text: str) -> dict[str, float]:
     return stages
 
 
-def measure_mkmedia(machine: source.SourceMachine, work: Path) -> Side:
-    side = Side("mkmedia")
+def recover_ready(tree: Path) -> bool:
+    """features.RECOVER.ready of the checkout `tree` (not necessarily this one)."""
+    out = run(
+        [
+            sys.executable,
+            "-c",
+            "from rescue_runtime import features; print(features.RECOVER.ready)",
+        ],
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        what="asking the staged checkout whether recover is ready",
+    ).stdout
+    return out.strip() == "True"
+
+
+def measure_mkmedia(machine: source.SourceMachine, work: Path, tree: Path) -> Side:
+    side = Side("mkmedia" if tree == REPO else f"mkmedia ({tree})")
     job = work / "job-mkbackup-mkmedia"
     shutil.rmtree(job, ignore_errors=True)
     job.mkdir(parents=True)
-    stage_mkmedia(job)
+    stage_mkmedia(job, tree)
     # While recover is not ready, the menu has no "unattended" entry: measure mkbackup alone.
-    ready = features.RECOVER.ready
+    ready = recover_ready(tree)
     script = MKMEDIA_MKBACKUP_JOB.replace("@MKBACKUP@", mkmedia_command("mkbackup"))
     write_job(job, script.replace("@BOOT_DEFAULT@", "unattended" if ready else "rescue"))
     disks = machine.overlays(work / "source-mkmedia")
@@ -464,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("rear", "mkmedia"), help="measure one side only")
     parser.add_argument("--fresh-rear", action="store_true", help="ignore ReaR's cached results")
     parser.add_argument("--workdir", type=Path, help="keep the disks, ISOs and logs here")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=REPO,
+        help="stage mkmedia from this checkout (default: this one)",
+    )
     args = parser.parse_args(argv)
     machine = source.source_machine(MACHINE)
     sides: dict[str, Side] = {}
@@ -473,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             sides["rear"] = measure_rear(machine, work / "rear", args.fresh_rear)
             show(sides["rear"])
         if args.only != "rear":
-            sides["mkmedia"] = measure_mkmedia(machine, work / "mkmedia")
+            sides["mkmedia"] = measure_mkmedia(machine, work / "mkmedia", args.tree.resolve())
             show(sides["mkmedia"])
         if len(sides) == 2:
             compare(sides["rear"], sides["mkmedia"])
