@@ -376,7 +376,7 @@ def recover_ready(tree: Path) -> bool:
             "-c",
             "from rescue_runtime import features; print(features.RECOVER.ready)",
         ],
-        env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,  # the script directory (here: cwd) comes first on sys.path
         what="asking the staged checkout whether recover is ready",
     ).stdout
     return out.strip() == "True"
