@@ -91,9 +91,11 @@ if timeout 20 bash -c 'exec 3<>/dev/tcp/@MIRROR_HOST@/80' 2>/dev/null; then
 else
     echo unreachable > /run/job/mirror.txt
 fi
-# Libraries first: dpkg -i of one batch unpacks in name order, and gawk pre-depends on libmpfr6.
-dpkg -i /run/job/debs/lib*.deb > /run/job/dpkg.log 2>&1
-dpkg -i $(ls /run/job/debs/*.deb | grep -v '/lib[^/]*$') >> /run/job/dpkg.log 2>&1
+# Libraries first: dpkg -i of one batch unpacks in name order, and gawk pre-depends on
+# libmpfr6; what waits for a later package is configured at the end.
+dpkg -i /run/job/debs/lib*.deb > /run/job/dpkg.log 2>&1 || true
+dpkg -i $(ls /run/job/debs/*.deb | grep -v '/lib[^/]*$') >> /run/job/dpkg.log 2>&1 || true
+dpkg --configure -a >> /run/job/dpkg.log 2>&1
 dpkg-query -W -f '${Version}\\n' rear > /run/job/rear-version.txt
 mkdir -p /run/job/rear
 cp /run/job/local.conf /etc/rear/local.conf
