@@ -139,6 +139,7 @@ class Side:
     recover_wall_s: float = 0.0  # QEMU start on the blank disks to its exit
     recover_done_s: float = 0.0  # QEMU start to the tool saying it is done
     stages: dict[str, float] = field(default_factory=dict)  # from the tool's own log
+    phases: dict[str, float] = field(default_factory=dict)  # host-timed console milestones
     restore_mib_s: float = 0.0
     restored_mib: float = 0.0
     booted: bool = False
@@ -197,10 +198,38 @@ def blank_disks(machine: source.SourceMachine, into: Path) -> list[Path]:
     return disks
 
 
-def recover_from(
-    iso: Path, disks: list[Path], log: Path, done: str, failed: str
-) -> tuple[float, float]:
-    """Boot the ISO on the disks; (seconds to the done message, seconds to QEMU's exit)."""
+@dataclass(frozen=True)
+class Milestones:
+    """Console lines (regexes) that split a recovery into phases, timed by the host."""
+
+    start: str  # the tool starts recovering (the rescue system's boot is before it)
+    restore: str  # the restore begins (verify and layout recreation are before it)
+    restored: str  # the restore is over (finalize, boot loader, initramfs after it)
+    done: str
+    failed: str
+
+
+REAR_MILESTONES = Milestones(
+    start=r"Running workflow recover",
+    restore=r"Preparing to restore|Restoring from",
+    restored=r"Restored \d+ MiB in \d+ seconds",
+    done=re.escape(REAR_DONE),
+    failed=re.escape(REAR_FAILED),
+)
+MKMEDIA_MILESTONES = Milestones(
+    start=re.escape("mkmedia init: unattended recovery starting"),
+    restore=r"^restore/\d+_",
+    restored=r"^finalize/\d+_",
+    done=re.escape(MKMEDIA_DONE),
+    failed=re.escape(MKMEDIA_FAILED),
+)
+
+
+def recover_from(iso: Path, disks: list[Path], log: Path, marks: Milestones, side: Side) -> None:
+    """Boot the ISO on the disks until it powers off; fills side's recover_* and phases.
+
+    The console is sampled every 2 s, so each console line gets the host time it appeared
+    at (written beside the log as .timed); the phases come from the milestones."""
     rescue = Machine(
         firmware="bios",
         memory_mib=MEMORY_MIB,
@@ -209,14 +238,60 @@ def recover_from(
         disks=disks,
         network=False,
     )
+    samples: list[tuple[float, int]] = []
+    finish = re.compile(f"{marks.done}|{marks.failed}")
     with Guest(rescue, deadline=RECOVER_DEADLINE, console_log=log, name="recover") as g:
-        found = g.expect(f"{re.escape(done)}|{re.escape(failed)}", timeout=RECOVER_DEADLINE)
-        done_at = g.elapsed()
-        if found.group(0) == failed:
+        while True:
+            text = g.output
+            samples.append((g.elapsed(), len(text)))
+            found = finish.search(text)
+            if found or not g.running:
+                break
+            time.sleep(2)
+        if not found or re.fullmatch(marks.failed, found.group(0)):
             raise RuntimeError(f"unattended recovery failed; console {log}:\n{g.tail(40)}")
+        side.recover_done_s = g.elapsed()
         if g.wait_exit(600) is None:
             raise RuntimeError(f"the recovery guest did not power off; console {log}")
-        return done_at, g.elapsed()
+        side.recover_wall_s = g.elapsed()
+        text = g.output
+    timed = timed_lines(text, samples)
+    log.with_suffix(".timed").write_text("".join(f"{t:8.1f} {line}\n" for t, line in timed))
+    side.phases = phases(timed, marks, side.recover_done_s, side.recover_wall_s)
+
+
+def timed_lines(text: str, samples: list[tuple[float, int]]) -> list[tuple[float, str]]:
+    """Each console line with the first sample time at which it was complete."""
+    result = []
+    offset, index = 0, 0
+    for line in text.replace("\r", "").split("\n"):
+        offset += len(line) + 1
+        while index < len(samples) - 1 and samples[index][1] < offset - 1:
+            index += 1
+        result.append((samples[index][0] if samples else 0.0, line))
+    return result
+
+
+def phases(
+    timed: list[tuple[float, str]], marks: Milestones, done: float, wall: float
+) -> dict[str, float]:
+    """Host seconds of: boot to the tool, verify + layout, restore, finalize, power-off."""
+
+    def first(pattern: str) -> float | None:
+        regex = re.compile(pattern)
+        return next((t for t, line in timed if regex.search(line)), None)
+
+    start, restore, restored = first(marks.start), first(marks.restore), first(marks.restored)
+    result: dict[str, float] = {}
+    if start is not None:
+        result["boot to recover start"] = start
+        if restore is not None:
+            result["verify + layout recreation"] = restore - start
+            if restored is not None:
+                result["restore"] = restored - restore
+                result["finalize (boot loader, initramfs)"] = done - restored
+    result["done to power-off"] = wall - done
+    return result
 
 
 def boot_recovered(
@@ -316,9 +391,7 @@ def measure_rear(machine: source.SourceMachine, work: Path, fresh: bool) -> Side
     print(f"ReaR: mkbackup {side.mkbackup_s:.0f} s, ISO {side.iso_bytes / MiB:.0f} MiB", flush=True)
     blank = blank_disks(machine, work)
     print("ReaR: unattended recovery on blank disks", flush=True)
-    side.recover_done_s, side.recover_wall_s = recover_from(
-        iso, blank, work / "rear-recover-console.log", REAR_DONE, REAR_FAILED
-    )
+    recover_from(iso, blank, work / "rear-recover-console.log", REAR_MILESTONES, side)
     side.notes.append(
         "recover wall time includes ReaR's fixed 30 s ISOLINUX timeout and its 30 s sleep "
         "before the reboot"
@@ -412,10 +485,7 @@ def measure_mkmedia(machine: source.SourceMachine, work: Path, tree: Path) -> Si
     blank_dir.mkdir(exist_ok=True)
     blank = blank_disks(machine, blank_dir)
     print("mkmedia: unattended recovery on blank disks", flush=True)
-    side.recover_done_s, side.recover_wall_s = recover_from(
-        iso, blank, work / "mkmedia-recover-console.log", MKMEDIA_DONE,
-        MKMEDIA_FAILED,
-    )  # fmt: skip
+    recover_from(iso, blank, work / "mkmedia-recover-console.log", MKMEDIA_MILESTONES, side)
     print(
         f"mkmedia: recovered in {side.recover_wall_s:.0f} s; booting the recovered disks",
         flush=True,
@@ -443,8 +513,10 @@ def show(side: Side) -> None:
     print(f"  ISO                 {side.iso_bytes / MiB:8.1f} MiB")
     print(f"  recover, wall       {side.recover_wall_s:8.1f} s  (QEMU start to exit)")
     print(f"  recover, to 'done'  {side.recover_done_s:8.1f} s")
+    for phase, seconds in side.phases.items():
+        print(f"    {phase:<36}{seconds:8.1f} s  (console, host clock)")
     for stage, seconds in side.stages.items():
-        print(f"    {stage:<18}{seconds:8.1f} s")
+        print(f"    {stage:<36}{seconds:8.1f} s  (its own log, guest clock)")
     print(f"  restore             {side.restore_mib_s:8.1f} MiB/s ({side.restored_mib:.0f} MiB)")
     print(f"  recovered disks boot: {'yes' if side.booted else 'no'}")
     for note in side.notes:
