@@ -68,6 +68,8 @@ USER_INPUT_TIMEOUT=5
 USE_SERIAL_CONSOLE=yes
 SERIAL_CONSOLE_DEVICES_KERNEL="console=tty0 console=ttyS0,115200"
 """
+# `file` is among ReaR 2.7's REQUIRED_PROGS, but Debian's rear does not depend on it.
+REAR_PACKAGES = ("rear", "file")
 REAR_DONE = "'rear recover' finished successfully"
 REAR_FAILED = "'rear recover' failed"
 # rescue_runtime/init/boot.py says these on every console around the unattended recovery.
@@ -308,11 +310,11 @@ def boot_recovered(
 
 
 def rear_packages() -> list[str]:
-    """The packages apt would install into the source machine for `rear` (no recommends)."""
+    """The packages apt would install into the source machine for ReaR (no recommends)."""
     status = source.base_tree() / "root/var/lib/dpkg/status"
     out = run(
         ["apt-get", "-s", "-o", f"Dir::State::status={status}", "--no-install-recommends",
-         "install", "rear"],
+         "install", *REAR_PACKAGES],
         what="asking apt what rear needs in the source machine",
     ).stdout  # fmt: skip
     return [m.group(1) for m in re.finditer(r"^Inst (\S+)", out, re.MULTILINE)]
