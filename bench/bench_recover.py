@@ -535,6 +535,8 @@ def compare(rear: Side, ours: Side) -> None:
     print(f"  ISO size            {ratio(rear.iso_bytes, ours.iso_bytes)}")
     print(f"  recover wall time   {ratio(rear.recover_wall_s, ours.recover_wall_s)}")
     print(f"  restore throughput  {ratio(ours.restore_mib_s, rear.restore_mib_s)} (mkmedia / ReaR)")
+    for phase, seconds in rear.phases.items():
+        print(f"  {phase:<36}{ratio(seconds, ours.phases.get(phase, 0.0))}")
 
 
 @contextmanager
