@@ -14,6 +14,7 @@ from mkmedia.host.paths import DEFAULT_CONFIG_DIR
 from mkmedia.session.lock import RunLock
 from mkmedia.session.log import default_log_path, setup_logging
 from mkmedia.settings import SETTINGS
+from mkmedia.update.command import add_update_parser
 from mkmedia.workflow import (
     WORKFLOWS,
     describe_plan,
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--json", action="store_true", help="machine-readable output")
     add_layout_parser(sub, parents=[common])
     add_checklayout_parser(sub, parents=[common])
+    add_update_parser(sub, parents=[common], recipe_help=RECIPE_HELP)
     settings = sub.add_parser(
         "settings", help="list every setting with its default and help", parents=[common]
     )
@@ -267,6 +269,29 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_update(args: argparse.Namespace) -> int:
+    if args.update_command != "pack":
+        raise UsageError(
+            "On this host, mkmedia update only packs overlays: mkmedia update pack -o FILE.",
+            hint="`mkmedia update SOURCE` applies one inside the rescue system.",
+        )
+    from mkmedia.session.epoch import source_date_epoch
+    from mkmedia.session.log import say
+    from mkmedia.update.command import pack_for_host
+
+    packed = pack_for_host(
+        _load(args),
+        args.output,
+        host=args.host,
+        include_runtime=args.include_runtime,
+        sign_key=args.sign_key,
+        epoch=source_date_epoch(),
+    )
+    signed = "signed" if packed.signed else "not signed"
+    say(f"Wrote the overlay {packed.path} for host {packed.host}: {packed.files} files, {signed}.")
+    return EXIT_OK
+
+
 def _settings(args: argparse.Namespace) -> dict[str, object]:
     return dict(_load(args).values)
 
@@ -277,6 +302,7 @@ COMMANDS: dict[str, Command] = {
     "dump": cmd_dump,
     "recover": cmd_recover,
     "settings": cmd_settings,
+    "update": cmd_update,
     # LAYOUT_DIR, EXCLUDE_RECREATE, AUTOEXCLUDE_PATH: as `build` saves the layout
     "layout": configured_command(_settings),
     "checklayout": configured_command(_settings),

@@ -247,6 +247,25 @@ SETTINGS: tuple[Setting, ...] = (
         "What an unattended recovery does when it has finished (recover comes later).",
         choices=("reboot", "poweroff", "shell"),
     ),
+    # --- updating a running rescue system (mkmedia update) ----------------------------------
+    _s(
+        "RECOVERY_UPDATE_URL",
+        STR,
+        "",
+        "Overlay (mkmedia update pack) the rescue system applies with `mkmedia update` and at "
+        "the start of recover: file://, http(s)://; ${HOSTNAME}, ${MAC} (first link with "
+        "carrier) and ${SERIAL} (DMI) expand there, on the machine it runs on.",
+        expand=False,
+    ),
+    _s(
+        "UPDATE_ALLOWED_SIGNERS",
+        STR,
+        "",
+        "ssh-keygen allowed-signers file built into the media; when set, the rescue system "
+        "applies only overlays signed by a key in it (mkmedia update pack --sign-key).",
+        rescue=False,
+    ),
+    _s("UPDATE_MAX_MIB", INT, 64, "Largest overlay the rescue system accepts, in MiB."),
     # --- layout ------------------------------------------------------------------------------
     _s(
         "LAYOUT_DIR",

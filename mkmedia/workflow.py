@@ -109,7 +109,7 @@ WORKFLOWS: dict[str, Workflow] = {
 }
 
 # The modules of mkmedia.steps, imported by load_steps() so that their @step functions register.
-STEP_MODULES = ("prep", "layout", "rootfs", "pack", "backup", "output")
+STEP_MODULES = ("prep", "layout", "rootfs", "update", "pack", "backup", "output")
 
 _REGISTRY: list[Step] = []
 

@@ -12,8 +12,10 @@ from rescue_runtime.errors import EXIT_CODES
 from rescue_runtime.layout.cli import add_checklayout_parser, add_layout_parser, configured_command
 from rescue_runtime.mountonly import add_mountonly_parsers, cmd_mountonly, cmd_umount
 from rescue_runtime.recover.activate_state import INTERLOCKED, require_known_disk_state
+from rescue_runtime.recover.finalize_cli import add_finalizeonly_parser, cmd_finalizeonly
 from rescue_runtime.recover.recreate_cli import add_layoutonly_parser, cmd_layoutonly
 from rescue_runtime.recover.workflow import add_recover_parsers, cmd_recover
+from rescue_runtime.update.command import add_update_parser, cmd_update
 
 
 def _define_common(group: argparse._ArgumentGroup, depth: int) -> None:
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_layoutonly_parser(sub, parents=[common])
     add_recover_parsers(sub, parents=[common])
     add_mountonly_parsers(sub, parents=[common])
+    add_finalizeonly_parser(sub, parents=[common])
+    add_update_parser(sub, parents=[common])
     return parser
 
 
@@ -88,6 +92,8 @@ COMMANDS: dict[str, Command] = {
     "mountonly": cmd_mountonly,
     "umount": cmd_umount,
     "layoutonly": cmd_layoutonly,
+    "finalizeonly": cmd_finalizeonly,
+    "update": cmd_update,
 }
 COMMANDS.update({name: interlocked(COMMANDS[name]) for name in INTERLOCKED & set(COMMANDS)})
 

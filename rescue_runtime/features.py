@@ -30,10 +30,13 @@ UMOUNT = Feature("umount", "take down what mountonly brought up", ready=True)
 LAYOUTONLY = Feature(
     "layoutonly", "recreate the saved disk layout under /mnt/local (no restore)", ready=True
 )
+FINALIZEONLY = Feature(
+    "finalizeonly", "reinstall boot loader and keys of the system under /mnt/local", ready=True
+)
 RESTOREONLY = Feature(
     "restoreonly", "restore the backup into the system mounted under /mnt/local", ready=True
 )
-UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=False)
+UPDATE = Feature("update", "apply a configuration/runtime overlay to this system", ready=True)
 DUMP = Feature("dump", "show this rescue system's settings", ready=True)
 LAYOUT = Feature("layout", "capture and show this machine's disk layout", ready=True)
 CHECKLAYOUT = Feature("checklayout", "compare the disks with the saved layout", ready=True)
@@ -45,6 +48,7 @@ COMMANDS: tuple[Feature, ...] = (
     RESTOREONLY,
     MOUNTONLY,
     UMOUNT,
+    FINALIZEONLY,
     DUMP,
     LAYOUT,
     CHECKLAYOUT,

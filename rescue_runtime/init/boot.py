@@ -212,6 +212,11 @@ def main() -> None:
     boot.run_steps(BootContext(config, options))
     if options.update_url:
         update_option(boot, options.update_url)
+        updated = rescueconf.load()  # the update may have changed it: the banner shows it
+        if updated.hostname != config.hostname:
+            with contextlib.suppress(OSError):
+                system.set_hostname(updated.hostname)  # ${HOSTNAME} is the machine's new name
+        config = updated
     boot.say(consoles.banner(config))
     if boot.failures:
         boot.say("mkmedia init: these steps failed: " + ", ".join(boot.failures))
@@ -237,7 +242,8 @@ def _update(url: str) -> str:
     result = run([sys.executable, "-m", "rescue_runtime", "update", url], check=False)
     if not result.ok:
         raise RuntimeError(f"mkmedia update {url} failed: {result.stderr.strip()[-300:]}")
-    return f"applied {url}"
+    lines = result.stdout.strip().splitlines()
+    return lines[0] if lines else f"applied {url}"
 
 
 def _update_wanted(options: cmdline.BootOptions) -> bool:

@@ -1,36 +1,114 @@
-"""Placeholder of recover's finalize stage (the finalize branch replaces this file).
+"""Finalize: make the recreated and restored system under the target boot again.
 
-It keeps the interface the recover workflow calls; finalize() refuses, so that recover is
-not switched on before its boot-loader step exists.
+With /proc, /sys, /dev, /run (and efivarfs on UEFI) bound into the target: the LUKS keys
+(finalize_luks.py), the boot loader and grub.cfg (finalize_boot.py), the initramfs, SELinux
+relabelling, mount points and the logs (finalize_system.py). The binds this run made are
+undone at the end, also after a failure; those an earlier mountonly made stay.
+
+Time matters under emulation: update-initramfs there takes more than 15 minutes, so the
+common case (recreate kept every UUID) rebuilds nothing and says why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rescue_runtime.errors import MkmediaError
+from rescue_runtime import signals
 from rescue_runtime.layout.model import Layout
+from rescue_runtime.recover.activate import BINDS, OWN_MOUNTS, mounted_paths, under
+from rescue_runtime.recover.finalize_boot import (
+    EFIVARS,
+    entries_to_write,
+    install_boot_loader,
+    update_grub_config,
+)
+from rescue_runtime.recover.finalize_luks import LuksKeys, luks_key_problems
+from rescue_runtime.recover.finalize_system import (
+    copy_logs,
+    mount_point_permissions,
+    rebuild_initramfs,
+    request_relabel,
+)
+from rescue_runtime.run import run
+
+__all__ = ["FinalizeRequest", "finalize", "finalize_programs", "luks_key_problems"]
+
+log = logging.getLogger("mkmedia.finalize")
 
 
 @dataclass
 class FinalizeRequest:
-    layout: Layout
-    target: Path
-    key_dir: Path
-    logs: list[Path]
-    ask: Callable[[str, str], str] | None
-    changed: list[str]
-
-
-def finalize(request: FinalizeRequest) -> list[str]:
-    raise MkmediaError("The finalize stage is not in this version yet.")
+    layout: Layout  # the saved layout
+    target: Path  # the recreated and restored system, all mounted
+    key_dir: Path  # the recreate script's KEY_DIR: <luks name>.key = temporary key
+    logs: list[Path]  # copied to target/var/log/mkmedia/
+    ask: Callable[[str, str], str] | None  # (question, default) -> answer; None: unattended
+    changed: list[str]  # why the initramfs may need rebuilding (empty: nothing changed)
 
 
 def finalize_programs(layout: Layout) -> list[str]:
-    return []
+    """The rescue system's programs finalize runs (the boot loader tools are the restored
+    system's own, run in a chroot)."""
+    programs = ["mount", "umount", "chroot", "findmnt"]
+    if layout.luks:
+        programs += ["cryptsetup", "blkid"]
+    if layout.boot.firmware == "uefi" and entries_to_write(layout):
+        programs.append("efibootmgr")
+    return programs
 
 
-def luks_key_problems(layout: Layout, crypttab_text: str | None) -> list[str]:
-    return []
+def bind_sources(efi: bool) -> list[str]:
+    return [*BINDS, EFIVARS] if efi else list(BINDS)
+
+
+@contextlib.contextmanager
+def bound(target: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """The pseudo file systems bound into the target for the chroot; only those not bound
+    yet (by mountonly) are bound, and only those are undone, newest first."""
+    made: list[str] = []
+    try:
+        before = set(mounted_paths())
+        for source in bind_sources(os.path.isdir("/sys/firmware/efi")):
+            path = under(str(target), source)
+            if path in before or (source in OWN_MOUNTS and source not in before):
+                continue  # bound already, or a sub-mount the rescue system does not have
+            os.makedirs(path, exist_ok=True)
+            if source == EFIVARS:
+                argv = ["mount", "-t", "efivarfs", "efivarfs", path]
+            else:
+                argv = ["mount", "--bind", source, path]
+            run(argv, what=f"binding {source} into {target}")
+            made.append(path)
+        say(f"bound {', '.join(made) or 'nothing (already bound)'}")
+        yield
+    finally:
+        with signals.shielded():
+            for path in reversed(made):
+                if not run(["umount", path], check=False).ok:
+                    run(["umount", "--lazy", path], check=False)
+
+
+def finalize(request: FinalizeRequest) -> list[str]:
+    """Run every finalize part in order; returns the notes (each also logged)."""
+    notes: list[str] = []
+
+    def note(items: list[str]) -> None:
+        for item in items:
+            (log.warning if item.startswith("WARNING") else log.info)("%s", item)
+        notes.extend(items)
+
+    target, layout = request.target, request.layout
+    with bound(target, lambda line: log.info("%s", line)):
+        note(LuksKeys(layout, target, request.key_dir, request.ask).run())
+        note(install_boot_loader(layout, target))
+        note(update_grub_config(layout, target, request.changed))
+        note(rebuild_initramfs(layout, target, request.changed))
+    note(mount_point_permissions())
+    note(request_relabel(target))
+    note(copy_logs(request.logs, target))
+    return notes

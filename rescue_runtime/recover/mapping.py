@@ -24,26 +24,14 @@ from typing import Any
 
 from rescue_runtime.errors import ConfigError
 from rescue_runtime.layout.model import Disk, Layout
+from rescue_runtime.layout.parse import lsblk
+from rescue_runtime.layout.parse.lsblk import BlockDevice
 from rescue_runtime.layout.serial import from_json, to_json
 from rescue_runtime.run import run
 
 MAPPING_FILE = Path("/etc/mkmedia/mappings/disks")
 # Device kinds that are never recovery targets (lsblk's TYPE disk covers the rest).
 _NOT_TARGETS = re.compile(r"^/dev/(loop|ram|zram|sr|fd|md|dm-|nbd)")
-
-
-LSBLK_COLUMNS = "PATH,SIZE,SERIAL,WWN,TRAN,ROTA,MODEL,TYPE"
-
-
-@dataclass(frozen=True)
-class PresentDisk:
-    path: str
-    size: int
-    serial: str | None = None
-    wwn: str | None = None
-    transport: str | None = None
-    rotational: bool | None = None
-    model: str | None = None
 
 
 @dataclass
@@ -62,42 +50,10 @@ class DiskMapping:
         return all(old == new for old, new in self.pairs.items())
 
 
-def present_disks() -> list[PresentDisk]:
+def present_disks() -> list[BlockDevice]:
     """The whole disks of this machine (lsblk), without loop, RAM, optical and stacked ones."""
-    out = run(
-        [
-            "lsblk",
-            "--json",
-            "--bytes",
-            "--nodeps",
-            "-o",
-            "PATH,SIZE,SERIAL,WWN,TRAN,ROTA,MODEL,TYPE",
-        ],
-        what="listing the disks",
-    ).stdout
-    disks = []
-    for dev in json.loads(out).get("blockdevices", []):
-        path = dev.get("path") or ""
-        if dev.get("type") != "disk" or _NOT_TARGETS.match(path):
-            continue
-        disks.append(
-            PresentDisk(
-                path=path,
-                size=int(dev.get("size") or 0),
-                serial=(dev.get("serial") or "").strip() or None,
-                wwn=dev.get("wwn") or None,
-                transport=dev.get("tran") or None,
-                rotational=_flag(dev.get("rota")),
-                model=(dev.get("model") or "").strip() or None,
-            )
-        )
-    return disks
-
-
-def _flag(value: object) -> bool | None:
-    if value is None:
-        return None
-    return value in (True, 1, "1")
+    out = run(["lsblk", "-J", "-b", "-O", "--nodeps"], what="listing the disks").stdout
+    return [d for d in lsblk.parse(out) if d.type == "disk" and not _NOT_TARGETS.match(d.path)]
 
 
 def read_mapping_file(path: Path = MAPPING_FILE) -> dict[str, str]:
@@ -130,7 +86,7 @@ def read_mapping_file(path: Path = MAPPING_FILE) -> dict[str, str]:
 
 def propose(
     saved: Iterable[Disk],
-    present: Iterable[PresentDisk],
+    present: Iterable[BlockDevice],
     *,
     protected: Iterable[str] = (),
     given: Mapping[str, str] | None = None,
@@ -189,7 +145,7 @@ def propose(
 
 def candidate_table(
     saved: Iterable[Disk],
-    present: Iterable[PresentDisk],
+    present: Iterable[BlockDevice],
     proposal: DiskMapping,
     protected: Iterable[str] = (),
 ) -> str:
@@ -206,7 +162,7 @@ def candidate_table(
     lines.append("present disks:")
     never = set(protected)
     for d in present:
-        serial, transport = d.serial or "no serial", d.transport or "?"
+        serial, transport = d.serial or "no serial", d.tran or "?"
         why = ": holds the rescue medium or the backup, never a target" if d.path in never else ""
         lines.append(f"  {d.path} ({d.size} bytes, {serial}, {transport}){why}")
     return "\n".join(lines)

@@ -87,6 +87,18 @@ def luks_format_args(luks: LuksDevice) -> list[str]:
         argv += ["--key-size", str(luks.key_size)]
     if luks.hash:
         argv += ["--hash", luks.hash]
+    argv += pbkdf_args(luks)
+    if luks.sector_size and luks.version == 2:
+        argv += ["--sector-size", str(luks.sector_size)]
+    if luks.data_offset:
+        argv += ["--offset", str(luks.data_offset // 512)]  # in 512-byte sectors
+    return argv
+
+
+def pbkdf_args(luks: LuksDevice) -> list[str]:
+    """The first key slot's PBKDF and its cost: luksFormat and finalize's luksAddKey give
+    every new key slot the cost the original had."""
+    argv = []
     if luks.pbkdf and luks.version == 2:
         argv += ["--pbkdf", luks.pbkdf]
     if luks.pbkdf_iterations:
@@ -95,10 +107,6 @@ def luks_format_args(luks: LuksDevice) -> list[str]:
         argv += ["--pbkdf-memory", str(luks.pbkdf_memory)]
     if luks.pbkdf_parallel and (luks.pbkdf or "").startswith("argon2"):
         argv += ["--pbkdf-parallel", str(luks.pbkdf_parallel)]
-    if luks.sector_size and luks.version == 2:
-        argv += ["--sector-size", str(luks.sector_size)]
-    if luks.data_offset:
-        argv += ["--offset", str(luks.data_offset // 512)]  # in 512-byte sectors
     return argv
 
 

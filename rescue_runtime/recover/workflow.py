@@ -24,7 +24,9 @@ from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.context import STEPS, RecoverContext, RecoverOptions, Subject
 from rescue_runtime.recover.options import add_layout_parser
 from rescue_runtime.recover.recreate import SCRIPT_DIR
+from rescue_runtime.recover.recreate_cli import in_rescue_system
 from rescue_runtime.run import run
+from rescue_runtime.update import apply_configured_update
 
 LOG_DIR = Path("/var/log/mkmedia")
 # The last line of the last run (ok or the error): /init says it on every console.
@@ -82,6 +84,11 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if workflow is RESTOREONLY:
         require_mounted(args.target, args.command)
     log_file = open_log(workflow.name)
+    if workflow is RECOVER and in_rescue_system():
+        # RECOVERY_UPDATE_URL: one golden media, each machine's own configuration
+        applied = apply_configured_update(rescueconf.load())
+        if applied:
+            print(f"mkmedia recover: {applied}")
     ctx = RecoverContext(
         options=RecoverOptions(
             layout_dir=args.dir,

@@ -9,45 +9,23 @@ system, which must carry the source's kernel and the layout the source saved, by
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
 
 from mkmedia.qemu import Guest, Machine
-from tests.e2e import source
-from tests.e2e.guest_mkmedia import mkmedia_command, stage_mkmedia
+from tests.e2e.source_rescue import SourceRescue
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
 
-BUILD_JOB = """#!/bin/sh
-set -e
-{build} --log-file /run/job/mkmedia.log \\
-    --set OUTPUT_URL=file:///run/job/out --set BOOT_DEFAULT=rescue --set BOOT_TIMEOUT=2
-cp /var/lib/mkmedia/layout/layout.json /run/job/layout.json
-uname -r > /run/job/kernel.txt
-"""
 
-
-def test_media_built_on_the_source_boots_on_blank_disks(tmp_path: Path) -> None:
-    machine = source.source_machine("bios-lvm", log_dir=tmp_path)
-    job = tmp_path / "job"
-    job.mkdir()
-    stage_mkmedia(job)
-    (job / "run.sh").write_text(BUILD_JOB.format(build=mkmedia_command("build")))
-    (job / "run.sh").chmod(0o755)
-    (job / "poweroff").touch()
-    disks = machine.overlays(tmp_path / "disks")
-    with source.boot_source(machine, disks, job, console_log=tmp_path / "source.log") as guest:
-        guest.expect(r"MKMEDIA-JOB-END rc=(\d+)", timeout=source.PROVISION_DEADLINE)
-        log = (job / "run.log").read_text()
-        assert "MKMEDIA-JOB-END rc=0" in guest.output, log[-3000:]
-        guest.wait_exit(300)
-    manifest = json.loads(next((job / "out").glob("*/manifest.json")).read_text())
-    (iso_name,) = [Path(a["path"]).name for a in manifest["artifacts"] if a["kind"] == "iso"]
-    (iso,) = (job / "out").glob(f"*/{iso_name}")
-    layout_sha = hashlib.sha256((job / "layout.json").read_bytes()).hexdigest()
+def test_media_built_on_the_source_boots_on_blank_disks(
+    bios_lvm_rescue: SourceRescue, tmp_path: Path
+) -> None:
+    built = bios_lvm_rescue
+    machine, iso = built.machine, built.iso
+    layout_sha = hashlib.sha256(built.layout.read_bytes()).hexdigest()
 
     blank = []
     for i, size in enumerate(machine.spec.disks_mib):
@@ -61,7 +39,7 @@ def test_media_built_on_the_source_boots_on_blank_disks(tmp_path: Path) -> None:
         guest.expect(PROMPT, BOOT_TIMEOUT)
         status, out = guest.shell("uname -r; sha256sum /var/lib/mkmedia/layout/layout.json")
         assert status == 0, out
-        assert (job / "kernel.txt").read_text().strip() in out
+        assert built.kernel in out
         assert layout_sha in out, out
         status, out = guest.shell("mkmedia layout show | head -40")
         assert status == 0 and "vgsys" in out, out

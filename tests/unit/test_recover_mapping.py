@@ -11,13 +11,13 @@ from rescue_runtime.errors import ConfigError
 from rescue_runtime.layout.model import Disk, Layout
 from rescue_runtime.layout.serial import to_json
 from rescue_runtime.recover.mapping import (
-    PresentDisk,
     apply_mapping,
     partition_path,
     propose,
     read_mapping_file,
 )
 from rescue_runtime.recover.recreate import generate
+from tests.unit.blockdevices import present
 
 GiB = 1 << 30
 
@@ -28,36 +28,36 @@ def disk(path: str, size: int = 10 * GiB, serial: str | None = None) -> Disk:
 
 def test_same_identity_wins_over_same_name() -> None:
     saved = [disk("/dev/vda", serial="A"), disk("/dev/vdb", serial="B")]
-    present = [PresentDisk("/dev/vda", 10 * GiB, "B"), PresentDisk("/dev/vdb", 10 * GiB, "A")]
-    result = propose(saved, present)
+    disks = [present("/dev/vda", 10 * GiB, "B"), present("/dev/vdb", 10 * GiB, "A")]
+    result = propose(saved, disks)
     assert result.pairs == {"/dev/vda": "/dev/vdb", "/dev/vdb": "/dev/vda"}
     assert result.complete and not result.identity
 
 
 def test_same_name_then_one_disk_of_the_same_size() -> None:
     saved = [disk("/dev/vda"), disk("/dev/sdb", 20 * GiB)]
-    present = [PresentDisk("/dev/vda", 10 * GiB), PresentDisk("/dev/nvme0n1", 20 * GiB)]
-    result = propose(saved, present)
+    disks = [present("/dev/vda", 10 * GiB), present("/dev/nvme0n1", 20 * GiB)]
+    result = propose(saved, disks)
     assert result.pairs == {"/dev/vda": "/dev/vda", "/dev/sdb": "/dev/nvme0n1"}
     assert "same size" in result.reasons["/dev/sdb"]
 
 
 def test_two_larger_candidates_are_ambiguous_and_the_medium_is_never_one() -> None:
     saved = [disk("/dev/sda")]
-    present = [
-        PresentDisk("/dev/vdb", 12 * GiB),
-        PresentDisk("/dev/vdc", 14 * GiB),
-        PresentDisk("/dev/sdz", 11 * GiB),
+    disks = [
+        present("/dev/vdb", 12 * GiB),
+        present("/dev/vdc", 14 * GiB),
+        present("/dev/sdz", 11 * GiB),
     ]
-    result = propose(saved, present, protected={"/dev/sdz"})
+    result = propose(saved, disks, protected={"/dev/sdz"})
     assert result.ambiguous == {"/dev/sda": ["/dev/vdb", "/dev/vdc"]}
     assert not result.complete
-    only = propose(saved, present[1:], protected={"/dev/sdz"})
+    only = propose(saved, disks[1:], protected={"/dev/sdz"})
     assert only.pairs == {"/dev/sda": "/dev/vdc"}
 
 
 def test_no_disk_large_enough_is_unplaced() -> None:
-    result = propose([disk("/dev/sda", 50 * GiB)], [PresentDisk("/dev/vdb", 10 * GiB)])
+    result = propose([disk("/dev/sda", 50 * GiB)], [present("/dev/vdb", 10 * GiB)])
     assert result.unplaced == ["/dev/sda"]
 
 
@@ -78,7 +78,7 @@ def test_a_mapping_file_naming_the_medium_is_refused() -> None:
     with pytest.raises(ConfigError, match="holds the rescue medium"):
         propose(
             [disk("/dev/sda")],
-            [PresentDisk("/dev/sr0", 10 * GiB)],
+            [present("/dev/sr0", 10 * GiB)],
             protected={"/dev/sr0"},
             given={"/dev/sda": "/dev/sr0"},
         )

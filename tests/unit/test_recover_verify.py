@@ -19,8 +19,8 @@ from rescue_runtime.layout.model import Layout
 from rescue_runtime.recover import verify
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.context import STEPS, RecoverContext, RecoverOptions, Subject
-from rescue_runtime.recover.mapping import PresentDisk
 from rescue_runtime.recover.workflow import RECOVER
+from tests.unit.blockdevices import present
 
 
 def make_backup(directory: Path, layout_sha256: str, payload: bytes = b"tar stream") -> None:
@@ -53,8 +53,8 @@ def machine(
     make_backup(tmp_path / "backups" / "db7", sha)
     monkeypatch.setattr(verify, "in_rescue_system", lambda: True)
     monkeypatch.setattr(verify, "is_block_device", lambda path: True)
-    present = [PresentDisk(d.path, d.size, d.serial) for d in stack_layout.disks]
-    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    disks = [present(d.path, d.size, d.serial) for d in stack_layout.disks]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: disks)
     monkeypatch.setattr(verify.mapping, "MAPPING_FILE", tmp_path / "mappings/disks")
     monkeypatch.setattr(verify, "which", lambda program: f"/usr/bin/{program}")
     monkeypatch.setattr(verify, "WORK_DIR", tmp_path / "work")
@@ -121,8 +121,8 @@ def test_a_missing_disk_is_named_with_the_mapping_line(
     machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, *rest = store.load(machine.options.layout_dir).disks
-    others = [PresentDisk(d.path, d.size, d.serial) for d in rest]
-    spare = [PresentDisk("/dev/sdx", first.size + 1), PresentDisk("/dev/sdy", first.size + 2)]
+    others = [present(d.path, d.size, d.serial) for d in rest]
+    spare = [present("/dev/sdx", first.size + 1), present("/dev/sdy", first.size + 2)]
     monkeypatch.setattr(verify.mapping, "present_disks", lambda: others + spare)
     with pytest.raises(MkmediaError, match="without a guess") as raised:
         run_verify(machine)
@@ -134,9 +134,9 @@ def test_a_disk_under_another_name_is_mapped_and_the_script_writes_it(
     machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, *rest = store.load(machine.options.layout_dir).disks
-    present = [PresentDisk(d.path, d.size, d.serial) for d in rest]
-    present.append(PresentDisk("/dev/nvme0n1", first.size, first.serial))
-    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    disks = [present(d.path, d.size, d.serial) for d in rest]
+    disks.append(present("/dev/nvme0n1", first.size, first.serial))
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: disks)
     run_verify(machine)
     assert machine.plan is not None and "/dev/nvme0n1" in machine.plan.disks
     assert first.path not in machine.plan.disks
@@ -147,8 +147,8 @@ def test_a_disk_under_another_name_is_mapped_and_the_script_writes_it(
 def test_a_smaller_disk_is_refused(
     machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    present = [PresentDisk(d.path, d.size - 4096) for d in machine_layout(machine).disks]
-    monkeypatch.setattr(verify.mapping, "present_disks", lambda: present)
+    disks = [present(d.path, d.size - 4096) for d in machine_layout(machine).disks]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: disks)
     with pytest.raises(MkmediaError, match="smaller than the saved layout"):
         run_verify(machine)
 
@@ -179,7 +179,16 @@ def test_the_operator_can_abort_and_the_timeout_aborts(machine: RecoverContext) 
         run_verify(machine)
 
 
-def test_unattended_asks_nothing(machine: RecoverContext) -> None:
+def test_unattended_refuses_a_luks_volume_nothing_would_open(machine: RecoverContext) -> None:
+    # stack_layout's cryptpv: no header backup, and its crypttab line names no key file
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MkmediaError, match=r"cryptpv .* names no key file"):
+        run_verify(machine)
+
+
+def test_unattended_asks_nothing(machine: RecoverContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify.finalize, "luks_key_problems", lambda layout, text: [])
     out = io.StringIO()
     machine.options.unattended = True
     machine.ask = Asker(unattended=True, stdin=io.StringIO(""), stdout=out)

@@ -145,7 +145,7 @@ def test_iso_emitter_hands_write_iso_every_media_value(
     """IsoEmitter passes the MediaSpec fields by name (iso.SPEC_ARGUMENTS): each must be a
     write_iso() parameter, every write_iso() media parameter must be among them, and the
     values arrive unchanged."""
-    own = {"output", "kernel", "initrd", "work_dir", "serial_variants"}
+    own = {"output", "kernel", "initrd", "work_dir", "serial_variants", "marker_id"}
     assert set(inspect.signature(iso.write_iso).parameters) - own == set(iso.SPEC_ARGUMENTS)
     backup = {"backup": tmp_path / "backup"}
     spec = media_spec(
@@ -160,6 +160,7 @@ def test_iso_emitter_hands_write_iso_every_media_value(
         "kernel": Path("k"),
         "initrd": Path("i"),
         "work_dir": tmp_path,
+        "marker_id": spec.medium_id,  # the medium id the rescue system knows
         **{name: getattr(spec, name) for name in iso.SPEC_ARGUMENTS},
     }
     assert kw["host"] == "h" and kw["secure_boot"] is True and kw["payload_dirs"] == backup

@@ -62,7 +62,7 @@ def test_prompt_banner_and_init_steps(booted: Guest) -> None:
     assert "mkmedia rescue system for host" in booted.output
     # every command the banner offers runs in the rescue system
     offered = re.findall(r"^  mkmedia (\S+)  ", booted.output.replace("\r", ""), re.M)
-    assert "dump" in offered and "mountonly" in offered and "update" not in offered
+    assert "dump" in offered and "mountonly" in offered and "update" in offered
     for command in offered:
         status, out = booted.shell(f"mkmedia {command} --help")
         assert status == 0, out
@@ -140,25 +140,23 @@ def test_python_and_tools_run(booted: Guest) -> None:
 
 
 def test_options_for_missing_features_are_reported_not_run(ramdisk: Path, tmp_path: Path) -> None:
-    """`unattended` and `mkmedia.update=` ask for what this version lacks: /init says so,
+    """`unattended` asks for what this version lacks: /init says so,
     records it, runs nothing and leaves the shell; `mkmedia recover` refuses. With
     mkmedia.debug too, which keeps every kernel message on the consoles."""
     m = machine(
         ramdisk,
         tmp_path,
-        "unattended mkmedia.debug mkmedia.update=http://10.0.2.2/u.tar",
+        "unattended mkmedia.debug",
         network=False,
     )
     with Guest(m, deadline=600, name="unattended rescue") as guest:
-        guest.expect("mkmedia.update=http://10.0.2.2/u.tar is not available", BOOT_TIMEOUT)
-        guest.expect("unattended recovery is not available in this version", 120)
+        guest.expect("unattended recovery is not available in this version", BOOT_TIMEOUT)
         guest.expect(PROMPT, 120)
         status, out = guest.shell("cat /proc/sys/kernel/printk")
         assert status == 0 and int(out.split()[0]) > CONSOLE_LOGLEVEL, out
         status, out = guest.shell("cat /run/mkmedia/init.status")
         assert status == 0, out
         steps = {json.loads(line)["step"]: json.loads(line) for line in out.splitlines() if line}
-        assert steps["update"]["available"] is False and not steps["update"]["ok"]
         assert steps["unattended"]["available"] is False
         status, out = guest.shell("mkmedia recover")
         assert status == 1 and "not implemented in this version" in out, out
