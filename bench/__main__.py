@@ -1,19 +1,34 @@
-"""Run every benchmark: `python -m bench` (or `make bench`). Each prints ratios to a baseline
-measured in the same run; nothing here asserts a time."""
+"""Run the benchmarks: `python -m bench` (or `make bench`) runs them all, `python -m bench
+recover boot` only those named. Each prints ratios to a baseline measured in the same run;
+nothing here asserts a time."""
 
 from __future__ import annotations
 
-from bench import bench_backup, bench_boot, bench_elf, bench_initrd
+import sys
+from collections.abc import Callable
+
+from bench import bench_backup, bench_boot, bench_elf, bench_initrd, bench_recover
+
+BENCHES: dict[str, tuple[str, Callable[[], object]]] = {
+    "elf": ("ELF resolver vs ldd", lambda: bench_elf.main([])),
+    "initrd": ("initrd packer vs cpio|zstd and cpio|gzip", lambda: bench_initrd.main([])),
+    "backup": ("NETFS backup and restore vs ReaR's tar --gzip", lambda: bench_backup.main([])),
+    "boot": ("boot to the rescue prompt", lambda: bench_boot.main(["--default"])),
+    "recover": (
+        "unattended recovery of the BIOS + LVM source machine vs ReaR 2.7",
+        lambda: bench_recover.main([]),
+    ),
+}
 
 
-def main() -> None:
-    for name, run in (
-        ("ELF resolver vs ldd", lambda: bench_elf.main([])),
-        ("initrd packer vs cpio|zstd and cpio|gzip", lambda: bench_initrd.main([])),
-        ("NETFS backup and restore vs ReaR's tar --gzip", lambda: bench_backup.main([])),
-        ("boot to the rescue prompt", lambda: bench_boot.main(["--default"])),
-    ):
-        print(f"\n=== {name} ===", flush=True)
+def main(argv: list[str] | None = None) -> None:
+    names = sys.argv[1:] if argv is None else argv
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        raise SystemExit(f"unknown bench {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+    for name in names or list(BENCHES):
+        title, run = BENCHES[name]
+        print(f"\n=== {title} ===", flush=True)
         run()
 
 

@@ -18,12 +18,13 @@ from tests.conftest import REPO
 DEPENDENCIES = ("yaml", "_yaml", "jinja2", "markupsafe", "elftools", "zstandard", "pycdlib", "tqdm")
 
 
-def stage_mkmedia(job_dir: Path) -> Path:
-    """Copy mkmedia, rescue_runtime and their dependencies to job_dir/py; returns that path."""
+def stage_mkmedia(job_dir: Path, repo: Path = REPO) -> Path:
+    """Copy mkmedia, rescue_runtime (of the checkout `repo`) and their dependencies to
+    job_dir/py; returns that path."""
     target = job_dir / "py"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("mkmedia", "rescue_runtime"):
-        shutil.copytree(REPO / package, target / package, ignore=ignore)
+        shutil.copytree(repo / package, target / package, ignore=ignore)
     for name in DEPENDENCIES:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
