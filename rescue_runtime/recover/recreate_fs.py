@@ -9,6 +9,7 @@ volume id and FAT size; swap its UUID and label. Mounts go under $TARGET, parent
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 
 from rescue_runtime.layout.model import Filesystem, Layout, Mount
@@ -139,6 +140,11 @@ def btrfs_subvolumes_block(fs: Filesystem) -> Block:
     )
     for sub in sorted(fs.btrfs.subvolumes, key=lambda s: s.id):
         path = f'{top[:-1]}/{sub.path}"'
+        parent = posixpath.dirname(sub.path)
+        if parent:
+            # @/srv/nested sits in a plain directory of @ (its owner and mode come back with
+            # the restore): the directory is made first
+            block.run("mkdir", "-p", f'{top[:-1]}/{parent}"')
         block.raw(f"[ -d {path} ] || btrfs subvolume create {path}", "btrfs")
     default = fs.btrfs.default_subvolume_path
     if fs.btrfs.default_subvolume != 5 and default:

@@ -182,6 +182,12 @@ def test_filesystem_identities(case: tuple[Layout, RecreatePlan]) -> None:
             subs = found[f"btrfs-subvolumes:{fs.device}"]
             created = re.findall(r"btrfs subvolume create \"\$WORK_DIR/[^/]+/([^\"]+)\"", subs)
             assert created == [s.path for s in sorted(fs.btrfs.subvolumes, key=lambda s: s.id)]
+            for path in created:  # a nested one's parent directory is made before it
+                if "/" in path:
+                    parent = path.rsplit("/", 1)[0]
+                    top = f'"$WORK_DIR/btrfs-{fs.uuid}'
+                    mkdir = subs.index(f'mkdir -p {top}/{parent}"')
+                    assert mkdir < subs.index(f"subvolume create {top}/{path}")
             if fs.btrfs.default_subvolume != 5:
                 assert f'/{fs.btrfs.default_subvolume_path}"' in subs.split("set-default")[1]
 
