@@ -3,10 +3,13 @@ costs minutes under emulation, so each source's is built once per session."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+
 import pytest
 
 from tests.ciskip import SLOW, opt_in
-from tests.e2e import source
+from tests.e2e import cycle, source
 from tests.e2e.source_rescue import SourceRescue, build_rescue_in_source
 
 
@@ -18,3 +21,26 @@ def bios_lvm_rescue(tmp_path_factory: pytest.TempPathFactory) -> SourceRescue:
     opt_in(SLOW, "a rescue ISO built inside the BIOS+LVM source for two more e2e checks")
     work = tmp_path_factory.mktemp("bios-lvm-rescue")
     return build_rescue_in_source(source.source_machine("bios-lvm", log_dir=work), work)
+
+
+Backups = Callable[[str], tuple[source.SourceMachine, cycle.Backup]]
+
+
+@pytest.fixture(scope="session")
+def backups(tmp_path_factory: pytest.TempPathFactory) -> Backups:
+    """The source machine of a kind and its backup ISO, made once per test session and shared
+    by every e2e module (recover cycles, migrations); the ISO is mkmedia's output, so each run
+    makes its own."""
+    made: dict[str, tuple[source.SourceMachine, cycle.Backup]] = {}
+
+    def backup_of(name: str) -> tuple[source.SourceMachine, cycle.Backup]:
+        if name not in made:
+            directory = tmp_path_factory.mktemp(f"backup-{name}")
+            machine = source.source_machine(name, log_dir=directory)
+            with cycle.Phases(directory).phase(f"{name}: boot + mkbackup on the source"):
+                backup = cycle.backup_on_source(machine, directory)
+            shutil.rmtree(backup.source_disks[0].parent)  # the source is gone: a dead machine
+            made[name] = machine, backup
+        return made[name]
+
+    return backup_of

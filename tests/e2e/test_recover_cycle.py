@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,8 @@ import pytest
 from mkmedia.qemu import Guest, Machine
 from tests.ciskip import opt_in
 from tests.e2e import cycle
-from tests.e2e.source import SPECS, SourceMachine, source_machine
+from tests.e2e.conftest import Backups
+from tests.e2e.source import SPECS
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
@@ -37,28 +36,6 @@ def state_diff(expected: dict[str, object], actual: dict[str, object]) -> str:
         return json.dumps(state, indent=1, sort_keys=True).splitlines()
 
     return "\n".join(difflib.unified_diff(lines(expected), lines(actual), "source", "recovered"))
-
-
-Backups = Callable[[str], tuple[SourceMachine, cycle.Backup]]
-
-
-@pytest.fixture(scope="module")
-def backups(tmp_path_factory: pytest.TempPathFactory) -> Backups:
-    """The source machine of a kind and its backup ISO, made once for this module's tests
-    (the ISO is mkmedia's output, so each run makes its own)."""
-    made: dict[str, tuple[SourceMachine, cycle.Backup]] = {}
-
-    def backup_of(name: str) -> tuple[SourceMachine, cycle.Backup]:
-        if name not in made:
-            directory = tmp_path_factory.mktemp(f"backup-{name}")
-            machine = source_machine(name, log_dir=directory)
-            with cycle.Phases(directory).phase(f"{name}: boot + mkbackup on the source"):
-                backup = cycle.backup_on_source(machine, directory)
-            shutil.rmtree(backup.source_disks[0].parent)  # the source is gone: a dead machine
-            made[name] = machine, backup
-        return made[name]
-
-    return backup_of
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
