@@ -284,12 +284,15 @@ def check_registered(values: Mapping[str, object], where: Callable[[str], str]) 
         )
 
 
-def check_backup_url(method: str, url: str, where: Callable[[str], str]) -> None:
-    """BACKUP_URL as the BACKUP method takes it."""
+def check_backup_url(method: str, url: str, where: Callable[[str], str], options: str = "") -> None:
+    """BACKUP_URL as the BACKUP method takes it, and BACKUP_OPTIONS for that URL."""
+    name = "BACKUP_URL" if url else "BACKUP"
     try:
         backup.method_class(method).check_url(url)
+        name = "BACKUP_OPTIONS"
+        if url:
+            backup.method_class(method).check_options(url, options)
     except ConfigError as exc:
-        name = "BACKUP_URL" if url else "BACKUP"
         message = f"{exc.message.rstrip('.')} ({name} from {where(name)})."
         raise ConfigError(message, hint=exc.hint) from None
 
@@ -301,7 +304,9 @@ def semantic_checks(values: Mapping[str, object], origins: Mapping[str, list[Ori
         return ", ".join(o.where() for o in origins.get(name, []))
 
     check_registered(values, where)
-    check_backup_url(str(values["BACKUP"]), str(values["BACKUP_URL"]), where)
+    check_backup_url(
+        str(values["BACKUP"]), str(values["BACKUP_URL"]), where, str(values["BACKUP_OPTIONS"])
+    )
 
 
 def load_config(

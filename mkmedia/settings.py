@@ -176,14 +176,17 @@ SETTINGS: tuple[Setting, ...] = (
         STR,
         "",
         "Where the backup goes; the BACKUP method says which URL schemes it takes "
-        "(NETFS: file:///DIR, sshfs://USER@HOST/DIR, iso:///NAME).",
+        "(NETFS: file:///DIR, iso:///NAME, sshfs://USER@HOST/DIR, nfs://HOST/EXPORT, "
+        "cifs://HOST/SHARE, usb:///dev/disk/by-label/MKMEDIA-000).",
         flag="--backup-url",
     ),
     _s(
         "BACKUP_OPTIONS",
         STR,
         "",
-        "Mount options for the backup location (sshfs: -o options, e.g. IdentityFile=KEY).",
+        "Mount options for the backup location: sshfs -o options (IdentityFile=KEY), NFS "
+        "options (vers=4.2), cifs options with credentials=FILE (never password=), usb mount "
+        "options.",
     ),
     _s("BACKUP_PROG_EXCLUDE", LIST, [], "Paths and globs the backup leaves out."),
     _s(

@@ -67,19 +67,23 @@ def assemble_programs(ctx: Context) -> None:
     """Copy programs, libraries and COPY_AS_IS with their dependencies; check the tree."""
     embedded = need(ctx.python, "the embedded Python")
     elf_files = [str(p) for p in embedded.elf_files]
+    method = method_class(ctx.config.get_str("BACKUP"))
+    backup_url = ctx.config.get_str("BACKUP_URL")
     result = assemble_tree(
         ctx.tree,
         programs=ctx.config.get_list("PROGS"),
         required_programs=[
             *ctx.config.get_list("REQUIRED_PROGS"),
             # what the backup method's restore side runs in the rescue system
-            *method_class(ctx.config.get_str("BACKUP")).programs_for(
-                ctx.config.get_str("BACKUP_URL")
-            ),
+            *method.programs_for(backup_url),
             *recover_programs(ctx.layout_dir),
         ],
         libraries=[*ctx.config.get_list("LIBS"), *elf_files],
-        copy_as_is=ctx.config.get_list("COPY_AS_IS"),
+        copy_as_is=[
+            *ctx.config.get_list("COPY_AS_IS"),
+            # what mounting the backup takes (cifs://: the credentials file)
+            *method.rescue_files(backup_url, ctx.config.get_str("BACKUP_OPTIONS")),
+        ],
         exclude=ctx.config.get_list("EXCLUDE"),
     )
     for warning in result.warnings:

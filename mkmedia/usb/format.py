@@ -12,11 +12,12 @@ from pathlib import Path
 
 from mkmedia.usb import bootloader, fs, menu, safety
 from mkmedia.usb.partition import MIB_SECTORS, SECTOR, Plan, plan, write_table
+from rescue_runtime.backup import usbstick
 from rescue_runtime.errors import UsageError
 from rescue_runtime.layout.model import Layout
 
 MARKER_DIR = "/mkmedia"
-FORMAT_RECORD = "/mkmedia/format.json"
+FORMAT_RECORD = f"/{usbstick.FORMAT_RECORD}"  # usb:// backups check the stick by it
 
 
 def marker_path(stick_id: str) -> str:
@@ -99,7 +100,7 @@ def _write(path: Path, layout: Plan, work: Path, *, secure_boot: bool) -> None:
     esp_files = bootloader.esp_files(work, early, secure_boot=secure_boot)
     # the data partition's first contents
     tree = work / "data"
-    for directory in ("boot/grub", "mkmedia", "rescue", "backup"):
+    for directory in ("boot/grub", "mkmedia", "rescue", usbstick.BACKUP_DIR):
         (tree / directory).mkdir(parents=True)
     (tree / marker.lstrip("/")).write_text(f"mkmedia USB stick {stick_id}\n")
     record = {"id": stick_id, "mode": layout.mode, "secure_boot": secure_boot}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rescue_runtime.backup import usbstick
 from rescue_runtime.errors import ConfigError, MissingError
 
 SECTOR = 512
@@ -12,7 +13,7 @@ MIB_SECTORS = 1024 * 1024 // SECTOR
 BIOS_GRUB_MIB = 1
 # FAT32 needs 65525 clusters: with 512-byte clusters that is 32 MiB and a little more.
 ESP_MIB = 64
-DATA_LABEL = "MKMEDIA-000"
+DATA_LABEL = usbstick.DATA_LABEL  # what usb:// backups find the stick by
 # the smallest data partition worth having: one rescue image with room to spare
 MIN_DATA_MIB = 64
 

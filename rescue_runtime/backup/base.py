@@ -30,6 +30,16 @@ class BackupMethod:
         return ()
 
     @classmethod
+    def rescue_files(cls, url: str, options: str) -> tuple[str, ...]:
+        """Files the rescue system needs to reach the backup at `url` with BACKUP_OPTIONS
+        `options` (the build copies them in, as COPY_AS_IS does)."""
+        return ()
+
+    @classmethod
+    def check_options(cls, url: str, options: str) -> None:
+        """Raise ConfigError when BACKUP_OPTIONS are wrong for `url` (before any build)."""
+
+    @classmethod
     def check_url(cls, url: str) -> None:
         """Raise ConfigError when BACKUP_URL is wrong for this method (run before any build).
 

@@ -5,7 +5,9 @@
   /mkmedia/id-<hex> (mkmedia/emit/iso.py; rescue.json's `medium_id`); it is mounted
   read-only for the time the backup is used, and the backup is <mount>/NAME.
 - file:///DIR: DIR/<short hostname>, on a share the operator mounted.
-- sshfs://: mounted through rescue_runtime/backup/mount.py for the time it is used.
+- sshfs://, nfs://, cifs://: the share, mounted through rescue_runtime/backup/mount.py for the
+  time it is used; usb://: the data partition of a stick made by `mkmedia format` (found by its
+  label MKMEDIA-000), mounted the same way, the backup under <partition>/backup/<hostname>.
 
 The devices a located backup reports are whole disks (partitions and device-mapper/MD devices
 resolved to the disks below them through /sys/class/block): recover must never write them.
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rescue_runtime import rescueconf
+from rescue_runtime.backup import usbstick
 from rescue_runtime.backup.manifest import BackupError
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.errors import ConfigError, MissingError
@@ -385,6 +388,9 @@ def located_backup(
             f"Mount the share that holds the backups on {parsed.path} first (it must hold "
             f"{directory.name}/), or correct BACKUP_URL."
             if parsed.scheme == "file"
+            else f"Check that the stick holds {usbstick.BACKUP_DIR}/{directory.name}/ (plug in "
+            "the one the backup was made on)."
+            if parsed.scheme == "usb"
             else f"Check that the server holds {parsed.path}/{directory.name}/."
         )
         _require_directory(directory, f"BACKUP_URL={url}", hint)

@@ -1,8 +1,12 @@
-"""The backup location as a local directory: file:// as it is, sshfs:// mounted for the time
-it is used (and always unmounted afterwards).
+"""The backup location as a local directory: file:// as it is; sshfs://, nfs://, cifs:// and
+usb:// mounted for the time it is used (and always unmounted afterwards).
+
+What each scheme needs in the rescue system (programs, kernel modules, files), and the checks
+on BACKUP_URL and BACKUP_OPTIONS that run before anything is built or mounted, live here too.
 
 Credentials never go on a command line: sshfs runs with BatchMode (no password prompt) and
-takes keys through BACKUP_OPTIONS (`IdentityFile=/root/.ssh/backup_key,...`).
+takes keys through BACKUP_OPTIONS (`IdentityFile=/root/.ssh/backup_key,...`); cifs:// takes a
+credentials file (rescue_runtime/backup/netshare.py).
 """
 
 from __future__ import annotations
@@ -13,8 +17,25 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from rescue_runtime.backup import netshare, usbstick
+from rescue_runtime.errors import ConfigError
 from rescue_runtime.run import run, which
 from rescue_runtime.url import Url
+
+# The schemes mounted here (file:// is a directory already, iso:// the rescue medium).
+MOUNTED = ("sshfs", "nfs", "cifs", "usb")
+PROGRAMS: dict[str, tuple[str, ...]] = {
+    "sshfs": ("sshfs", "fusermount3"),
+    "nfs": ("mount.nfs",),  # nfs-common
+    "cifs": ("mount.cifs",),  # cifs-utils
+    "usb": usbstick.PROGRAMS,
+}
+MODULES: dict[str, tuple[str, ...]] = {
+    "sshfs": ("fuse",),
+    "nfs": ("nfs", "nfsv4", "nfsv3"),
+    "cifs": ("cifs",),  # its crypto soft dependencies come with the module closure
+    "usb": usbstick.MODULES,
+}
 
 
 def _sshfs_remote(url: Url) -> str:
@@ -24,22 +45,62 @@ def _sshfs_remote(url: Url) -> str:
     return f"{url.user}@{host}" if url.user else host
 
 
-def _unmount(mountpoint: Path) -> None:
-    for argv in (["fusermount3", "-u"], ["fusermount", "-u"], ["umount"]):
+def check_location(url: Url) -> None:
+    """BACKUP_URL's shape for a mounted scheme (ConfigError naming what is wrong)."""
+    if url.scheme == "usb":
+        usbstick.check_url(url)
+    elif url.scheme in ("nfs", "cifs"):
+        netshare.check_url(url)
+    elif url.scheme == "sshfs":
+        if not url.hostname:
+            raise ConfigError(
+                f"BACKUP_URL={url.text!r} names no server.",
+                hint="Write it as sshfs://user@server/path.",
+            )
+        if url.password is not None:
+            raise ConfigError(
+                f"BACKUP_URL for {url.hostname} carries a password; a password never "
+                "goes into a setting or onto a command line.",
+                hint="Use an ssh key: BACKUP_OPTIONS=IdentityFile=/root/.ssh/KEY.",
+            )
+        url.port  # noqa: B018 - raises ConfigError for a bad port
+
+
+def check_options(url: Url, options: str) -> None:
+    """BACKUP_OPTIONS for the URL (cifs://: a credentials file, never a password)."""
+    if url.scheme in ("nfs", "cifs"):
+        netshare.check_options(url, options)
+
+
+def rescue_files(url: Url, options: str) -> tuple[str, ...]:
+    """Files the rescue system needs to mount `url`: the cifs credentials file (checked: it
+    exists and only its owner reads it)."""
+    if url.scheme != "cifs":
+        return ()
+    credentials = netshare.credentials_file(options)
+    if credentials is None:
+        return ()
+    netshare.check_credentials_file(credentials)
+    return (str(credentials),)
+
+
+def _unmount(mountpoint: Path, *, fuse: bool) -> None:
+    helpers = (["fusermount3", "-u"], ["fusermount", "-u"]) if fuse else ()
+    for argv in (*helpers, ["umount"]):
         if which(argv[0]) and run([*argv, mountpoint], check=False).ok:
             return
 
 
-@contextlib.contextmanager
-def mounted(url: Url, *, options: str = "", work_dir: Path) -> Iterator[Path]:
-    """The local directory that stands for `url`'s path while the context lasts."""
-    if url.scheme == "file":
-        yield Path(url.path)
-        return
-    if url.scheme != "sshfs":
-        raise ValueError(f"no mount support for {url.scheme}://")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    mountpoint = Path(tempfile.mkdtemp(prefix="backup-target.", dir=work_dir))
+def _load_modules(scheme: str) -> None:
+    """Best effort: the kernel asks for a file system's module itself when modprobe works."""
+    if which("modprobe"):
+        run(["modprobe", "-a", "-b", "-q", *MODULES[scheme]], check=False)
+
+
+def _mount_argv(url: Url, options: str, mountpoint: Path) -> list[str | os.PathLike[str]]:
+    if url.scheme in ("nfs", "cifs"):
+        _load_modules(url.scheme)
+        return netshare.mount_argv(url, options, mountpoint)
     argv: list[str | os.PathLike[str]] = [
         "sshfs",
         f"{_sshfs_remote(url)}:{url.path}",
@@ -51,12 +112,32 @@ def mounted(url: Url, *, options: str = "", work_dir: Path) -> Iterator[Path]:
         argv += ["-p", str(url.port)]
     if options:
         argv += ["-o", options]
+    return argv
+
+
+@contextlib.contextmanager
+def mounted(url: Url, *, options: str = "", work_dir: Path) -> Iterator[Path]:
+    """The local directory that stands for `url`'s path while the context lasts (usb://:
+    the stick's backup directory)."""
+    if url.scheme == "file":
+        yield Path(url.path)
+        return
+    if url.scheme not in MOUNTED:
+        raise ValueError(f"no mount support for {url.scheme}://")
+    check_location(url)
+    check_options(url, options)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    mountpoint = Path(tempfile.mkdtemp(prefix="backup-target.", dir=work_dir))
     try:
-        run(argv, what=f"mounting {url} (BACKUP_URL)")
+        if url.scheme == "usb":
+            with usbstick.mounted(url, mountpoint, options=options) as directory:
+                yield directory
+            return
+        run(_mount_argv(url, options, mountpoint), what=f"mounting {url} (BACKUP_URL)")
         try:
             yield mountpoint
         finally:
-            _unmount(mountpoint)
+            _unmount(mountpoint, fuse=url.scheme == "sshfs")
     finally:
         with contextlib.suppress(OSError):
             mountpoint.rmdir()

@@ -5,9 +5,10 @@ holds `backup.tar.zst` and `backup-manifest.json`; both are written under tempor
 and renamed only when the backup is complete, so a failed or interrupted run leaves the
 previous backup as it was.
 
-Targets (BACKUP_URL): file:///DIR puts the backup in DIR/<hostname>/, sshfs://USER@HOST/DIR
-the same on a server (mounted with sshfs for the time of the run); iso:///NAME puts it into
-the rescue ISO under /NAME (mkmedia mkbackup makes it before writing the ISO).
+Targets (BACKUP_URL): file:///DIR puts the backup in DIR/<hostname>/; sshfs://, nfs:// and
+cifs:// the same on a server, usb:// on a stick made by `mkmedia format`, mounted for the time
+of the run (rescue_runtime/backup/mount.py); iso:///NAME puts it into the rescue ISO under
+/NAME (mkmedia mkbackup makes it before writing the ISO).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from rescue_runtime import atomic
 from rescue_runtime.backup import manifest as manifests
+from rescue_runtime.backup import mount
 from rescue_runtime.backup.base import BackupMethod
 from rescue_runtime.backup.manifest import MANIFEST_NAME, BackupError
 from rescue_runtime.backup.mount import mounted
@@ -54,9 +56,6 @@ ISO_MEDIUM_MODULES = (
 )  # fmt: skip
 TAR_WARNING = 1  # GNU tar: "some files changed while being read" (a live system)
 NOT_YET = {
-    "nfs": "mounting NFS (this machine's kernel has no NFS client to test it with)",
-    "cifs": "mounting CIFS (this machine's kernel has no CIFS client to test it with)",
-    "usb": "USB backup sticks (`mkmedia format`)",
     "tape": "tapes (the OBDR work brings them)",
 }
 
@@ -130,23 +129,27 @@ def target_source(directory: Path, plan: BackupPlan) -> Source | None:
 
 class Netfs(BackupMethod):
     name = "NETFS"
-    url_schemes = ("file", "iso", "sshfs")
+    url_schemes = ("file", "iso", *mount.MOUNTED)
     # btrfs (subvolumes) comes with the default PROGS when the host has it.
     rescue_programs = ("tar", "zstd", "mount", "umount", "losetup", "stat")
 
     @classmethod
     def programs_for(cls, url: str) -> tuple[str, ...]:
-        if url and url_scheme(url) == "sshfs":
-            return (*cls.rescue_programs, "sshfs", "fusermount3")
-        return cls.rescue_programs
+        return (*cls.rescue_programs, *mount.PROGRAMS.get(url_scheme(url) if url else "", ()))
 
     @classmethod
     def modules_for(cls, url: str) -> tuple[str, ...]:
         if url and url_scheme(url) == "iso":
             return ISO_MEDIUM_MODULES
-        if url and url_scheme(url) == "sshfs":
-            return ("fuse",)
-        return ()
+        return mount.MODULES.get(url_scheme(url) if url else "", ())
+
+    @classmethod
+    def rescue_files(cls, url: str, options: str) -> tuple[str, ...]:
+        return mount.rescue_files(parse_url(url), options) if url else ()
+
+    @classmethod
+    def check_options(cls, url: str, options: str) -> None:
+        mount.check_options(cls.location(url, ""), options)
 
     @classmethod
     def check_url(cls, url: str) -> None:
@@ -169,19 +172,8 @@ class Netfs(BackupMethod):
                 hint="Use file:///DIRECTORY or iso:///backup.",
             )
         parsed = parse_url(url)
-        if parsed.scheme == "sshfs":
-            if not parsed.hostname:
-                raise ConfigError(
-                    f"BACKUP_URL={url!r} names no server.",
-                    hint="Write it as sshfs://user@server/path.",
-                )
-            if parsed.password is not None:
-                raise ConfigError(
-                    f"BACKUP_URL for {parsed.hostname} carries a password; a password never "
-                    "goes into a setting or onto a command line.",
-                    hint="Use an ssh key: BACKUP_OPTIONS=IdentityFile=/root/.ssh/KEY.",
-                )
-            parsed.port  # noqa: B018 - raises ConfigError for a bad port
+        if parsed.scheme in mount.MOUNTED:
+            mount.check_location(parsed)
             return
         if parsed.host not in ("", "localhost"):
             raise ConfigError(
@@ -213,8 +205,8 @@ class Netfs(BackupMethod):
     def target(
         cls, url: str, hostname: str, *, options: str = "", work_dir: Path
     ) -> Iterator[Path]:
-        """The host's backup directory <location>/<hostname> of a file:// or sshfs:// URL,
-        mounted (under `work_dir`) while the context lasts."""
+        """The host's backup directory <location>/<hostname> of a file:// or mounted URL
+        (sshfs, nfs, cifs, usb), mounted (under `work_dir`) while the context lasts."""
         parsed = cls.location(url, hostname)
         with mounted(parsed, options=options, work_dir=work_dir) as base:
             yield base / hostname.split(".")[0]

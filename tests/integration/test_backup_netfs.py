@@ -78,7 +78,7 @@ def test_registered_and_urls_checked() -> None:
         ("", "needs BACKUP_URL"),
         ("/srv/backup", "no scheme"),
         ("http://x", "does not know"),
-        ("nfs://nas/export", "does not have yet"),
+        ("tape:///dev/nst0", "does not have yet"),
         ("file://srv/backup", "names the host"),
         ("file:///srv/../etc", "'..'"),
         ("iso:///a/b", "one top-level directory"),
@@ -86,7 +86,7 @@ def test_registered_and_urls_checked() -> None:
         ("sshfs:///srv/backups", "names no server"),
         ("sshfs://backup:secret@nas/srv", "never goes into a setting"),
         ("sshfs://nas:99999/srv", "port"),
-        ("cifs://nas/share", "does not have yet"),
+        ("cifs://nas/", "names no share"),
     ]:
         with pytest.raises(Exception) as info:
             Netfs.check_url(bad)
