@@ -1,6 +1,6 @@
 """The backup workflows through the real `mkmedia` command: mkbackuponly with a saved layout
 (left as it was), recover --demo restoring it, the target checks, mkbackup's step order,
-and an iso:// backup read back out of a written ISO.
+an iso:// backup read back out of a written ISO, and sshfs:// and usb:// round trips.
 
 Needs root (loop devices, mknod, setcap).
 """
@@ -30,6 +30,7 @@ from rescue_runtime.run import run, which
 from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
 from tests.metadata import differences, make_rich_tree, snapshot
 from tests.sshserver import ssh_server
+from tests.sticks import FORMAT_TOOLS, attached_stick, make_stick
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = os.uname().nodename.split(".")[0]
@@ -204,3 +205,40 @@ def test_sshfs_round_trip(system: Path, tmp_path: Path) -> None:
     assert differences(before, snapshot(target, skip=("lost+found",))) == []
     mounts = run(["findmnt", "-rn", "-t", "fuse.sshfs", "-o", "TARGET"], check=False).stdout
     assert str(tmp_path) not in mounts  # unmounted after each run
+
+
+def test_usb_round_trip(system: Path, tmp_path: Path) -> None:
+    """usb:// on a stick image made by `mkmedia format`, attached as a loop device: a partition
+    that is not the stick's data partition is refused before anything is written; mkbackuponly
+    puts the backup into backup/<host>/ on the data partition, recover --demo brings it back.
+    (By label, /dev/disk/by-label/MKMEDIA-000, the stick is found in the rescue guest of
+    tests/vm/test_backup_remote_guest.py: this host's other tests may attach such sticks too.)"""
+    from mkmedia.usb.partition import read_table
+
+    if any(which(tool) is None for tool in FORMAT_TOOLS):
+        pytest.skip(f"one of {', '.join(FORMAT_TOOLS)} is missing")
+    image = tmp_path / "stick.img"
+    make_stick(image, tmp_path / "format")
+    before = snapshot(system, skip=("lost+found",))
+    target = tmp_path / "restored"
+    with attached_stick(image) as device:
+        esp = mkmedia(tmp_path, "mkbackuponly", "--set", f"BACKUP_URL=usb://{device}p2")
+        assert esp.returncode == EXIT_CONFIG, esp.stderr
+        assert f"{device}p2 is not the data partition" in esp.stderr and "vfat" in esp.stderr
+        url = f"BACKUP_URL=usb://{device}p3"
+        result = mkmedia(tmp_path, "mkbackuponly", "--set", url)
+        assert result.returncode == 0, result.stderr
+        assert f"to usb://{device}p3" in result.stderr + result.stdout
+        result = mkmedia(tmp_path, "recover", "--demo", str(target), "--set", url)
+        assert result.returncode == 0, result.stderr
+        mounts = run(["findmnt", "-rn", "-S", f"{device}p3"], check=False).stdout
+        assert mounts == ""  # unmounted after each run
+    assert differences(before, snapshot(target, skip=("lost+found",))) == []
+    # read back without mounting: the backup sits in backup/<host>/ of the data partition
+    plan = read_table(image)
+    assert plan is not None
+    listing = run(
+        ["debugfs", "-R", f"ls -p /backup/{HOST}", f"{image}?offset={plan.data().offset}"]
+    )
+    names = {line.split("/")[5] for line in listing.stdout.splitlines() if line.count("/") >= 6}
+    assert {"backup.tar.zst", "backup-manifest.json"} <= names, listing.stdout
