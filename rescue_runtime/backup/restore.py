@@ -1,0 +1,147 @@
+"""The restore side of NETFS: check everything first, then apply the chain in order.
+
+`check` reads the manifest, checks its HMAC with the key (an encrypted backup: a wrong key
+stops here), every volume's size and sha256, and that the chain is unbroken. Only then does
+`restore` write: the full archive first, each later one with --listed-incremental=/dev/null
+(tar then removes what was deleted between the archives).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from rescue_runtime import atomic
+from rescue_runtime.backup import chain, crypt
+from rescue_runtime.backup import manifest as manifests
+from rescue_runtime.backup.archive import TAR_METADATA, read
+from rescue_runtime.backup.manifest import BackupError
+from rescue_runtime.backup.progress import ProgressFunc, ProgressLine
+from rescue_runtime.run import run
+
+
+def check(
+    directory: Path, *, key_file: Path | None = None, check_sha256: bool = True
+) -> dict[str, object]:
+    """Manifest (sealed with the key when encrypted), every volume, the chain; writes nothing."""
+    document = manifests.read_manifest(directory)
+    crypt.check_sealed(document, key_file, directory)
+    manifests.verify(directory, check_sha256=check_sha256)
+    listed = {str(v["name"]) for v in manifests.volumes(document)}
+    chain.check_chain(chain.archives(document), listed, directory)
+    return document
+
+
+def _fstype(path: Path) -> str:
+    return run(["stat", "-f", "-c", "%T", path], check=False).stdout.strip()
+
+
+def _count_members(path: Path) -> int:
+    """tar's verbose listing of an extraction: one line a member, and with
+    --listed-incremental a "tar: Deleting ..." line for each file it removed (not counted)."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if not line.startswith(b"tar: "))
+
+
+def _make_subvolumes(document: dict[str, object], target_dir: Path) -> None:
+    subvolumes = document.get("subvolumes") or []
+    if not subvolumes or _fstype(target_dir) != "btrfs":
+        return
+    assert isinstance(subvolumes, list)
+    for sub in subvolumes:
+        path = target_dir / str(sub["path"]).lstrip("/")
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            run(["btrfs", "subvolume", "create", path], what="recreating a subvolume")
+
+
+def restore(
+    directory: Path,
+    target_dir: Path,
+    *,
+    key_file: Path | None = None,
+    progress: ProgressFunc | None = None,
+    make_subvolumes: bool = True,
+) -> dict[str, object]:
+    """Check, then extract every archive of the chain into `target_dir` in order and check
+    each one's file count. On btrfs the recorded subvolumes are created first."""
+    document = check(directory, key_file=key_file)
+    if not target_dir.is_dir():
+        raise BackupError(
+            f"The restore target {target_dir} is not a directory.",
+            hint="Create and mount it first.",
+        )
+    if make_subvolumes:
+        _make_subvolumes(document, target_dir)
+    encryption = crypt.encryption(document)
+    restored = 0
+    for archive in chain.archives(document):
+        paths = [directory / name for name in archive.volumes]
+        # A later archive of a chain carries the directories' listings: /dev/null as the
+        # snapshot makes tar delete what the archive says is gone.
+        listed = ["--listed-incremental=/dev/null"] if archive.type != "full" else []
+        show = progress or ProgressLine(f"restore {archive.name}")
+        with tempfile.TemporaryDirectory(prefix="mkmedia-restore.") as work:
+            index = Path(work) / "index"
+            tar = [
+                "tar", "--extract", "--file=-", f"--directory={target_dir}", *TAR_METADATA,
+                *listed, "--preserve-permissions", "--same-owner", "--verbose",
+                f"--index-file={index}",
+            ]  # fmt: skip
+            try:
+                read(
+                    paths,
+                    tar,
+                    encryption=encryption,
+                    key_file=key_file,
+                    progress=show,
+                    what=f"restoring {archive.name} of {directory} into {target_dir}",
+                )
+            finally:
+                if isinstance(show, ProgressLine):
+                    show.close()
+            count = _count_members(index)
+        if count != archive.files:
+            raise BackupError(
+                f"Restoring {archive.name} of {directory} into {target_dir} gave {count} "
+                f"files, the manifest says {archive.files}.",
+                hint="The backup is incomplete: check the log, and restore from another copy.",
+            )
+        restored += count
+    return {"files": restored, "target": str(target_dir), "manifest": document}
+
+
+class _NotInBackup(Exception):
+    """extract_member: tar found no such member (nothing is left behind)."""
+
+
+def extract_member(
+    directory: Path, path: str, destination: Path, *, key_file: Path | None = None
+) -> bool:
+    """Copy the file at `path` (as the backed-up system had it, "/etc/keys/x") out of the
+    backup in `directory` into `destination` (mode 0600); False when the backup lacks it.
+    The newest archive of the chain that holds it wins; tar stops at the first copy."""
+    document = manifests.read_manifest(directory)
+    crypt.check_sealed(document, key_file, directory)
+    member = "." + path if path.startswith("/") else path
+    for archive in reversed(chain.archives(document)):
+        try:
+            with atomic.atomic_path(destination, mode=0o600) as partial:
+                os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                read(
+                    [directory / name for name in archive.volumes],
+                    ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", member],
+                    encryption=crypt.encryption(document),
+                    key_file=key_file,
+                    progress=lambda done, total: None,
+                    stdout_path=partial,
+                    tar_ok=(0, 2),  # 2: no such member
+                    what=f"reading {path} out of the backup",
+                )
+                if partial.stat().st_size == 0:
+                    raise _NotInBackup(path)
+        except _NotInBackup:
+            continue
+        return True
+    return False
