@@ -18,7 +18,7 @@ from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
 from mkmedia.session.log import say
 from mkmedia.settings import BY_NAME
 from mkmedia.workflow import Context, need, step
-from rescue_runtime.backup import method_class
+from rescue_runtime.backup import crypt, method_class
 from rescue_runtime.errors import StepError
 from rescue_runtime.layout import store
 from rescue_runtime.recover.finalize import finalize_programs
@@ -77,6 +77,8 @@ def assemble_programs(ctx: Context) -> None:
                 ctx.config.get_str("BACKUP_URL")
             ),
             *recover_programs(ctx.layout_dir),
+            # an encrypted backup is decrypted in the rescue system (its key is not there)
+            *(crypt.PROGRAMS if ctx.config.get_str("BACKUP_CRYPT_KEY_FILE") else ()),
         ],
         libraries=[*ctx.config.get_list("LIBS"), *elf_files],
         copy_as_is=ctx.config.get_list("COPY_AS_IS"),

@@ -23,6 +23,7 @@ from pathlib import Path
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError
 
 CIPHER = "aes-256-ctr"
+PROGRAMS = ("openssl",)  # what the rescue system needs to restore an encrypted backup
 PBKDF2_ITERATIONS = 200_000  # openssl's and our key check's, recorded in the manifest
 MIN_KEY_CHARS = 32
 HMAC_FIELD = "manifest_hmac"

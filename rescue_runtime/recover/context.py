@@ -39,6 +39,7 @@ class RecoverContext:
     layout: Layout = field(default_factory=Layout)
     layout_sha256: str = ""
     backup_dir: Path | None = None  # where backup-manifest.json is
+    backup_key: Path | None = None  # the key file of an encrypted backup
     manifest: dict[str, object] = field(default_factory=dict)
     protected: set[str] = field(default_factory=set)  # disks recover never writes
     mapped: dict[str, str] = field(default_factory=dict)  # old device path -> new one

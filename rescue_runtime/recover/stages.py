@@ -61,7 +61,8 @@ def restore_backup(ctx: RecoverContext) -> None:
     t0 = time.monotonic()
     line = ProgressLine("restore", every=15.0)
     try:
-        result = restore(ctx.backup_dir, target, progress=line)
+        keyed = {"key_file": ctx.backup_key} if ctx.backup_key is not None else {}
+        result = restore(ctx.backup_dir, target, progress=line, **keyed)
     finally:
         line.close()
     seconds = time.monotonic() - t0

@@ -10,12 +10,13 @@ import os
 import time
 from pathlib import Path
 
+from rescue_runtime.backup import crypt, medium, method_class
 from rescue_runtime.backup import manifest as manifests
-from rescue_runtime.backup import medium, method_class
-from rescue_runtime.backup.netfs import extract_member
+from rescue_runtime.backup import restore as restoring
+from rescue_runtime.backup.restore import extract_member
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import finalize, mapping, resize
+from rescue_runtime.recover import backupkey, finalize, mapping, resize
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import KEY_DIR, generate
 from rescue_runtime.recover.recreate_cli import (
@@ -73,7 +74,15 @@ def locate_backup(ctx: RecoverContext) -> None:
     ctx.backup_dir = located.directory
     ctx.protected |= located.devices
     t0 = time.monotonic()
-    ctx.manifest = manifests.verify(located.directory)
+    ctx.backup_key = backupkey.key_for(
+        manifests.read_manifest(located.directory),
+        ctx.config.settings,
+        ask=ctx.ask,
+        unattended=ctx.options.unattended,
+        where=located.directory,
+    )
+    # every volume, the chain unbroken, and (encrypted) the key and the manifest's HMAC
+    ctx.manifest = restoring.check(located.directory, key_file=ctx.backup_key)
     ctx.note(
         f"backup {located.directory}: {ctx.manifest['files']} files, checksums verified in "
         f"{time.monotonic() - t0:.1f} s"
@@ -108,7 +117,7 @@ def luks_keys_from_backup(ctx: RecoverContext) -> None:
             continue
         key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         assert luks.key_file is not None
-        if extract_member(ctx.backup_dir, luks.key_file, key):
+        if extract_member(ctx.backup_dir, luks.key_file, key, key_file=ctx.backup_key):
             ctx.note(f"LUKS {luks.name}: opens with its key file {luks.key_file} from the backup")
         elif ctx.options.unattended:
             raise MissingError(
@@ -213,6 +222,8 @@ def check_programs(ctx: RecoverContext) -> None:
         needed += ctx.plan.programs
     if restores(ctx):
         needed += method_class(ctx.config.backup).programs_for(ctx.config.backup_url)
+        if crypt.encryption(ctx.manifest) is not None:
+            needed += crypt.PROGRAMS
     if "finalize" in ctx.stages:
         needed += finalize.finalize_programs(ctx.layout)
     missing = sorted({p for p in needed if which(p) is None})

@@ -24,23 +24,18 @@ from rescue_runtime.errors import CommandError, MissingError
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.run import run
-from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
-from tests.metadata import differences, make_rich_tree, snapshot
+from tests.backupsource import quiet, rich_source
+from tests.loopfs import BACKUP_TEST_MARKS
+from tests.metadata import differences, snapshot
 
 pytestmark = BACKUP_TEST_MARKS
 VOLUME = 64 * 1024  # small volumes: the tree gives several
 
 
-def quiet(done: int, total: int) -> None:
-    """Progress callback of the tests: the line itself is not under test."""
-
-
 @pytest.fixture
 def source(tmp_path: Path) -> Iterator[tuple[Path, Layout]]:
     """A rich tree with some incompressible data on its own ext4, and its layout."""
-    mnt = tmp_path / "source"
-    with loop_filesystem(tmp_path / "source.img", mnt, "ext4") as device:
-        make_rich_tree(mnt)
+    with rich_source(tmp_path) as (mnt, _, device):
         (mnt / "data").mkdir()
         for n in range(4):
             (mnt / "data" / f"random-{n}.bin").write_bytes(os.urandom(50_000))
@@ -62,7 +57,9 @@ def state(mnt: Path) -> dict[str, dict[str, object]]:
     return snapshot(mnt, skip=("lost+found",))
 
 
-def restore_into(tmp_path: Path, directory: Path, name: str = "restored", **options: object) -> Path:
+def restore_into(
+    tmp_path: Path, directory: Path, name: str = "restored", **options: object
+) -> Path:
     target = tmp_path / name
     target.mkdir()
     Netfs.restore(directory, target, progress=quiet, **options)  # type: ignore[arg-type]
@@ -158,7 +155,10 @@ def test_differential_replaces_the_previous_differential(
     latest = state(mnt)
     second = backup(mnt, layout, directory, backup_type="differential")
     chain = [(a["name"], a["type"], a["predecessor"]) for a in second["archives"]]  # type: ignore[attr-defined]
-    assert chain == [("backup", "full", None), ("backup-002-differential", "differential", "backup")]
+    assert chain == [
+        ("backup", "full", None),
+        ("backup-002-differential", "differential", "backup"),
+    ]
     gone = first["archives"][1]["volumes"][0]  # type: ignore[index]
     assert not (directory / gone).exists()
     assert differences(latest, state(restore_into(tmp_path, directory))) == []
