@@ -142,6 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
     _s("USB_RETAIN", INT, 2, "Rescue images OUTPUT=USB keeps per host on the stick (0: all)."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s(
+        "ISO_MAX_SIZE",
+        INT,
+        0,
+        "MiB one medium holds (e.g. 4480 for a DVD); an iso:// backup larger than that goes "
+        "onto further ISOs <prefix>-vol002.iso, ... (needs BACKUP_VOLUME_SIZE); 0: no limit.",
+    ),
+    _s(
         "PXE_TFTP_URL",
         STR,
         "",

@@ -17,11 +17,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mkmedia.config import Config
+from mkmedia.emit import isovolumes
 from mkmedia.emit.iso import RESERVED
+from mkmedia.session import outputset
 from mkmedia.session.artifacts import Artifact
+from mkmedia.session.epoch import resolve_epoch
 from mkmedia.session.log import say
 from mkmedia.steps.output import output_directory
-from mkmedia.workflow import Context, step
+from mkmedia.workflow import Context, need, step
 from rescue_runtime.backup import crypt
 from rescue_runtime.backup.manifest import MANIFEST_NAME
 from rescue_runtime.backup.netfs import Netfs, closing_line, target_source
@@ -233,6 +236,7 @@ def make_backup(ctx: Context) -> None:
             )
         name = parse_url(url).path.strip("/")
         ctx.payload_dirs = {name: directory}
+        _spread_over_media(ctx, directory, listed)
     elif parse_url(url).scheme == "file":
         for volume in listed:
             ctx.artifacts.append(
@@ -245,3 +249,55 @@ def make_backup(ctx: Context) -> None:
             )
         ctx.artifacts.append(Artifact.of(directory / MANIFEST_NAME, "backup-manifest"))
     say(f"  {closing_line(manifest)}")
+
+
+def _spread_over_media(ctx: Context, directory: Path, listed: list[dict[str, object]]) -> None:
+    """iso:// with ISO_MAX_SIZE: the volumes that do not fit beside the rescue system go onto
+    further ISOs (mkmedia/emit/isovolumes.py); the output stage writes them."""
+    capacity = ctx.config.get_int("ISO_MAX_SIZE") * MiB
+    if not capacity:
+        return
+    reserve = sum(p.stat().st_size for p in (ctx.kernel_image, ctx.initrd) if p is not None)
+    media = isovolumes.plan_media(
+        [(str(v["name"]), int(str(v["size"]))) for v in listed],
+        capacity=capacity,
+        first_reserve=reserve + isovolumes.ISO_OVERHEAD,
+    )
+    if len(media) == 1:
+        return
+    if not ctx.config.get_int("BACKUP_VOLUME_SIZE") or not ctx.medium_id:
+        raise ConfigError(
+            f"The backup does not fit on one medium of ISO_MAX_SIZE="
+            f"{ctx.config.get_int('ISO_MAX_SIZE')} MiB, and it is not cut into volumes.",
+            hint="Set BACKUP_VOLUME_SIZE (MiB, below ISO_MAX_SIZE) to spread it over media.",
+        )
+    staging = ctx.build_dir / "iso-volumes"
+    shutil.rmtree(staging, ignore_errors=True)
+    ctx.volume_media = isovolumes.spread(directory, media, ctx.medium_id, staging)
+    say(f"  the backup spans {len(media)} media (ISO_MAX_SIZE={capacity // MiB} MiB)")
+
+
+@step("output", 150, when=_netfs)
+def write_volume_media(ctx: Context) -> None:
+    """iso:// over several media: the further ISOs beside the rescue ISO."""
+    if not ctx.volume_media:
+        return
+    staging = need(ctx.output_staging, "the output staging directory")
+    prefix = ctx.config.get_str("OUTPUT_PREFIX")
+    total = 1 + len(ctx.volume_media)
+    try:
+        for medium, directory in ctx.volume_media:
+            ctx.artifacts.append(
+                isovolumes.write_volume_iso(
+                    staging / f"{prefix}-vol{medium.number:03d}.iso",
+                    medium=medium,
+                    directory=directory,
+                    host=ctx.config.system.hostname,
+                    total=total,
+                    epoch=resolve_epoch(None),
+                    work_dir=ctx.build_dir / "emit" / f"vol{medium.number:03d}",
+                )
+            )
+    except BaseException:
+        outputset.discard(staging)
+        raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 from rescue_runtime import atomic
@@ -64,10 +65,15 @@ def volumes(manifest: dict[str, object]) -> list[dict[str, object]]:
     return found
 
 
-def verify(directory: Path, *, check_sha256: bool = True) -> dict[str, object]:
-    """Every volume is present with its size and sha256; returns the manifest."""
+def verify(
+    directory: Path, *, check_sha256: bool = True, elsewhere: Collection[str] = ()
+) -> dict[str, object]:
+    """Every volume is present with its size and sha256 (those `elsewhere`, on further media
+    of a spanned backup, are checked when their medium comes); returns the manifest."""
     manifest = read_manifest(directory)
     for volume in volumes(manifest):
+        if volume["name"] in elsewhere:
+            continue
         path = directory / str(volume["name"])
         try:
             size = path.stat().st_size

@@ -8,16 +8,19 @@ stops here), every volume's size and sha256, and that the chain is unbroken. Onl
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from rescue_runtime import atomic
-from rescue_runtime.backup import chain, crypt
+from rescue_runtime.backup import chain, crypt, spanning
 from rescue_runtime.backup import manifest as manifests
-from rescue_runtime.backup.archive import TAR_METADATA, read
+from rescue_runtime.backup.archive import TAR_METADATA, decoders, read
 from rescue_runtime.backup.manifest import BackupError
-from rescue_runtime.backup.progress import ProgressFunc, ProgressLine
+from rescue_runtime.backup.progress import ProgressFunc, ProgressLine, read_bytes
 from rescue_runtime.run import run
 
 
@@ -27,7 +30,8 @@ def check(
     """Manifest (sealed with the key when encrypted), every volume, the chain; writes nothing."""
     document = manifests.read_manifest(directory)
     crypt.check_sealed(document, key_file, directory)
-    manifests.verify(directory, check_sha256=check_sha256)
+    later = spanning.elsewhere(spanning.read_media_file(directory))
+    manifests.verify(directory, check_sha256=check_sha256, elsewhere=later)
     listed = {str(v["name"]) for v in manifests.volumes(document)}
     chain.check_chain(chain.archives(document), listed, directory)
     return document
@@ -63,10 +67,12 @@ def restore(
     key_file: Path | None = None,
     progress: ProgressFunc | None = None,
     make_subvolumes: bool = True,
+    finder: spanning.MediumFinder | None = None,
 ) -> dict[str, object]:
     """Check, then extract every archive of the chain into `target_dir` in order and check
     each one's file count. On btrfs the recorded subvolumes are created first."""
     document = check(directory, key_file=key_file)
+    later = spanning.elsewhere(spanning.read_media_file(directory))
     if not target_dir.is_dir():
         raise BackupError(
             f"The restore target {target_dir} is not a directory.",
@@ -89,15 +95,36 @@ def restore(
                 *listed, "--preserve-permissions", "--same-owner", "--verbose",
                 f"--index-file={index}",
             ]  # fmt: skip
+            what = f"restoring {archive.name} of {directory} into {target_dir}"
             try:
-                read(
-                    paths,
-                    tar,
-                    encryption=encryption,
-                    key_file=key_file,
-                    progress=show,
-                    what=f"restoring {archive.name} of {directory} into {target_dir}",
-                )
+                if any(name in later for name in archive.volumes):
+                    if finder is None:
+                        raise BackupError(
+                            f"The backup in {directory} spans several media, and nothing "
+                            "here can reach the others; nothing was restored.",
+                            hint="Restore it with `mkmedia recover` in the rescue system.",
+                        )
+                    walk_volumes(
+                        document,
+                        archive,
+                        directory,
+                        later,
+                        finder,
+                        tar,
+                        what,
+                        encryption=encryption,
+                        key_file=key_file,
+                        progress=show,
+                    )
+                else:
+                    read(
+                        paths,
+                        tar,
+                        encryption=encryption,
+                        key_file=key_file,
+                        progress=show,
+                        what=what,
+                    )
             finally:
                 if isinstance(show, ProgressLine):
                     show.close()
@@ -110,6 +137,55 @@ def restore(
             )
         restored += count
     return {"files": restored, "target": str(target_dir), "manifest": document}
+
+
+def walk_volumes(
+    document: dict[str, object],
+    archive: chain.Archive,
+    directory: Path,
+    later: dict[str, spanning.Medium],
+    finder: spanning.MediumFinder,
+    tar: list[str],
+    what: str,
+    *,
+    encryption: dict[str, object] | None,
+    key_file: Path | None,
+    progress: ProgressFunc,
+) -> None:
+    """An archive whose volumes are on several media: each medium is reached in turn (and
+    kept while its volumes are read), each volume checked before it is fed."""
+    records = {str(v["name"]): v for v in manifests.volumes(document)}
+    total = max((m.number for m in later.values()), default=1)
+    current: list[tuple[int, contextlib.ExitStack, Path]] = []
+
+    @contextlib.contextmanager
+    def reach(name: str) -> Iterator[Path]:
+        medium = later.get(name)
+        if medium is None:
+            yield directory / name  # on the first medium, checked by verify
+            return
+        if not current or current[0][0] != medium.number:
+            while current:
+                current.pop()[1].close()
+            stack = contextlib.ExitStack()
+            place = stack.enter_context(finder.medium(medium, total))
+            current.append((medium.number, stack, place))
+        path = current[0][2] / name
+        spanning.check_volume(path, records[name])
+        yield path
+
+    commands = [*decoders(encryption, key_file), tar]
+    size = sum(int(str(records[n]["size"])) for n in archive.volumes)
+    try:
+        spanning.walk(
+            [(name, functools.partial(reach, name)) for name in archive.volumes],
+            commands,
+            on_tick=lambda pids: progress(read_bytes(pids[0]), size),
+            what=what,
+        )
+    finally:
+        while current:
+            current.pop()[1].close()
 
 
 class _NotInBackup(Exception):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rescue_runtime import rescueconf
 from rescue_runtime import workflow as engine
+from rescue_runtime.backup.spanning import MediumFinder
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.recreate import RecreatePlan
@@ -40,6 +41,7 @@ class RecoverContext:
     layout_sha256: str = ""
     backup_dir: Path | None = None  # where backup-manifest.json is
     backup_key: Path | None = None  # the key file of an encrypted backup
+    backup_finder: MediumFinder | None = None  # reaches the further media of a spanned backup
     manifest: dict[str, object] = field(default_factory=dict)
     protected: set[str] = field(default_factory=set)  # disks recover never writes
     mapped: dict[str, str] = field(default_factory=dict)  # old device path -> new one

@@ -61,8 +61,12 @@ def restore_backup(ctx: RecoverContext) -> None:
     t0 = time.monotonic()
     line = ProgressLine("restore", every=15.0)
     try:
-        keyed = {"key_file": ctx.backup_key} if ctx.backup_key is not None else {}
-        result = restore(ctx.backup_dir, target, progress=line, **keyed)
+        extra: dict[str, object] = {}
+        if ctx.backup_key is not None:
+            extra["key_file"] = ctx.backup_key
+        if ctx.backup_finder is not None:
+            extra["finder"] = ctx.backup_finder
+        result = restore(ctx.backup_dir, target, progress=line, **extra)
     finally:
         line.close()
     seconds = time.monotonic() - t0
