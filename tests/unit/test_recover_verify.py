@@ -12,8 +12,10 @@ import pytest
 
 from rescue_runtime import rescueconf
 from rescue_runtime import workflow as engine
+from rescue_runtime.backup import crypt, spanning
 from rescue_runtime.backup import manifest as manifests
-from rescue_runtime.errors import MkmediaError
+from rescue_runtime.backup.crypt import CryptKeyError
+from rescue_runtime.errors import MissingError, MkmediaError
 from rescue_runtime.layout import store
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.recover import verify
@@ -213,3 +215,71 @@ def machine_layout(ctx: RecoverContext) -> Layout:
 
 def machine_disks(ctx: RecoverContext) -> list[str]:
     return [d.path for d in machine_layout(ctx).disks]
+
+
+def seal_backup(ctx: RecoverContext, key: str) -> Path:
+    """The machine's backup as an encrypted one would be: its manifest sealed with `key`."""
+    directory = Path(ctx.config.backup_url.removeprefix("file://")) / "db7"
+    document = json.loads((directory / manifests.MANIFEST_NAME).read_text())
+    crypt.seal(document, key.encode())
+    (directory / manifests.MANIFEST_NAME).write_text(json.dumps(document))
+    return directory
+
+
+GOOD_KEY = "G" * 40
+
+
+def test_an_encrypted_backup_needs_its_key_before_any_write(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(verify.finalize, "luks_key_problems", lambda layout, text: [])
+    seal_backup(machine, GOOD_KEY)
+    key = tmp_path / "keys" / "backup.key"
+    machine.config.settings["BACKUP_CRYPT_KEY_FILE"] = str(key)
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MissingError, match=f"not at {key}"):
+        run_verify(machine)
+    assert machine.script is None
+
+    key.parent.mkdir()
+    key.write_text("W" * 40 + "\n")
+    with pytest.raises(CryptKeyError, match="does not open the backup"):
+        run_verify(machine)
+    assert machine.script is None
+
+    key.write_text(GOOD_KEY + "\n")
+    run_verify(machine)
+    assert machine.backup_key == key and machine.script is not None
+
+
+def test_an_encrypted_backup_asks_for_the_key_file_interactively(
+    machine: RecoverContext, tmp_path: Path
+) -> None:
+    seal_backup(machine, GOOD_KEY)
+    key = tmp_path / "stick" / "the.key"
+    key.parent.mkdir()
+    key.write_text(GOOD_KEY)
+    out = io.StringIO()
+    machine.ask = Asker(
+        unattended=False, stdin=io.StringIO(f"/nowhere\n{key}\ncontinue\n"), stdout=out
+    )
+    run_verify(machine)
+    assert machine.backup_key == key
+    assert "Path of the key file" in out.getvalue()
+
+
+def test_unattended_a_spanned_backup_needs_every_medium(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = Path(machine.config.backup_url.removeprefix("file://")) / "db7"
+    medium = spanning.Medium(2, "ABCV002", ("backup.tar.zst.002",))
+    spanning.write_media_file(directory, [medium])
+    monkeypatch.setattr(
+        verify.spanmedia, "missing_media", lambda media, work: (list(media), {"/dev/sr1"})
+    )
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MissingError, match=r"backup medium 2 of 2 .*nothing was touched"):
+        run_verify(machine)
+    assert machine.script is None and "/dev/sr1" in machine.protected
