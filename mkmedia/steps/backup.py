@@ -261,7 +261,7 @@ def _spread_over_media(ctx: Context, directory: Path, listed: list[dict[str, obj
     media = isovolumes.plan_media(
         [(str(v["name"]), int(str(v["size"]))) for v in listed],
         capacity=capacity,
-        first_reserve=reserve + isovolumes.ISO_OVERHEAD,
+        first_reserve=reserve,
     )
     if len(media) == 1:
         return

@@ -181,3 +181,48 @@ def test_a_volume_larger_than_a_medium_is_refused() -> None:
         first_reserve=0,
     )
     assert fits == [["v.001"], ["v.002"]]
+
+
+def test_mkbackup_steps_spread_the_backup_and_write_the_volume_isos(tmp_path: Path) -> None:
+    """The backup stage's split and the output stage's ISOs, on a context of plain values."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from mkmedia.steps import backup as steps
+
+    if which("xorriso") is None:
+        pytest.skip("xorriso missing")
+    tree = tmp_path / "system"
+    tree.mkdir()
+    (tree / "data.bin").write_bytes(os.urandom(3 * 1024**2))
+    payload = tmp_path / "payload" / "backup"
+    plan = BackupPlan(str(tree), [Source("/", "mount", "/dev/x", "ext4")])
+    manifest = Netfs.backup(
+        plan, payload, url="iso:///backup", layout_sha256=None, progress=quiet,
+        volume_size=1024**2,
+    )  # fmt: skip
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"k" * 1024**2)
+    values = {"ISO_MAX_SIZE": 8, "BACKUP_VOLUME_SIZE": 1, "OUTPUT_PREFIX": "rescue"}
+    config = SimpleNamespace(
+        get_int=values.__getitem__,
+        get_str=values.__getitem__,
+        system=SimpleNamespace(hostname="vm.example.org"),
+    )
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    ctx = cast(
+        Any,
+        SimpleNamespace(
+            config=config, kernel_image=kernel, initrd=None, medium_id=MEDIUM_ID,
+            build_dir=tmp_path / "build", output_staging=staging, artifacts=[], volume_media=[],
+        ),
+    )  # fmt: skip
+    steps._spread_over_media(ctx, payload, manifest["volumes"])  # type: ignore[arg-type]
+    media = spanning.read_media_file(payload)
+    assert [m.number for m in media] == [2]  # 4 volumes: 3 beside the 1 MiB kernel, 1 after
+    assert len(media[0].volumes) == 1 and len(list(payload.glob("backup.tar.zst.*"))) == 3
+    steps.write_volume_media(ctx)
+    assert [a.path.name for a in ctx.artifacts] == ["rescue-vol002.iso"]
+    copy = extract_iso_directory(staging / "rescue-vol002.iso", "backup", tmp_path / "back")
+    assert sorted(p.name for p in copy.iterdir()) == list(media[0].volumes)
