@@ -200,6 +200,12 @@ def extract_member(
     The newest archive of the chain that holds it wins; tar stops at the first copy."""
     document = manifests.read_manifest(directory)
     crypt.check_sealed(document, key_file, directory)
+    if spanning.read_media_file(directory):
+        raise BackupError(
+            f"{path} cannot be read out of the backup in {directory} before the restore: the "
+            "backup spans several media.",
+            hint=f"Copy {path} from elsewhere to where recover asks for it, and run recover again.",
+        )
     member = "." + path if path.startswith("/") else path
     for archive in reversed(chain.archives(document)):
         try:

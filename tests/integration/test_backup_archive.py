@@ -252,12 +252,13 @@ def test_key_file_must_be_one_long_line(source: tuple[Path, Layout], tmp_path: P
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("backup_type", ["full", "incremental"])
 def test_killed_stream_leaves_the_previous_backup_and_no_old_copy(
-    source: tuple[Path, Layout], tmp_path: Path
+    source: tuple[Path, Layout], tmp_path: Path, backup_type: str
 ) -> None:
     mnt, layout = source
     directory = tmp_path / "backups" / "host"
-    backup(mnt, layout, directory, volume_size=VOLUME)
+    backup(mnt, layout, directory, volume_size=VOLUME, backup_type=backup_type)
     previous = {p.name: p.read_bytes() for p in directory.iterdir()}
     marker = f"/kill-marker-{uuid.uuid4().hex}"
     killed: list[int] = []
@@ -281,6 +282,7 @@ def test_killed_stream_leaves_the_previous_backup_and_no_old_copy(
             tar_options=slow,
             volume_size=VOLUME,
             keep_old=True,
+            backup_type=backup_type,
         )
     assert killed
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == previous
