@@ -15,6 +15,7 @@ from rescue_runtime.recover.finalize import FinalizeRequest, finalize, finalize_
 from rescue_runtime.recover.options import add_layout_parser
 from rescue_runtime.recover.recreate import KEY_DIR, SCRIPT_DIR
 from rescue_runtime.recover.recreate_cli import RESCUE_MARKERS, in_rescue_system
+from rescue_runtime.recover.report import report_path
 from rescue_runtime.recover.workflow import open_log
 from rescue_runtime.run import run, which
 
@@ -27,6 +28,7 @@ def rescue_logs(globs: Sequence[str] = LOG_GLOBS) -> list[Path]:
     for pattern in globs:
         path = Path(pattern)
         found += sorted(Path(path.parent).glob(path.name))
+    found.append(report_path())  # the recovery report (recover/report.py)
     return [p for p in found if p.is_file()]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from rescue_runtime.backup import method_class
 from rescue_runtime.backup.progress import GiB, MiB, ProgressLine
 from rescue_runtime.errors import MkmediaError
-from rescue_runtime.recover import finalize
+from rescue_runtime.recover import finalize, report
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import KEY_DIR
 from rescue_runtime.run import run, spawn
@@ -79,7 +79,8 @@ def restore_backup(ctx: RecoverContext) -> None:
 @step("finalize", 10)
 def finalize_system(ctx: RecoverContext) -> None:
     """Boot loader, LUKS keys, the initramfs decision, the logs into the restored system."""
-    logs = [p for p in (ctx.log_file, _recreate_log(ctx)) if p is not None and p.exists()]
+    candidates = (ctx.log_file, _recreate_log(ctx), report.report_path())
+    logs = [p for p in candidates if p is not None and p.exists()]
     request = finalize.FinalizeRequest(
         layout=ctx.layout,
         target=Path(ctx.options.target),
