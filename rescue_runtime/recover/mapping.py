@@ -212,3 +212,8 @@ def apply_mapping(layout: Layout, pairs: Mapping[str, str]) -> tuple[Layout, dic
         return layout, {}
     document = _rewrite(json.loads(to_json(layout)), table)
     return from_json(json.dumps(document), source="the mapped layout"), table
+
+
+def rename_keys(values: Mapping[str, int], table: Mapping[str, str]) -> dict[str, int]:
+    """A dict keyed by component ids or device paths, its keys translated like the layout."""
+    return {_rewrite(key, table): value for key, value in values.items()}

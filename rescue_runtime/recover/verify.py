@@ -15,7 +15,7 @@ from rescue_runtime.backup import medium, method_class
 from rescue_runtime.backup.netfs import extract_member
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import finalize, mapping, resize
+from rescue_runtime.recover import finalize, mapping, report, resize
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import KEY_DIR, generate
 from rescue_runtime.recover.recreate_cli import (
@@ -144,27 +144,33 @@ def map_disks(ctx: RecoverContext) -> None:
             hint=f"Write the mapping into {mapping.MAPPING_FILE}, one 'OLD NEW' per line "
             f"(e.g. '{first} {example}'), and run recover again.",
         )
-    small = []
     sizes = {d.path: d.size for d in present}
-    for disk in ctx.layout.disks:
-        new = proposal.pairs[disk.path]
-        if sizes.get(new, disk.size) < disk.size:
-            small.append(f"{new} ({sizes[new]} bytes, the layout needs {disk.size})")
-    if small:
-        raise MissingError(
-            f"These disks are smaller than the saved layout's: {', '.join(small)}; nothing "
-            "was touched.",
-            hint="Attach disks at least as large (shrinking a layout is not implemented yet).",
-        )
+    used = manifests.used_bytes(ctx.manifest) if ctx.manifest else {}
     if not proposal.identity:
         ctx.layout, ctx.mapped = mapping.apply_mapping(ctx.layout, proposal.pairs)
+        used = mapping.rename_keys(used, ctx.mapped)
         for old, new in proposal.pairs.items():
             if old != new:
                 ctx.note(f"disk {old} is recreated on {new} ({proposal.reasons[old]})")
+                report.note("mapping", f"{old} -> {new} ({proposal.reasons[old]})")
     mode = str(ctx.config.settings.get("RESIZE_PARTITIONS") or "proportional")
-    ctx.layout, changes = resize.resize_layout(ctx.layout, sizes, mode)
+    ctx.layout, changes = resize.resize_layout(ctx.layout, sizes, mode, used)
     for change in changes:
-        ctx.note(f"larger disk: {change}")
+        ctx.note(change)
+        report.note("resize", change)
+    shrunk = [c for c in changes if c.startswith("smaller disk:")]
+    if shrunk and not ctx.options.unattended:
+        print("mkmedia recover: the resize plan for the smaller disks:", flush=True)
+        for change in shrunk:
+            print(f"  {change}", flush=True)
+        answer = ctx.ask.choose("Recreate the layout with these sizes?", ("yes", "no"), "no")
+        if answer != "yes":
+            raise MkmediaError(
+                "Recover stopped: the operator did not accept the resize plan; nothing was "
+                "touched.",
+                hint="Attach larger disks, or map the saved disks to other ones in "
+                f"{mapping.MAPPING_FILE}.",
+            )
 
 
 @step("verify", 45)
