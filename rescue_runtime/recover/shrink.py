@@ -153,7 +153,10 @@ class Shrinker:
             return lv.size
         for md in self.layout.mds:
             if md.path == path:
-                return md.size
+                if md.size:
+                    return md.size
+                members = [self._current_size(m) or 0 for m in md.members]
+                return min(members) - MD_OVERHEAD if members else None
         for luks in self.layout.luks:
             if luks.path == path:
                 outer = self.size_of(luks.device)

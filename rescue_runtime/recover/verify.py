@@ -15,7 +15,7 @@ from rescue_runtime.backup import medium, method_class
 from rescue_runtime.backup.netfs import extract_member
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import finalize, mapping, report, resize
+from rescue_runtime.recover import exclude, finalize, mapping, report, resize
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import KEY_DIR, generate
 from rescue_runtime.recover.recreate_cli import (
@@ -134,6 +134,7 @@ def map_disks(ctx: RecoverContext) -> None:
         protected=protected,
         given=mapping.read_mapping_file(),
     )
+    dropped = _disks_left_out(ctx, proposal)
     if not proposal.complete:
         candidates = mapping.candidate_table(ctx.layout.disks, present, proposal, protected)
         first = next(iter(proposal.ambiguous), None) or proposal.unplaced[0]
@@ -144,6 +145,7 @@ def map_disks(ctx: RecoverContext) -> None:
             hint=f"Write the mapping into {mapping.MAPPING_FILE}, one 'OLD NEW' per line "
             f"(e.g. '{first} {example}'), and run recover again.",
         )
+    _leave_out(ctx, dropped)
     sizes = {d.path: d.size for d in present}
     used = manifests.used_bytes(ctx.manifest) if ctx.manifest else {}
     if not proposal.identity:
@@ -171,6 +173,72 @@ def map_disks(ctx: RecoverContext) -> None:
                 hint="Attach larger disks, or map the saved disks to other ones in "
                 f"{mapping.MAPPING_FILE}.",
             )
+
+
+def _disks_left_out(ctx: RecoverContext, proposal: mapping.DiskMapping) -> dict[str, str]:
+    """Saved disks recover goes on without (disk id -> why): RAID1 mirror disks beyond the
+    disks present (their arrays run degraded), and, when the operator agrees (never
+    unattended), disks no present disk can take."""
+    if proposal.complete:
+        return {}
+    left = mapping.mirrors_left_out(
+        ctx.layout.disks, proposal, lambda path: exclude.redundant_disk(ctx.layout, path)
+    )
+    if left is not None:
+        why = "a RAID1 mirror disk with no disk here for it: its arrays run degraded"
+        return {f"disk:{path}": why for path in left}
+    if proposal.ambiguous or ctx.options.unattended:
+        return {}
+    lost = exclude.leave_out(ctx.layout, {f"disk:{p}": "" for p in proposal.unplaced})
+    mounts = ", ".join(lost.skipped_mounts) or "no mount point"
+    answer = ctx.ask.choose(
+        f"No disk here can take the place of {', '.join(proposal.unplaced)}. Recover without "
+        f"it and everything built on it ({mounts} will not be restored)?",
+        ("yes", "no"),
+        "no",
+    )
+    if answer != "yes":
+        return {}
+    dropped = {
+        f"disk:{p}": "no disk here takes its place; the operator agreed" for p in proposal.unplaced
+    }
+    proposal.unplaced.clear()
+    return dropped
+
+
+def _leave_out(ctx: RecoverContext, dropped: dict[str, str]) -> None:
+    """Take the dropped disks and EXCLUDE_RECREATE's components (with everything built on
+    them) out of the layout; say each in the report."""
+    reasons = dict(dropped)
+    setting = ctx.config.settings.get("EXCLUDE_RECREATE")
+    already = ctx.layout.options.exclude  # left out when the layout was saved
+    patterns = [str(p) for p in setting if p not in already] if isinstance(setting, list) else []
+    for node_id, pattern in exclude.matching_ids(ctx.layout, patterns, "EXCLUDE_RECREATE").items():
+        reasons.setdefault(node_id, f"EXCLUDE_RECREATE {pattern!r}")
+    if not reasons:
+        return
+    result = exclude.leave_out(ctx.layout, reasons)
+    if any(why.startswith("a RAID1 mirror") for why in dropped.values()) and result.skipped_mounts:
+        raise MissingError(
+            "Going on without the RAID1 mirror disks that have no disk here would lose "
+            f"{', '.join(result.skipped_mounts)} (no member of their arrays is left); nothing "
+            "was touched.",
+            hint=f"Attach another disk, or map the saved disks in {mapping.MAPPING_FILE}.",
+        )
+    ctx.layout = result.layout
+    ctx.skipped_mounts = result.skipped_mounts
+    for node_id, why in result.removed.items():
+        report.note("exclude", f"{node_id} left out: {why}")
+    for line in result.degraded:
+        ctx.note(f"WARNING: RAID1 {line}: the array is created degraded (one disk short)")
+        report.note("raid", f"{line}: created degraded; add a disk later with mdadm --add")
+    for mountpoint in result.skipped_mounts:
+        ctx.note(f"{mountpoint} is left out: the restore skips its content")
+        report.note(
+            "exclude",
+            f"{mountpoint}: not recreated, its content not restored; the restored fstab may "
+            "still name it",
+        )
 
 
 @step("verify", 45)
