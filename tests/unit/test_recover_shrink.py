@@ -8,7 +8,19 @@ import pytest
 
 from rescue_runtime.backup.manifest import used_bytes, used_bytes_by_filesystem
 from rescue_runtime.backup.sources import Source
-from rescue_runtime.layout.model import Filesystem, Layout, XfsParams
+from rescue_runtime.layout.model import (
+    Disk,
+    ExtParams,
+    Filesystem,
+    Layout,
+    LogicalVolume,
+    LuksDevice,
+    MdArray,
+    Partition,
+    PhysicalVolume,
+    VolumeGroup,
+    XfsParams,
+)
 from rescue_runtime.recover.recreate import generate
 from rescue_runtime.recover.resize import TooSmall, resize_layout
 from rescue_runtime.recover.shrink import (
@@ -154,3 +166,58 @@ def test_the_manifest_records_used_bytes_per_file_system() -> None:
     assert used_bytes({"used_bytes": recorded}) == recorded
     older = {"filesystems": [s.__dict__ for s in sources if s.kind == "mount"]}
     assert used_bytes(older) == recorded  # older manifests: from their file system list
+
+
+def raid_luks_lvm() -> Layout:
+    """Two GPT disks of 1 GiB: ESP, then a RAID1 member; LUKS2 on the array, one PV, an ext4
+    root LV (the UEFI + RAID1 + LUKS2 + LVM source's shape)."""
+    disks = []
+    for name in ("vda", "vdb"):
+        esp = Partition(
+            f"/dev/{name}1", 1, MiB, 128 * MiB, "ESP", flags=["esp"], disk=f"/dev/{name}"
+        )
+        member = Partition(
+            f"/dev/{name}2",
+            2,
+            129 * MiB,
+            GiB - 130 * MiB,
+            "RAID",
+            flags=["raid"],
+            disk=f"/dev/{name}",
+        )
+        disks.append(Disk(f"/dev/{name}", GiB, table="gpt", partitions=[esp, member]))
+    md_size = GiB - 130 * MiB - 2 * MiB
+    luks_size = md_size - 16 * MiB
+    return Layout(
+        disks=disks,
+        mds=[MdArray("/dev/md0", "raid1", members=["/dev/vda2", "/dev/vdb2"], size=md_size)],
+        luks=[LuksDevice("/dev/mapper/crypt", "crypt", "/dev/md0", data_offset=16 * MiB)],
+        pvs=[PhysicalVolume("/dev/mapper/crypt", "pv", "vg", luks_size)],
+        vgs=[VolumeGroup("vg", "vgu", EXTENT, ["/dev/mapper/crypt"], size=luks_size - MiB)],
+        lvs=[LogicalVolume("vg", "root", "lvu", 700 * MiB, "linear", "/dev/mapper/vg-root")],
+        filesystems=[
+            Filesystem(
+                "/dev/mapper/vg-root",
+                "ext4",
+                "u",
+                ext=ExtParams(block_size=4096, block_count=179200),
+            ),
+        ],
+    )
+
+
+def test_raid1_luks_lvm_shrinks_through_every_layer_onto_two_smaller_disks() -> None:
+    saved = raid_luks_lvm()
+    used = {"fs:/dev/mapper/vg-root": 150 * MiB}
+    shrunk, _ = resize_layout(saved, {"/dev/vda": 640 * MiB, "/dev/vdb": 700 * MiB}, used=used)
+    members = [p for p in shrunk.partitions() if "raid" in p.flags]
+    assert members[0].size == members[1].size < saved.disks[0].partitions[1].size  # 640 MiB both
+    assert [p.size for p in shrunk.partitions() if "esp" in p.flags] == [128 * MiB] * 2
+    (md,) = shrunk.mds
+    assert md.size == members[0].size - 2 * MiB  # the saved superblock overhead
+    lv = shrunk.lv("vg/root")
+    vg = shrunk.vgs[0]
+    assert lv is not None and vg.size is not None
+    assert need(150 * MiB) <= lv.size <= vg.size <= md.size - 16 * MiB - MiB
+    with pytest.raises(TooSmall, match=r"LUKS crypt \+ 16 MiB header"):
+        resize_layout(saved, {"/dev/vda": 256 * MiB, "/dev/vdb": 700 * MiB}, used=used)
