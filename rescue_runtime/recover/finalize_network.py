@@ -24,6 +24,7 @@ from pathlib import Path
 from rescue_runtime.atomic import write_text
 from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.recover import report
+from rescue_runtime.recover.mapping import mapping_lines
 from rescue_runtime.rescueconf import SavedInterface
 
 SYS_NET = Path("/sys/class/net")
@@ -76,15 +77,8 @@ def saved_nics(saved: Iterable[SavedInterface]) -> list[Nic]:
 
 def read_mac_mapping(path: Path = MAC_MAPPING_FILE) -> dict[str, str]:
     """The operator's MAC mapping; {} when there is no file."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return {}
     pairs: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        words = raw.split("#", 1)[0].split()
-        if not words:
-            continue
+    for number, raw, words in mapping_lines(path):
         ok = (
             len(words) == 2
             and MAC.fullmatch(words[0])
@@ -199,9 +193,9 @@ def resolve_nics(
     for old, candidates in list(mapping.ambiguous.items()):
         left = [c for c in candidates if c not in mapping.pairs.values()]
         while True:
-            answer = norm(
-                ask(f"Which card takes the place of {old} ({', '.join(left)}, or -)?", LEAVE)
-            )
+            question = f"Which card takes the place of {old} ({', '.join(left)}, or -)?"
+            answer = ask(question, LEAVE).strip()
+            answer = answer if answer == LEAVE else norm(answer)
             if answer == LEAVE or answer in left:
                 break
         del mapping.ambiguous[old]

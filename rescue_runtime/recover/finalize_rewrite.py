@@ -208,6 +208,8 @@ def rewrite_line(
     if names is not None:
         parts, last = [], 0
         for match in DEVICE_TOKEN.finditer(line):
+            if line[match.end() : match.end() + 1] in ("*", "?", "["):
+                continue  # a glob (mdadm's DEVICE /dev/sd*): the operator's to adapt
             found = names.new_name(match.group(), uuid_ok(line, match.start()))
             if found is None:
                 continue
