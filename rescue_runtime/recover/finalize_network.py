@@ -75,8 +75,9 @@ def saved_nics(saved: Iterable[SavedInterface]) -> list[Nic]:
     return [Nic(s.name, norm(s.mac), s.driver) for s in saved if s.mac]
 
 
-def read_mac_mapping(path: Path = MAC_MAPPING_FILE) -> dict[str, str]:
-    """The operator's MAC mapping; {} when there is no file."""
+def read_mac_mapping(path: Path | None = None) -> dict[str, str]:
+    """The operator's MAC mapping (MAC_MAPPING_FILE); {} when there is no file."""
+    path = path or MAC_MAPPING_FILE
     pairs: dict[str, str] = {}
     for number, raw, words in mapping_lines(path):
         ok = (

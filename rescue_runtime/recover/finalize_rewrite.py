@@ -4,16 +4,18 @@ every UUID that changed.
 When the mapping put a saved disk on another one (virtio `vda` on NVMe `nvme0n1`), every
 place that names a device by its path is rewritten: /etc/fstab, /etc/crypttab, mdadm.conf
 (DEVICE lines, devices=), GRUB's device.map, the kernel command line in /etc/default/grub
-(resume=, root=) and initramfs-tools' resume file. Partitions follow their disk (vda2 →
-nvme0n1p2). A /dev/disk/by-id or by-path name embeds the old disk's identity (its serial, its
-controller): it becomes the new disk's name of the same kind when there is exactly one, else
-UUID= of what the partition holds where UUID= is understood, else the new kernel name.
+(resume=, root=), /etc/kernel/cmdline, initramfs-tools' resume file and LVM's filters in
+lvm.conf. Partitions follow their disk (vda2 → nvme0n1p2). A /dev/disk/by-id or by-path
+name embeds the old disk's identity (its serial, its controller): it becomes the new disk's
+name of the same kind when there is exactly one, else UUID= of what the partition holds
+where UUID= is understood, else the new kernel name.
 grub.cfg is never edited: a stale name there is a reason to regenerate it.
 
 A UUID that is not the saved one any more (measured with blkid after recreate, whatever the
 cause) is replaced in the same files in the spelling it had (mdadm's colon form too).
 
-Each changed line goes into the recovery report (section `rewrite`): file, before, after.
+Each changed line goes into the recovery report (section `rewrite`): file, before, after;
+each changed UUID under `uuid`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ IN_INITRAMFS = {
     "etc/mdadm/mdadm.conf",
     "etc/mdadm.conf",
     "etc/initramfs-tools/conf.d/resume",
+    "etc/lvm/lvm.conf",
 }
 
 
@@ -97,6 +100,8 @@ CONFIG_FILES = (
     ConfigFile("boot/grub2/device.map", lambda _line, _start: False),
     ConfigFile("etc/default/grub", _after_key, _cmdline_line),
     ConfigFile("etc/initramfs-tools/conf.d/resume", _after_key),
+    ConfigFile("etc/kernel/cmdline", _after_key),  # systemd-boot, kernel-install, dracut
+    ConfigFile("etc/lvm/lvm.conf", lambda _line, _start: False),  # filter = [ "a|/dev/vda2|" ]
 )
 
 
@@ -225,6 +230,13 @@ def _hex(uuid: str) -> str:
     return re.sub(r"[^0-9a-f]", "", uuid.lower())
 
 
+def dashed(digits: str) -> str:
+    """Hex digits as blkid spells them: 8-4-4-4-12, or 4-4 for a FAT volume id."""
+    if len(digits) == 8:
+        return f"{digits[:4]}-{digits[4:]}"
+    return "-".join(digits[a:b] for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)))
+
+
 def respell(token: str, uuids: Mapping[str, str]) -> str:
     """The new UUID for an old one, in the old one's spelling (dashes or colons, case)."""
     new = uuids.get(_hex(token))
@@ -233,10 +245,8 @@ def respell(token: str, uuids: Mapping[str, str]) -> str:
     digits = _hex(new)
     if ":" in token:
         text = ":".join(digits[i : i + 8] for i in range(0, len(digits), 8))
-    elif len(digits) == 8:
-        text = f"{digits[:4]}-{digits[4:]}"
     else:
-        text = "-".join(digits[a:b] for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)))
+        text = dashed(digits)
     return text.upper() if token.isupper() else text
 
 
@@ -344,10 +354,10 @@ def rewrite_references(
                 if reason not in result.grub_reasons:
                     result.grub_reasons.append(reason)
     for old, new in uuids.items():
-        reason = f"UUID {old} is now {new}"
+        reason = f"UUID {dashed(old)} is now {new}"
         result.grub_reasons.append(reason)
         result.initramfs_reasons.append(reason)
-        report.note("uuid", f"the recreated device's UUID {old} is now {new}")
+        report.note("uuid", f"the recreated device's UUID {dashed(old)} is now {new}")
     for reason in grub_cfg_reasons(target, names, uuids):
         report.note("rewrite", f"{reason}: grub.cfg is regenerated, not edited")
         result.grub_reasons.append(reason)

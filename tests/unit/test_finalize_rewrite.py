@@ -97,6 +97,7 @@ RESTORED = {
         '# GRUB_CMDLINE_LINUX="resume=/dev/vda2" is a comment\n'
     ),
     "etc/initramfs-tools/conf.d/resume": "RESUME=/dev/vda2\n",
+    "etc/lvm/lvm.conf": '# filter = [ "a|/dev/vda3|" ]\n\tfilter = [ "a|^/dev/vda3$|", "r|.*|" ]\n',
     "boot/grub/grub.cfg": "linux /vmlinuz root=/dev/mapper/root ro resume=/dev/vda2\n",
 }
 
@@ -164,13 +165,18 @@ def test_a_move_to_nvme_rewrites_every_file_with_the_p_rule(
         "/etc/initramfs-tools/conf.d/resume: 'RESUME=/dev/vda2' -> 'RESUME=/dev/nvme0n1p2'" in lines
     )
     assert any(line.startswith("/boot/grub/grub.cfg names /dev/vda2") for line in lines)
-    assert len(lines) == 12  # 4 fstab, crypttab, 2 mdadm.conf, 2 device.map, 2 grub, resume
+    assert (target / "etc/lvm/lvm.conf").read_text() == (
+        '# filter = [ "a|/dev/vda3|" ]\n\tfilter = [ "a|^/dev/nvme0n1p3$|", "r|.*|" ]\n'
+    )
+    # fstab 3, crypttab, mdadm.conf 2, device.map 2, grub 2, resume, lvm.conf, grub.cfg
+    assert len(lines) == 13
     assert result.grub_reasons[0] == "/etc/default/grub (kernel command line) rewritten"
     assert any("grub.cfg names /dev/vda2" in r for r in result.grub_reasons)
     assert result.initramfs_reasons == [
         "/etc/crypttab rewritten",
         "/etc/mdadm/mdadm.conf rewritten",
         "/etc/initramfs-tools/conf.d/resume rewritten",
+        "/etc/lvm/lvm.conf rewritten",
     ]
 
 
@@ -254,7 +260,7 @@ def test_a_changed_uuid_is_replaced_everywhere_in_its_spelling(
     assert NEW_BOOT in (target / "etc/default/grub").read_text()
     assert (target / "boot/grub/grub.cfg").read_text() == files["boot/grub/grub.cfg"]
     assert any("grub.cfg names" in r for r in result.grub_reasons)
-    assert f"UUID {BOOT.replace('-', '')} is now {NEW_BOOT}" in result.initramfs_reasons
+    assert f"UUID {BOOT} is now {NEW_BOOT}" in result.initramfs_reasons
     assert len(report.section("uuid", recover_report)) == 2
     assert len(report.section("rewrite", recover_report)) == 5  # 2 fstab, mdadm, grub, grub.cfg
 
@@ -270,3 +276,52 @@ def test_a_changed_uuid_is_replaced_everywhere_in_its_spelling(
 def test_respell(token: str, new: str, expected: str) -> None:
     uuids = {"abcd1234": new, "a1b2c3d4e5f60718293a4b5c6d7e8f90": new}
     assert respell(token, uuids) == expected
+
+
+def test_finalize_rewrites_first_then_regenerates_for_the_reasons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recover_report: Path
+) -> None:
+    """The finalize entry point: names rewritten before the boot loader, grub-mkconfig for
+    the rewritten command line, update-initramfs for the rewritten crypttab and the driver."""
+    import contextlib
+
+    from rescue_runtime.recover import finalize as finalize_module
+    from rescue_runtime.recover import finalize_boot, finalize_rewrite, finalize_system
+    from rescue_runtime.recover.finalize_network import NicMapping
+    from rescue_runtime.run import Result
+
+    target = write_files(tmp_path / "target", RESTORED)
+    for program in ("usr/sbin/update-initramfs", "usr/sbin/grub-mkconfig"):
+        write_files(target, {program: "#!/bin/sh\n"})
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: object) -> Result:
+        calls.append([str(a) for a in argv])
+        return Result([str(a) for a in argv], 0, "", "")
+
+    for module in (finalize_boot, finalize_system, finalize_rewrite):
+        monkeypatch.setattr(module, "run", fake_run)
+    monkeypatch.setattr(finalize_module, "bound", lambda t, say: contextlib.nullcontext())
+    monkeypatch.setattr(finalize_module, "install_boot_loader", lambda layout, t: ["grub"])
+    monkeypatch.setattr(finalize_module, "present_nics", lambda: [])
+    monkeypatch.setattr(finalize_rewrite, "live_links", lambda: {})  # not the host's /dev
+    monkeypatch.setattr(finalize_module, "driver_reasons", lambda layout, t: (["lacks nvme"], []))
+    layout = saved_layout()
+    layout.luks = []  # no temporary key to replace here
+    mapped, table = apply_mapping(layout, {"/dev/vda": "/dev/nvme0n1", "/dev/vdb": "/dev/sda"})
+    request = finalize_module.FinalizeRequest(
+        layout=mapped, target=target, key_dir=tmp_path / "keys", logs=[], ask=None,
+        changed=[], mapped=table, nics=NicMapping(),
+    )  # fmt: skip
+    notes = finalize_module.finalize(request)
+
+    assert notes[0].startswith("rewritten /etc/fstab:")
+    assert "/dev/vda2" not in (target / "etc/fstab").read_text()
+    blkid = [c for c in calls if c[0] == "blkid"]
+    assert {c[-1] for c in blkid} == {"/dev/nvme0n1p1", "/dev/nvme0n1p2", "/dev/mapper/root",
+                                      "/dev/sda1"}  # fmt: skip
+    assert ["chroot", str(target), "/usr/sbin/grub-mkconfig", "-o", "/boot/grub/grub.cfg"] in calls
+    assert ["chroot", str(target), "update-initramfs", "-u", "-k", "all"] in calls
+    rebuilt = next(n for n in notes if n.startswith("initramfs rebuilt"))
+    assert "/etc/crypttab rewritten" in rebuilt and "lacks nvme" in rebuilt
+    assert len(report.section("rewrite", recover_report)) == 13
