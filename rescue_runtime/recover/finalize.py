@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rescue_runtime import signals
 from rescue_runtime.layout.model import Layout
+from rescue_runtime.recover import report
 from rescue_runtime.recover.activate import BINDS, OWN_MOUNTS, mounted_paths, under
 from rescue_runtime.recover.finalize_boot import (
     EFIVARS,
@@ -120,9 +121,13 @@ def finalize(request: FinalizeRequest) -> list[str]:
         note(driver_notes)
         note(LuksKeys(layout, target, request.key_dir, request.ask).run())
         note(install_boot_loader(layout, target))
-        note(update_grub_config(layout, target, request.changed + rewrites.grub_reasons))
+        grub = update_grub_config(layout, target, request.changed + rewrites.grub_reasons)
         reasons = request.changed + rewrites.initramfs_reasons + drivers
-        note(rebuild_initramfs(layout, target, reasons))
+        initramfs = rebuild_initramfs(layout, target, reasons)
+        for section, items in (("initramfs", driver_notes + initramfs), ("grub", grub)):
+            for item in items:
+                report.note(section, item)  # the decision and its reason, either way
+        note(grub + initramfs)
     note(mount_point_permissions())
     note(request_relabel(target))
     note(copy_logs(request.logs, target))

@@ -90,10 +90,12 @@ def kernel_modules(target: Path, version: str) -> tuple[set[str], set[str]]:
     """The restored kernel's loadable modules and its built-in ones, by name."""
     loadable: set[str] = set()
     builtin: set[str] = set()
+    seen: set[str] = set()
     for base in ("lib/modules", "usr/lib/modules"):
         root = target / base / version
-        if not root.is_dir():
-            continue
+        if not root.is_dir() or os.path.realpath(root) in seen:
+            continue  # merged /usr: /lib is /usr/lib
+        seen.add(os.path.realpath(root))
         for _dir, _subdirs, files in os.walk(root):
             loadable.update(module_name(f) for f in files if MODULE_SUFFIX.search(f))
         listing = root / "modules.builtin"

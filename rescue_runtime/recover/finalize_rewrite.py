@@ -180,6 +180,9 @@ class DeviceNames:
         device = partition_path(disk.path, number) if number else disk.path
         if self.links.get(old) == device:
             return None  # the same disk, found by the same name: nothing to change
+        renamed = disk.path in self.table.values()
+        if not renamed and disk.path not in self.links.values():
+            return None  # a disk under its old name that udev names nothing: cannot tell
         kind, scheme = _scheme(base)
         same = sorted(
             link
@@ -334,12 +337,8 @@ def rewrite_references(
     """Rewrite the restored system's device names (`table`: old path -> new, the disk
     mapping's) and changed UUIDs (`uuids`: old hex -> new); `layout` is the mapped one."""
     result = Rewrites()
-    if not table and not uuids:
-        result.notes.append(
-            "device names: every disk kept its name and every UUID its value; nothing rewritten"
-        )
-        return result
-    names = DeviceNames(layout, table, live_links() if links is None else links) if table else None
+    # a disk under its old name may still be another disk: its by-id names are checked too
+    names = DeviceNames(layout, table, live_links() if links is None else links)
     for config in config_files(target):
         for before, after in rewrite_file(target, config, names, uuids):
             line = f"/{config.name}: {before.strip()!r} -> {after.strip()!r}"
@@ -362,5 +361,7 @@ def rewrite_references(
         report.note("rewrite", f"{reason}: grub.cfg is regenerated, not edited")
         result.grub_reasons.append(reason)
     if not result.notes:
-        result.notes.append("device names: no restored configuration file names a changed one")
+        result.notes.append(
+            "device names: no restored configuration file names a changed device or UUID"
+        )
     return result

@@ -204,7 +204,25 @@ def test_the_same_link_on_the_same_disk_stays(tmp_path: Path) -> None:
     )
     result = rewrite_references(mapped, target, table, {}, links)
     assert (target / "etc/fstab").read_text() == f"{OLD_ID}-part1 /boot ext4 defaults 0 2\n"
-    assert result.notes == ["device names: no restored configuration file names a changed one"]
+    assert result.notes == [
+        "device names: no restored configuration file names a changed device or UUID"
+    ]
+
+
+def test_another_disk_under_the_old_name_gets_its_own_by_id_name(tmp_path: Path) -> None:
+    """vda is replaced by another virtio disk, also vda: the mapping is the identity, but
+    the old serial's name is gone and udev names the new disk; without udev's names it stays."""
+    restored = {"etc/fstab": f"{OLD_ID}-part1 /boot ext4 defaults 0 2\n/dev/vda2 none swap\n"}
+    target = write_files(tmp_path / "t", restored)
+    rewrite_references(saved_layout(), target, {}, {}, {})  # no /dev/disk links at all
+    assert (target / "etc/fstab").read_text() == restored["etc/fstab"]
+    links = new_links(
+        tmp_path, {"by-id/virtio-NEW0002": "vda", "by-id/virtio-NEW0002-part1": "vda1"}
+    )
+    rewrite_references(saved_layout(), target, {}, {}, links)
+    assert (target / "etc/fstab").read_text() == (
+        "/dev/disk/by-id/virtio-NEW0002-part1 /boot ext4 defaults 0 2\n/dev/vda2 none swap\n"
+    )
 
 
 def test_p_rule_the_other_way_nvme_to_sata(tmp_path: Path) -> None:
@@ -325,3 +343,7 @@ def test_finalize_rewrites_first_then_regenerates_for_the_reasons(
     rebuilt = next(n for n in notes if n.startswith("initramfs rebuilt"))
     assert "/etc/crypttab rewritten" in rebuilt and "lacks nvme" in rebuilt
     assert len(report.section("rewrite", recover_report)) == 13
+    (decision,) = report.section("initramfs", recover_report)
+    assert decision.startswith("initramfs rebuilt with update-initramfs: /etc/crypttab rewritten")
+    (grub,) = report.section("grub", recover_report)
+    assert grub.startswith("grub-mkconfig wrote /boot/grub/grub.cfg: /etc/default/grub")
