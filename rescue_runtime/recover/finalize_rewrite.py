@@ -20,6 +20,7 @@ each changed UUID under `uuid`.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -327,6 +328,29 @@ def grub_cfg_reasons(
     return reasons
 
 
+def glob_warnings(target: Path, table: Mapping[str, str]) -> list[str]:
+    """mdadm.conf DEVICE globs that matched the old disks and match none of the new ones (a
+    glob is not rewritten: the operator knows what it was meant to cover)."""
+    warnings = []
+    for name in ("etc/mdadm/mdadm.conf", "etc/mdadm.conf"):
+        path = target / name
+        lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        for line in lines:
+            words = line.split()
+            if not words or words[0] != "DEVICE":
+                continue
+            for pattern in (w for w in words[1:] if any(c in w for c in "*?[")):
+                old = any(fnmatch.fnmatchcase(p, pattern) for p in table)
+                new = any(fnmatch.fnmatchcase(p, pattern) for p in table.values())
+                if old and not new:
+                    warnings.append(
+                        f"WARNING: /{name} looks for MD members in {pattern}, which matched "
+                        "the old disks and matches none of the new ones; change the DEVICE "
+                        "line (or write DEVICE partitions) and rebuild the initramfs"
+                    )
+    return warnings
+
+
 def rewrite_references(
     layout: Layout,
     target: Path,
@@ -357,6 +381,9 @@ def rewrite_references(
         result.grub_reasons.append(reason)
         result.initramfs_reasons.append(reason)
         report.note("uuid", f"the recreated device's UUID {dashed(old)} is now {new}")
+    for warning in glob_warnings(target, table):
+        report.note("rewrite", warning)
+        result.notes.append(warning)
     for reason in grub_cfg_reasons(target, names, uuids):
         report.note("rewrite", f"{reason}: grub.cfg is regenerated, not edited")
         result.grub_reasons.append(reason)

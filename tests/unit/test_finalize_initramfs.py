@@ -156,3 +156,33 @@ def test_an_unreadable_initramfs_is_a_reason_to_rebuild(tmp_path: Path) -> None:
     sys_block = sysfs_disk(tmp_path / "sys", "nvme0n1", NVME_CHAIN)
     reasons, _ = driver_reasons(root_layout(), target, sys_block, lambda t, p: walk_initramfs(p))
     assert len(reasons) == 1 and "cannot be read" in reasons[0] and "425a6839" in reasons[0]
+
+
+def test_the_restored_systems_lsinitramfs_is_preferred(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With lsinitramfs in the restored system its listing counts (run in a chroot; faked
+    here: a chroot needs root); when it fails, our own walk of the archives does."""
+    from rescue_runtime.recover import finalize_initramfs
+    from rescue_runtime.run import Result
+
+    target = tmp_path / "target"
+    image = initramfs(target, ["drivers/block/virtio_blk.ko"], "zstd")
+    (target / "usr/bin").mkdir(parents=True)
+    (target / "usr/bin/lsinitramfs").write_text("#!/bin/sh\n")
+    calls: list[list[str]] = []
+    listing = f"usr/lib/modules/{VERSION}/kernel/drivers/nvme/host/nvme.ko\n"
+
+    def fake_run(argv: list[str], **kwargs: object) -> Result:
+        calls.append([str(a) for a in argv])
+        return Result(argv, status, listing, "")
+
+    monkeypatch.setattr(finalize_initramfs, "run", fake_run)
+    status = 0
+    names = finalize_initramfs.initramfs_files(target, image)
+    assert calls == [["chroot", str(target), "/usr/bin/lsinitramfs", f"/boot/{image.name}"]]
+    assert names == [listing.strip()]
+    status = 1
+    assert any(
+        n.endswith("virtio_blk.ko") for n in finalize_initramfs.initramfs_files(target, image)
+    )

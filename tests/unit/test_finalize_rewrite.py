@@ -168,8 +168,11 @@ def test_a_move_to_nvme_rewrites_every_file_with_the_p_rule(
     assert (target / "etc/lvm/lvm.conf").read_text() == (
         '# filter = [ "a|/dev/vda3|" ]\n\tfilter = [ "a|^/dev/nvme0n1p3$|", "r|.*|" ]\n'
     )
-    # fstab 3, crypttab, mdadm.conf 2, device.map 2, grub 2, resume, lvm.conf, grub.cfg
-    assert len(lines) == 13
+    # fstab 3, crypttab, mdadm.conf 2, device.map 2, grub 2, resume, lvm.conf, the glob,
+    # grub.cfg
+    assert len(lines) == 14
+    assert any(n.startswith("WARNING: /etc/mdadm/mdadm.conf looks for MD members in /dev/vda*")
+               for n in result.notes)  # fmt: skip
     assert result.grub_reasons[0] == "/etc/default/grub (kernel command line) rewritten"
     assert any("grub.cfg names /dev/vda2" in r for r in result.grub_reasons)
     assert result.initramfs_reasons == [
@@ -342,7 +345,7 @@ def test_finalize_rewrites_first_then_regenerates_for_the_reasons(
     assert ["chroot", str(target), "update-initramfs", "-u", "-k", "all"] in calls
     rebuilt = next(n for n in notes if n.startswith("initramfs rebuilt"))
     assert "/etc/crypttab rewritten" in rebuilt and "lacks nvme" in rebuilt
-    assert len(report.section("rewrite", recover_report)) == 13
+    assert len(report.section("rewrite", recover_report)) == 14
     (decision,) = report.section("initramfs", recover_report)
     assert decision.startswith("initramfs rebuilt with update-initramfs: /etc/crypttab rewritten")
     (grub,) = report.section("grub", recover_report)
