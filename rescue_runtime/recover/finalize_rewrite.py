@@ -4,12 +4,14 @@ every UUID that changed.
 When the mapping put a saved disk on another one (virtio `vda` on NVMe `nvme0n1`), every
 place that names a device by its path is rewritten: /etc/fstab, /etc/crypttab, mdadm.conf
 (DEVICE lines, devices=), GRUB's device.map, the kernel command line in /etc/default/grub
-(resume=, root=), /etc/kernel/cmdline, initramfs-tools' resume file and LVM's filters in
-lvm.conf. Partitions follow their disk (vda2 → nvme0n1p2). A /dev/disk/by-id or by-path
-name embeds the old disk's identity (its serial, its controller): it becomes the new disk's
-name of the same kind when there is exactly one, else UUID= of what the partition holds
-where UUID= is understood, else the new kernel name.
-grub.cfg is never edited: a stale name there is a reason to regenerate it.
+(resume=, root=), /etc/kernel/cmdline, initramfs-tools' and dracut's configuration, systemd
+.mount/.swap units, uswsusp.conf and LVM's filters in lvm.conf. Partitions follow their
+disk (vda2 → nvme0n1p2). A /dev/disk/by-id or by-path name embeds the old disk's identity
+(its serial, its controller): it becomes the new disk's name of the same kind when there is
+exactly one, else UUID= of what the partition holds where UUID= is understood, else the new
+kernel name. A disk under its old name whose by-id name udev no longer knows (another disk,
+another serial) is treated the same. grub.cfg is never edited: a stale name there is a
+reason to regenerate it.
 
 A UUID that is not the saved one any more (measured with blkid after recreate, whatever the
 cause) is replaced in the same files in the spelling it had (mdadm's colon form too).
@@ -85,6 +87,10 @@ def _any_line(line: str) -> bool:
     return not line.lstrip().startswith("#")
 
 
+def _never(_line: str, _start: int) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class ConfigFile:
     name: str  # relative to the target
@@ -95,23 +101,32 @@ class ConfigFile:
 CONFIG_FILES = (
     ConfigFile("etc/fstab", _first_field),
     ConfigFile("etc/crypttab", _second_field),
-    ConfigFile("etc/mdadm/mdadm.conf", lambda _line, _start: False),
-    ConfigFile("etc/mdadm.conf", lambda _line, _start: False),
-    ConfigFile("boot/grub/device.map", lambda _line, _start: False),
-    ConfigFile("boot/grub2/device.map", lambda _line, _start: False),
+    ConfigFile("etc/mdadm/mdadm.conf", _never),
+    ConfigFile("etc/mdadm.conf", _never),
+    ConfigFile("boot/grub/device.map", _never),
+    ConfigFile("boot/grub2/device.map", _never),
     ConfigFile("etc/default/grub", _after_key, _cmdline_line),
     ConfigFile("etc/initramfs-tools/conf.d/resume", _after_key),
     ConfigFile("etc/kernel/cmdline", _after_key),  # systemd-boot, kernel-install, dracut
-    ConfigFile("etc/lvm/lvm.conf", lambda _line, _start: False),  # filter = [ "a|/dev/vda2|" ]
+    ConfigFile("etc/lvm/lvm.conf", _never),  # filter = [ "a|/dev/vda2|" ]
+    ConfigFile("etc/uswsusp.conf", _never),  # resume device = /dev/vda2
+)
+
+
+# Directories of drop-in files: (glob, UUID= allowed where, which lines).
+CONFIG_GLOBS = (
+    ("etc/default/grub.d/*.cfg", _after_key, _cmdline_line),
+    ("etc/dracut.conf.d/*.conf", _after_key, _any_line),  # kernel_cmdline=, add_device+=
+    ("etc/systemd/system/*.mount", _never, _any_line),  # What=/dev/...
+    ("etc/systemd/system/*.swap", _never, _any_line),
 )
 
 
 def config_files(target: Path) -> list[ConfigFile]:
     found = list(CONFIG_FILES)
-    grub_d = target / "etc/default/grub.d"
-    if grub_d.is_dir():
-        for path in sorted(grub_d.glob("*.cfg")):
-            found.append(ConfigFile(f"etc/default/grub.d/{path.name}", _after_key, _cmdline_line))
+    for pattern, uuid_ok, lines in CONFIG_GLOBS:
+        for path in sorted(target.glob(pattern)):
+            found.append(ConfigFile(str(path.relative_to(target)), uuid_ok, lines))
     return found
 
 
@@ -368,7 +383,7 @@ def rewrite_references(
             line = f"/{config.name}: {before.strip()!r} -> {after.strip()!r}"
             report.note("rewrite", line)
             result.notes.append(f"rewritten {line}")
-            if config.name in IN_INITRAMFS:
+            if config.name in IN_INITRAMFS or config.name.startswith("etc/dracut.conf.d/"):
                 reason = f"/{config.name} rewritten"
                 if reason not in result.initramfs_reasons:
                     result.initramfs_reasons.append(reason)

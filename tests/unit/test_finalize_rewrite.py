@@ -98,6 +98,10 @@ RESTORED = {
     ),
     "etc/initramfs-tools/conf.d/resume": "RESUME=/dev/vda2\n",
     "etc/lvm/lvm.conf": '# filter = [ "a|/dev/vda3|" ]\n\tfilter = [ "a|^/dev/vda3$|", "r|.*|" ]\n',
+    "etc/systemd/system/srv-raw.mount": "[Mount]\nWhat=/dev/vdb1\nWhere=/srv/raw\n",
+    "etc/dracut.conf.d/resume.conf": (
+        'add_device+=" /dev/vda2 "\nkernel_cmdline="resume=/dev/vda2"\n'
+    ),
     "boot/grub/grub.cfg": "linux /vmlinuz root=/dev/mapper/root ro resume=/dev/vda2\n",
 }
 
@@ -168,9 +172,13 @@ def test_a_move_to_nvme_rewrites_every_file_with_the_p_rule(
     assert (target / "etc/lvm/lvm.conf").read_text() == (
         '# filter = [ "a|/dev/vda3|" ]\n\tfilter = [ "a|^/dev/nvme0n1p3$|", "r|.*|" ]\n'
     )
-    # fstab 3, crypttab, mdadm.conf 2, device.map 2, grub 2, resume, lvm.conf, the glob,
-    # grub.cfg
-    assert len(lines) == 14
+    assert (target / "etc/systemd/system/srv-raw.mount").read_text().split()[1] == "What=/dev/sda1"
+    assert (target / "etc/dracut.conf.d/resume.conf").read_text() == (
+        'add_device+=" /dev/nvme0n1p2 "\nkernel_cmdline="resume=/dev/nvme0n1p2"\n'
+    )
+    # fstab 3, crypttab, mdadm.conf 2, device.map 2, grub 2, resume, lvm.conf, .mount,
+    # dracut 2, the glob, grub.cfg
+    assert len(lines) == 17
     assert any(n.startswith("WARNING: /etc/mdadm/mdadm.conf looks for MD members in /dev/vda*")
                for n in result.notes)  # fmt: skip
     assert result.grub_reasons[0] == "/etc/default/grub (kernel command line) rewritten"
@@ -180,6 +188,7 @@ def test_a_move_to_nvme_rewrites_every_file_with_the_p_rule(
         "/etc/mdadm/mdadm.conf rewritten",
         "/etc/initramfs-tools/conf.d/resume rewritten",
         "/etc/lvm/lvm.conf rewritten",
+        "/etc/dracut.conf.d/resume.conf rewritten",
     ]
 
 
@@ -345,7 +354,7 @@ def test_finalize_rewrites_first_then_regenerates_for_the_reasons(
     assert ["chroot", str(target), "update-initramfs", "-u", "-k", "all"] in calls
     rebuilt = next(n for n in notes if n.startswith("initramfs rebuilt"))
     assert "/etc/crypttab rewritten" in rebuilt and "lacks nvme" in rebuilt
-    assert len(report.section("rewrite", recover_report)) == 14
+    assert len(report.section("rewrite", recover_report)) == 17
     (decision,) = report.section("initramfs", recover_report)
     assert decision.startswith("initramfs rebuilt with update-initramfs: /etc/crypttab rewritten")
     (grub,) = report.section("grub", recover_report)
