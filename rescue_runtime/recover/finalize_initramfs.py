@@ -29,6 +29,9 @@ SYS_BLOCK = Path("/sys/block")
 EARLY_MOUNTS = ("/", "/usr")
 NEWC = (b"070701", b"070702")
 MODULE_SUFFIX = re.compile(r"\.ko(\.(gz|xz|zst|bz2|lz4))?$")
+# Drivers named otherwise than their module, for a rescue kernel that builds them in (no
+# module link in sysfs to read the name from).
+DRIVER_MODULES = {"sd": "sd_mod", "sr": "sr_mod", "xhci_hcd": "xhci_pci"}
 INITRAMFS_NAMES = ("initrd.img-{v}", "initramfs-{v}.img", "initrd-{v}.img", "initrd-{v}")
 
 
@@ -58,8 +61,12 @@ def disk_modules(disk: str, sys_block: Path = SYS_BLOCK) -> list[str]:
         driver = path / "driver"
         if driver.is_symlink():
             module = driver / "module"
-            name = os.readlink(module) if module.is_symlink() else os.readlink(driver)
-            name = os.path.basename(name).replace("-", "_")
+            if module.is_symlink():
+                name = os.path.basename(os.readlink(module))
+            else:
+                name = os.path.basename(os.readlink(driver))
+                name = DRIVER_MODULES.get(name, name)
+            name = name.replace("-", "_")
             if name not in modules:
                 modules.append(name)
         path = path.parent

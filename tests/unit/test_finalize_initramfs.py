@@ -134,18 +134,21 @@ def test_rebuild_only_when_the_root_disks_driver_is_missing(
 
 def test_a_sata_disk_needs_sd_mod_and_ahci(tmp_path: Path) -> None:
     target = tmp_path / "target"
-    initramfs(target, ["drivers/scsi/sd_mod.ko"], "gzip")
+    initramfs(target, ["drivers/block/virtio_blk.ko"], "gzip")
     restored_kernel(target, ["drivers/scsi/sd_mod.ko", "drivers/ata/ahci.ko"])
     chain = [
         ("0000:00:1f.2", "ahci", "ahci"),
         ("ata1", "ata-port", None),
-        ("0:0:0:0", "sd", "sd_mod"),
+        ("0:0:0:0", "sd", None),  # built into the rescue kernel: sd_mod by DRIVER_MODULES
     ]
     sys_block = sysfs_disk(tmp_path / "sys", "sda", chain)
+    assert disk_modules("/dev/sda", sys_block) == ["sd_mod", "ata_port", "ahci"]
     reasons, _ = driver_reasons(
         root_layout("/dev/sda"), target, sys_block, lambda t, p: walk_initramfs(p)
     )
-    assert reasons == [f"the initramfs initrd.img-{VERSION} lacks ahci, the driver of /dev/sda"]
+    assert reasons == [
+        f"the initramfs initrd.img-{VERSION} lacks ahci, sd_mod, the driver of /dev/sda"
+    ]
 
 
 def test_an_unreadable_initramfs_is_a_reason_to_rebuild(tmp_path: Path) -> None:
