@@ -45,6 +45,7 @@ class RecoverContext:
     mapped: dict[str, str] = field(default_factory=dict)  # old device path -> new one
     nics: NicMapping = field(default_factory=NicMapping)  # old MAC -> new one
     plan: RecreatePlan | None = None
+    skipped_mounts: list[str] = field(default_factory=list)  # left out: not restored
     script: Path | None = None
     notes: list[str] = field(default_factory=list)
     # what stays open for the run (the mounted backup medium)

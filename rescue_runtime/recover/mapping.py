@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,22 @@ def propose(
     return result
 
 
+def mirrors_left_out(
+    saved: Iterable[Disk], proposal: DiskMapping, redundant: Callable[[str], bool]
+) -> list[str] | None:
+    """The saved disks recover can go on without: when nothing is ambiguous and every saved
+    disk without a place is a RAID1 mirror disk (its content is on the other members too),
+    those disks, their arrays to run degraded; None otherwise. Ambiguity is never resolved
+    here: which present disk gets wiped is the operator's choice."""
+    if proposal.ambiguous or not proposal.unplaced:
+        return None
+    if not all(redundant(path) for path in proposal.unplaced):
+        return None
+    left = [d.path for d in saved if d.path in proposal.unplaced]
+    proposal.unplaced.clear()
+    return left
+
+
 def candidate_table(
     saved: Iterable[Disk],
     present: Iterable[BlockDevice],
@@ -219,3 +235,8 @@ def apply_mapping(layout: Layout, pairs: Mapping[str, str]) -> tuple[Layout, dic
         return layout, {}
     document = _rewrite(json.loads(to_json(layout)), table)
     return from_json(json.dumps(document), source="the mapped layout"), table
+
+
+def rename_keys(values: Mapping[str, int], table: Mapping[str, str]) -> dict[str, int]:
+    """A dict keyed by component ids or device paths, its keys translated like the layout."""
+    return {_rewrite(key, table): value for key, value in values.items()}

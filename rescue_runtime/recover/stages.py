@@ -61,10 +61,13 @@ def restore_backup(ctx: RecoverContext) -> None:
     t0 = time.monotonic()
     line = ProgressLine("restore", every=15.0)
     try:
-        result = restore(ctx.backup_dir, target, progress=line)
+        skip = {"skip_mounts": ctx.skipped_mounts} if ctx.skipped_mounts else {}
+        result = restore(ctx.backup_dir, target, progress=line, **skip)
     finally:
         line.close()
     seconds = time.monotonic() - t0
+    for mountpoint in ctx.skipped_mounts:
+        ctx.note(f"{mountpoint}: left out of the recovery, its content was not restored")
     size = int(ctx.manifest.get("bytes") or 0)  # type: ignore[call-overload]
     ctx.note(
         f"restored {result['files']} files, {size / GiB:.2f} GiB into {target} in "

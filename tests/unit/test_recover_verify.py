@@ -16,7 +16,7 @@ from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.errors import MkmediaError
 from rescue_runtime.layout import store
 from rescue_runtime.layout.model import Layout
-from rescue_runtime.recover import verify
+from rescue_runtime.recover import report, verify
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.context import STEPS, RecoverContext, RecoverOptions, Subject
 from rescue_runtime.recover.workflow import RECOVER
@@ -149,17 +149,30 @@ def test_a_smaller_disk_is_refused(
 ) -> None:
     disks = [present(d.path, d.size - 4096) for d in machine_layout(machine).disks]
     monkeypatch.setattr(verify.mapping, "present_disks", lambda: disks)
-    with pytest.raises(MkmediaError, match="smaller than the saved layout"):
+    with pytest.raises(MkmediaError, match="too small for the saved layout's data") as caught:
         run_verify(machine)
+    # no used bytes in this backup's manifest: every file system keeps its size
+    assert "needs 10239 MiB" in str(caught.value) and "offers 10238 MiB" in str(caught.value)
+    assert machine.script is None  # stopped before the script was written
 
 
 def test_the_medium_is_never_a_target(
     machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = machine_disks(machine)[0]
-    monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first})
-    with pytest.raises(MkmediaError, match=f"{first} .*holds the rescue medium or the backup"):
+    first, second, third = machine_disks(machine)
+    monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first, third})
+    with pytest.raises(MkmediaError, match=f"{third} .*holds the rescue medium or the backup"):
         run_verify(machine)
+    # one of the RAID1 disks holds it: recover goes on degraded on the other, never on it
+    monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first})
+    machine.protected = set()  # a new run
+    out = io.StringIO()
+    machine.ask = Asker(unattended=False, stdin=io.StringIO("continue\n"), stdout=out)
+    run_verify(machine)
+    assert machine.plan is not None and machine.plan.disks == [second, third]
+    assert "/dev/md0 --run --assume-clean" in machine.plan.script
+    assert f"missing {second}2" in machine.plan.script  # slot 0 was on the medium's disk
+    assert report.section("raid") and all("degraded" in line for line in report.section("raid"))
 
 
 def test_a_missing_program_is_named(
@@ -242,3 +255,34 @@ def test_a_network_card_guess_is_asked_or_refused_before_any_write(
         "52:54:00:00:00:01": "52:54:00:00:01:02",
         "52:54:00:00:00:02": "52:54:00:00:01:01",
     }
+
+
+def test_exclude_recreate_leaves_components_out_and_the_restore_skips_them(
+    machine: RecoverContext,
+) -> None:
+    machine.config.settings["EXCLUDE_RECREATE"] = ["/srv"]
+    run_verify(machine)
+    assert machine.skipped_mounts == ["/srv"]
+    assert machine.layout.mount("/srv") is None and machine.layout.mount("/") is not None
+    assert machine.plan is not None and "/srv" not in machine.plan.script.split("TARGET")[-1]
+    assert any("/srv: not recreated" in line for line in report.section("exclude"))
+
+
+def test_a_disk_that_fits_nowhere_is_left_out_only_when_the_operator_agrees(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    *kept, last = machine_layout(machine).disks  # vdc: the LUKS PV and the spare
+    disks = [present(d.path, d.size, d.serial) for d in kept]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: disks)
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MkmediaError, match="without a guess"):
+        run_verify(machine)
+    machine.options.unattended = False
+    answers = io.StringIO("yes\ncontinue\n")
+    machine.ask = Asker(unattended=False, stdin=answers, stdout=io.StringIO())
+    run_verify(machine)
+    assert machine.plan is not None and last.path not in machine.plan.disks
+    # the VG lost a PV, so it and everything on it is left out; / went with it
+    assert "/" in machine.skipped_mounts
+    assert any("the operator agreed" in line for line in report.section("exclude"))
