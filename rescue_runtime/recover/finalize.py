@@ -63,7 +63,7 @@ class FinalizeRequest:
 def finalize_programs(layout: Layout) -> list[str]:
     """The rescue system's programs finalize runs (the boot loader tools are the restored
     system's own, run in a chroot)."""
-    programs = ["mount", "umount", "chroot", "findmnt", "blkid"]
+    programs = ["mount", "umount", "chroot", "findmnt", "blkid", "lsblk"]
     if layout.luks:
         programs.append("cryptsetup")
     if layout.boot.firmware == "uefi" and entries_to_write(layout):
@@ -117,7 +117,8 @@ def finalize(request: FinalizeRequest) -> list[str]:
     note(rewrites.notes)
     note(finalize_network(target, request.nics, present_nics()))
     with bound(target, lambda line: log.info("%s", line)):
-        drivers, driver_notes = driver_reasons(layout, target)  # lsinitramfs in a chroot
+        # lsinitramfs in a chroot; the mapped layout names the disks by their new paths
+        drivers, driver_notes = driver_reasons(layout, target, set(request.mapped.values()))
         note(driver_notes)
         note(LuksKeys(layout, target, request.key_dir, request.ask).run())
         note(install_boot_loader(layout, target))

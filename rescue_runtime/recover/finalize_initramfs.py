@@ -15,7 +15,7 @@ import gzip
 import lzma
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from rescue_runtime.errors import CommandError, MkmediaError
@@ -181,15 +181,43 @@ def initramfs_files(target: Path, path: Path) -> list[str]:
 
 
 # -- the decision -----------------------------------------------------------------------------
+def transport(disk: str) -> str | None:
+    """How the disk is attached now (lsblk's TRAN: nvme, sata, virtio, ...)."""
+    result = run(["lsblk", "-dno", "TRAN", disk], check=False, what=f"reading {disk}'s transport")
+    return result.stdout.strip() or None if result.ok else None
+
+
+def unchanged_disks(
+    disks: list[Disk], renamed: Collection[str], transport_of: Callable[[str], str | None]
+) -> str | None:
+    """The transport when every disk keeps its name and the transport it was saved with
+    (the same controller kind, so the restored initramfs already drove it); else None."""
+    kinds = set()
+    for disk in disks:
+        if disk.path in renamed or not disk.transport or transport_of(disk.path) != disk.transport:
+            return None
+        kinds.add(disk.transport)
+    return ", ".join(sorted(kinds)) or None
+
+
 def driver_reasons(
     layout: Layout,
     target: Path,
+    renamed: Collection[str] = (),
+    *,
     sys_block: Path = SYS_BLOCK,
     lister: Lister = initramfs_files,
+    transport_of: Callable[[str], str | None] = transport,
 ) -> tuple[list[str], list[str]]:
-    """(reasons to rebuild, notes) for the drivers of the disks the root file system is on."""
+    """(reasons to rebuild, notes) for the drivers of the disks the root file system is on;
+    `renamed`: the disks the mapping put under another name (the mapped layout's paths)."""
+    disks = early_disks(layout)
+    same = unchanged_disks(disks, renamed, transport_of)
+    if same:
+        # listing the initramfs costs tens of seconds under emulation: only for a new one
+        return [], [f"initramfs drivers: the root disks keep their names and transport ({same})"]
     wanted: dict[str, list[str]] = {}
-    for disk in early_disks(layout):
+    for disk in disks:
         for module in disk_modules(disk.path, sys_block):
             wanted.setdefault(module, []).append(disk.path)
     if not wanted:
@@ -212,11 +240,11 @@ def driver_reasons(
             reasons.append(f"the initramfs {image.name} cannot be read ({exc})")
             continue
         missing = [m for m in needed if m not in present]
-        disks = ", ".join(sorted({d for m in needed for d in wanted[m]}))
+        holding = ", ".join(sorted({d for m in needed for d in wanted[m]}))
         if missing:
             reasons.append(
-                f"the initramfs {image.name} lacks {', '.join(missing)}, the driver of {disks}"
+                f"the initramfs {image.name} lacks {', '.join(missing)}, the driver of {holding}"
             )
         else:
-            notes.append(f"initramfs drivers: {image.name} has {', '.join(needed)} ({disks})")
+            notes.append(f"initramfs drivers: {image.name} has {', '.join(needed)} ({holding})")
     return reasons, notes

@@ -121,7 +121,7 @@ def test_rebuild_only_when_the_root_disks_driver_is_missing(
     )
     sys_block = sysfs_disk(tmp_path / "sys", "nvme0n1", NVME_CHAIN)
     reasons, notes = driver_reasons(
-        root_layout(), target, sys_block, lambda t, p: walk_initramfs(p)
+        root_layout(), target, sys_block=sys_block, lister=lambda t, p: walk_initramfs(p)
     )
     if rebuild:
         assert reasons == [
@@ -144,7 +144,7 @@ def test_a_sata_disk_needs_sd_mod_and_ahci(tmp_path: Path) -> None:
     sys_block = sysfs_disk(tmp_path / "sys", "sda", chain)
     assert disk_modules("/dev/sda", sys_block) == ["sd_mod", "ata_port", "ahci"]
     reasons, _ = driver_reasons(
-        root_layout("/dev/sda"), target, sys_block, lambda t, p: walk_initramfs(p)
+        root_layout("/dev/sda"), target, sys_block=sys_block, lister=lambda t, p: walk_initramfs(p)
     )
     assert reasons == [
         f"the initramfs initrd.img-{VERSION} lacks ahci, sd_mod, the driver of /dev/sda"
@@ -157,7 +157,9 @@ def test_an_unreadable_initramfs_is_a_reason_to_rebuild(tmp_path: Path) -> None:
     (target / "boot").mkdir()
     (target / "boot" / f"initrd.img-{VERSION}").write_bytes(b"BZh91AY&SY not ours")
     sys_block = sysfs_disk(tmp_path / "sys", "nvme0n1", NVME_CHAIN)
-    reasons, _ = driver_reasons(root_layout(), target, sys_block, lambda t, p: walk_initramfs(p))
+    reasons, _ = driver_reasons(
+        root_layout(), target, sys_block=sys_block, lister=lambda t, p: walk_initramfs(p)
+    )
     assert len(reasons) == 1 and "cannot be read" in reasons[0] and "425a6839" in reasons[0]
 
 
@@ -189,3 +191,33 @@ def test_the_restored_systems_lsinitramfs_is_preferred(
     assert any(
         n.endswith("virtio_blk.ko") for n in finalize_initramfs.initramfs_files(target, image)
     )
+
+
+def test_the_same_disks_on_the_same_transport_are_not_listed_again(tmp_path: Path) -> None:
+    """Listing an initramfs costs time under emulation: a root disk under its old name on its
+    old transport needs no check; another name or another transport does."""
+    target = tmp_path / "target"
+    initramfs(target, [], "zstd")
+    restored_kernel(target, ["drivers/nvme/host/nvme.ko"])
+    sys_block = sysfs_disk(tmp_path / "sys", "nvme0n1", NVME_CHAIN)
+    layout = root_layout()
+    layout.disks[0].transport = "nvme"
+    listed: list[Path] = []
+
+    def lister(t: Path, image: Path) -> list[str]:
+        listed.append(image)
+        return walk_initramfs(image)
+
+    def check(renamed: set[str], now: str) -> list[str]:
+        reasons, notes = driver_reasons(
+            layout, target, renamed, sys_block=sys_block, lister=lister, transport_of=lambda d: now
+        )
+        return reasons or notes
+
+    assert check(set(), "nvme") == [
+        "initramfs drivers: the root disks keep their names and transport (nvme)"
+    ]
+    assert listed == []
+    assert check({"/dev/nvme0n1"}, "nvme")[0].endswith("lacks nvme, the driver of /dev/nvme0n1")
+    assert check(set(), "sata")[0].endswith("lacks nvme, the driver of /dev/nvme0n1")
+    assert len(listed) == 2

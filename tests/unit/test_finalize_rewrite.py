@@ -335,7 +335,9 @@ def test_finalize_rewrites_first_then_regenerates_for_the_reasons(
     monkeypatch.setattr(finalize_module, "install_boot_loader", lambda layout, t: ["grub"])
     monkeypatch.setattr(finalize_module, "present_nics", lambda: [])
     monkeypatch.setattr(finalize_rewrite, "live_links", lambda: {})  # not the host's /dev
-    monkeypatch.setattr(finalize_module, "driver_reasons", lambda layout, t: (["lacks nvme"], []))
+    monkeypatch.setattr(
+        finalize_module, "driver_reasons", lambda layout, t, renamed: (["lacks nvme"], [])
+    )
     layout = saved_layout()
     layout.luks = []  # no temporary key to replace here
     mapped, table = apply_mapping(layout, {"/dev/vda": "/dev/nvme0n1", "/dev/vdb": "/dev/sda"})
