@@ -286,3 +286,29 @@ def test_a_disk_that_fits_nowhere_is_left_out_only_when_the_operator_agrees(
     # the VG lost a PV, so it and everything on it is left out; / went with it
     assert "/" in machine.skipped_mounts
     assert any("the operator agreed" in line for line in report.section("exclude"))
+
+
+def test_a_smaller_disk_is_planned_by_the_used_bytes_and_asked_for(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.unit.test_recover_resize import GiB, bios_lvm
+
+    layout_dir = Path(machine.options.layout_dir)
+    store.save(bios_lvm(), layout_dir)
+    sha = hashlib.sha256((layout_dir / store.JSON_NAME).read_bytes()).hexdigest()
+    backup = Path(machine.config.backup_url.removeprefix("file://")) / "db7"
+    document = json.loads((backup / manifests.MANIFEST_NAME).read_text())
+    used = {"fs:/dev/mapper/vgsys-root": 1 * GiB, "fs:/dev/vda1": 50 << 20}
+    document.update(layout_sha256=sha, used_bytes=used)
+    (backup / manifests.MANIFEST_NAME).write_text(json.dumps(document))
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: [present("/dev/vda", 3 * GiB)])
+    out = io.StringIO()
+    machine.ask = Asker(unattended=False, stdin=io.StringIO("no\n"), stdout=out)
+    with pytest.raises(MkmediaError, match="did not accept the resize plan"):
+        run_verify(machine)
+    assert machine.script is None and "Recreate the layout with these sizes?" in out.getvalue()
+    machine.ask = Asker(unattended=False, stdin=io.StringIO("yes\ncontinue\n"), stdout=out)
+    run_verify(machine)
+    root = machine.layout.lv("vgsys/root")
+    assert root is not None and root.size < 2560 << 20
+    assert any("LV vgsys/root" in line for line in report.section("resize"))
