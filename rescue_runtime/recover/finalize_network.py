@@ -278,4 +278,4 @@ def finalize_network(target: Path, mapping: NicMapping, present: list[Nic]) -> l
         report.note("network", f"card {old} -> {new} ({mapping.reasons.get(old, '')})")
     notes += rewrite_macs(target, mapping.pairs)
     notes += stale_macs(target, present, mapping.pairs)
-    return notes or ["network cards: every saved MAC is here; nothing rewritten"]
+    return notes or ["network cards: no card's MAC is gone; nothing rewritten"]
