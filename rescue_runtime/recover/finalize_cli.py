@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from rescue_runtime import rescueconf
 from rescue_runtime.errors import EXIT_OK, MissingError, UsageError
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.store import load
+from rescue_runtime.recover import finalize_network
 from rescue_runtime.recover.activate import under, wanted_mount
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.finalize import FinalizeRequest, finalize, finalize_programs
@@ -68,6 +70,12 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
         )
     log_file = open_log("finalizeonly")
     print(f"mkmedia finalizeonly: log in {log_file or '(none: /var/log not writable)'}")
+    nics = finalize_network.resolve_nics(
+        finalize_network.saved_nics(rescueconf.load().saved_interfaces),
+        finalize_network.present_nics(),
+        finalize_network.read_mac_mapping(),
+        None if args.unattended else Asker(unattended=False),
+    )
     changed = [f"--rebuild-initramfs given ({reason})" for reason in args.rebuild_initramfs]
     request = FinalizeRequest(
         layout=layout,
@@ -76,6 +84,7 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
         logs=rescue_logs(),  # this run's log among them (LOG_GLOBS)
         ask=None if args.unattended else Asker(unattended=False),
         changed=changed,
+        nics=nics,
     )
     for note in finalize(request):
         print(f"mkmedia finalizeonly: {note}", flush=True)

@@ -56,18 +56,25 @@ def present_disks() -> list[BlockDevice]:
     return [d for d in lsblk.parse(out) if d.type == "disk" and not _NOT_TARGETS.match(d.path)]
 
 
-def read_mapping_file(path: Path = MAPPING_FILE) -> dict[str, str]:
-    """The operator's mapping: "OLD NEW" per line, `#` comments; {} when there is no file."""
+def mapping_lines(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line number, line, its words) of each line of an operator's mapping file that is
+    not blank or a `#` comment; none when there is no file (disks, MAC addresses)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return {}
-    pairs: dict[str, str] = {}
+        return []
+    found = []
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        words = line.split()
+        words = raw.split("#", 1)[0].split()
+        if words:
+            found.append((number, raw, words))
+    return found
+
+
+def read_mapping_file(path: Path = MAPPING_FILE) -> dict[str, str]:
+    """The operator's mapping: "OLD NEW" per line, `#` comments; {} when there is no file."""
+    pairs: dict[str, str] = {}
+    for number, raw, words in mapping_lines(path):
         if len(words) != 2 or not all(w.startswith("/dev/") for w in words):
             raise ConfigError(
                 f"{path} line {number}: {raw.strip()!r} is not 'OLD NEW' with two device paths.",

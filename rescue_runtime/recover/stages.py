@@ -90,7 +90,9 @@ def finalize_system(ctx: RecoverContext) -> None:
         key_dir=Path(KEY_DIR),
         logs=logs,
         ask=None if ctx.options.unattended else ctx.ask,
-        changed=[],  # same disks, same UUIDs: the migration work fills this
+        changed=[],  # finalize adds what it rewrote and what the initramfs lacks
+        mapped=ctx.mapped,
+        nics=ctx.nics,
     )
     for note in finalize.finalize(request):
         ctx.note(note)

@@ -15,7 +15,7 @@ from rescue_runtime.backup import medium, method_class
 from rescue_runtime.backup.netfs import extract_member
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import exclude, finalize, mapping, report, resize
+from rescue_runtime.recover import exclude, finalize, finalize_network, mapping, report, resize
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import KEY_DIR, generate
 from rescue_runtime.recover.recreate_cli import (
@@ -239,6 +239,26 @@ def _leave_out(ctx: RecoverContext, dropped: dict[str, str]) -> None:
             f"{mountpoint}: not recreated, its content not restored; the restored fstab may "
             "still name it",
         )
+
+
+@step("verify", 42)
+def map_network_cards(ctx: RecoverContext) -> None:
+    """Place each saved network card whose MAC is gone on a present one (mapping file,
+    the one new card, driver and order); a guess is asked, or refused unattended."""
+    if "finalize" not in ctx.stages:
+        return
+    saved = finalize_network.saved_nics(ctx.config.saved_interfaces)
+    present = finalize_network.present_nics()
+    ctx.nics = finalize_network.resolve_nics(
+        saved,
+        present,
+        finalize_network.read_mac_mapping(),
+        None if ctx.options.unattended else ctx.ask,
+    )
+    for old, new in ctx.nics.pairs.items():
+        ctx.note(f"network card {old} is replaced by {new} ({ctx.nics.reasons[old]})")
+    for old in ctx.nics.unplaced:
+        ctx.note(f"network card {old} is gone and no card is free: its configuration stays")
 
 
 @step("verify", 45)

@@ -228,6 +228,35 @@ def machine_disks(ctx: RecoverContext) -> list[str]:
     return [d.path for d in machine_layout(ctx).disks]
 
 
+def test_a_network_card_guess_is_asked_or_refused_before_any_write(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rescue_runtime.recover import finalize_network
+
+    monkeypatch.setattr(verify.finalize, "luks_key_problems", lambda layout, text: [])
+    monkeypatch.setattr(finalize_network, "MAC_MAPPING_FILE", tmp_path / "mappings/mac")
+    machine.config.saved_interfaces = [
+        rescueconf.SavedInterface("eth0", "52:54:00:00:00:01", driver="e1000e"),
+        rescueconf.SavedInterface("eth1", "52:54:00:00:00:02", driver="igb"),
+    ]
+    new = [finalize_network.Nic(f"enp{n}s0", f"52:54:00:00:01:0{n}", "virtio_net") for n in (1, 2)]
+    monkeypatch.setattr(verify.finalize_network, "present_nics", lambda: new)
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MkmediaError, match="network cards cannot all be placed") as refused:
+        run_verify(machine)
+    assert machine.script is None  # stopped before the recreate script was even written
+    assert "52:54:00:00:00:01 52:54:00:00:01:01" in (refused.value.hint or "")
+
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings/mac").write_text("52:54:00:00:00:01 52:54:00:00:01:02\n")
+    run_verify(machine)  # the mapping file decides one; the other is the one card left
+    assert machine.nics.pairs == {
+        "52:54:00:00:00:01": "52:54:00:00:01:02",
+        "52:54:00:00:00:02": "52:54:00:00:01:01",
+    }
+
+
 def test_exclude_recreate_leaves_components_out_and_the_restore_skips_them(
     machine: RecoverContext,
 ) -> None:
