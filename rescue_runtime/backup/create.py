@@ -172,6 +172,7 @@ def make(
         "files": files,
         "bytes": int(match.group(1)) if match else 0,
         "filesystems": [s.__dict__ for s in plan.sources if s.kind == "mount"],
+        "used_bytes": manifests.used_bytes_by_filesystem(plan.sources),
         "subvolumes": [s.__dict__ for s in plan.sources if s.kind == "subvolume"],
         "exclusions": [e.__dict__ for e in plan.exclusions],
         "layout_sha256": request.layout_sha256,

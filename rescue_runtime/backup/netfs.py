@@ -28,6 +28,7 @@ from rescue_runtime.backup.base import BackupMethod
 from rescue_runtime.backup.mount import mounted
 from rescue_runtime.backup.progress import GiB, MiB, ProgressFunc
 from rescue_runtime.backup.sources import BackupPlan, Source
+from rescue_runtime.backup.spanning import MediumFinder
 from rescue_runtime.errors import ConfigError
 from rescue_runtime.url import Url, parse_url, url_scheme
 
@@ -208,14 +209,20 @@ class Netfs(BackupMethod):
         progress: ProgressFunc | None = None,
         make_subvolumes: bool = True,
         key_file: Path | None = None,
+        finder: MediumFinder | None = None,
+        skip_mounts: Sequence[str] = (),
     ) -> dict[str, object]:
-        """Verify, then extract the chain into `target_dir` and check the file counts."""
+        """Verify, then extract the chain into `target_dir` and check the file counts.
+        `finder` reaches the further media of a spanned backup; `skip_mounts` (mount points
+        left out of the recovery) keep their directory, not their content."""
         return restoring.restore(
             directory,
             target_dir,
             key_file=key_file,
             progress=progress,
             make_subvolumes=make_subvolumes,
+            finder=finder,
+            skip_mounts=skip_mounts,
         )
 
 

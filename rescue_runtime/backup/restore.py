@@ -12,7 +12,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rescue_runtime import atomic
@@ -68,9 +68,11 @@ def restore(
     progress: ProgressFunc | None = None,
     make_subvolumes: bool = True,
     finder: spanning.MediumFinder | None = None,
+    skip_mounts: Sequence[str] = (),
 ) -> dict[str, object]:
     """Check, then extract every archive of the chain into `target_dir` in order and check
-    each one's file count. On btrfs the recorded subvolumes are created first."""
+    each one's file count. On btrfs the recorded subvolumes are created first; the content
+    of `skip_mounts` (mount points left out of the recovery) is not restored."""
     document = check(directory, key_file=key_file)
     later = spanning.elsewhere(spanning.read_media_file(directory))
     if not target_dir.is_dir():
@@ -93,7 +95,8 @@ def restore(
             tar = [
                 "tar", "--extract", "--file=-", f"--directory={target_dir}", *TAR_METADATA,
                 *listed, "--preserve-permissions", "--same-owner", "--verbose",
-                f"--index-file={index}",
+                f"--index-file={index}", "--anchored",
+                *[f"--exclude=.{m.rstrip('/')}/*" for m in skip_mounts],
             ]  # fmt: skip
             what = f"restoring {archive.name} of {directory} into {target_dir}"
             try:
@@ -129,7 +132,8 @@ def restore(
                 if isinstance(show, ProgressLine):
                     show.close()
             count = _count_members(index)
-        if count != archive.files:
+        # mount points left out of the recovery keep their directory only: fewer files
+        if count != archive.files and not (skip_mounts and count < archive.files):
             raise BackupError(
                 f"Restoring {archive.name} of {directory} into {target_dir} gave {count} "
                 f"files, the manifest says {archive.files}.",
