@@ -71,9 +71,9 @@ def previous_chain(directory: Path, key_file: Path | None) -> list[chain.Archive
     if not (directory / manifests.MANIFEST_NAME).is_file():
         return None
     document = manifests.read_manifest(directory)
-    crypt.check_sealed(document, key_file, directory)
     if bool(crypt.encryption(document)) != (key_file is not None):
         return None  # encryption switched on or off: a new chain starts
+    crypt.check_sealed(document, key_file, directory)
     found = chain.archives(document)
     for archive in found:
         if archive.snapshot is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import uuid
 from collections.abc import Iterator
@@ -236,6 +237,12 @@ def test_encrypted_incremental_and_one_file_out(
     (mnt / "keys").mkdir()
     (mnt / "keys" / "pv.key").write_bytes(b"only in the incremental\n")
     backup(mnt, layout, directory, key_file=key, backup_type="incremental")
+    # Encryption switched off: the next incremental run starts a new, plain chain.
+    plain = tmp_path / "plain"
+    shutil.copytree(directory, plain)
+    restarted = backup(mnt, layout, plain, backup_type="incremental")
+    assert [a["type"] for a in restarted["archives"]] == ["full"]  # type: ignore[attr-defined]
+    assert "encryption" not in restarted
     out = tmp_path / "pv.key"
     assert extract_member(directory, "/keys/pv.key", out, key_file=key)
     assert out.read_bytes() == b"only in the incremental\n"
