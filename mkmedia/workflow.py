@@ -29,6 +29,7 @@ from mkmedia.session.log import say
 from rescue_runtime import atomic
 from rescue_runtime import workflow as engine
 from rescue_runtime.backup.sources import BackupPlan
+from rescue_runtime.backup.spanning import Medium
 from rescue_runtime.errors import ConfigError
 from rescue_runtime.signals import shielded
 from rescue_runtime.workflow import Workflow
@@ -57,6 +58,8 @@ class Context:
     kernel_image: Path | None = None  # pack: the kernel copied into the build area
     initrd: Path | None = None  # pack: the compressed initrd
     payload_dirs: dict[str, Path] = field(default_factory=dict)  # backup: into the media
+    # backup (iso:// over several media): each further medium and its backup directory
+    volume_media: list[tuple[Medium, Path]] = field(default_factory=list)
     medium_id: str = ""  # rootfs: the media's marker id, as rescue.json has it
     output_staging: Path | None = None  # output: where the output set is staged
 
