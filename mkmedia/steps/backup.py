@@ -58,8 +58,8 @@ def _saved_layout(ctx: Context) -> tuple[Layout, str]:
 
 @contextlib.contextmanager
 def backup_directory(ctx: Context) -> Iterator[Path]:
-    """Where this run writes the backup: DIR/<host> (file://, sshfs:// mounted in the build
-    area meanwhile) or the ISO payload (iso://)."""
+    """Where this run writes the backup: DIR/<host> (file://; sshfs://, nfs://, cifs://,
+    usb:// mounted in the build area meanwhile) or the ISO payload (iso://)."""
     url = ctx.config.get_str("BACKUP_URL")
     parsed = parse_url(url)
     if parsed.scheme == "iso":
@@ -106,7 +106,7 @@ def _plan(ctx: Context) -> BackupPlan:
             excludes.append((inside, reason))
     plan = plan_backup(layout, root=root, excludes=excludes)
     if parse_url(url).scheme != "file":
-        return plan  # iso:// lives in the build area, sshfs:// on another machine
+        return plan  # iso:// lives in the build area, the mounted ones on a server or a stick
     directory = Netfs.backup_dir(url, config.system.hostname)
     source = target_source(directory, plan)
     if source is not None:

@@ -155,3 +155,20 @@ def test_usb_device_path_that_is_not_there(tmp_path: Path) -> None:
     ):
         pass
     assert list((tmp_path / "w").iterdir()) == []  # its mount point went again
+
+
+def test_usb_label_search_needs_exactly_one_stick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """blkid's answer stands in for the sticks plugged in (two sticks cannot be arranged on a
+    shared test machine; the real search runs in tests/vm/test_backup_remote_guest.py)."""
+    url = parse_url(usbstick.DEFAULT_URL)
+    monkeypatch.setattr(usbstick.os.path, "exists", lambda path: False)  # no udev link
+    monkeypatch.setattr(usbstick, "which", lambda program: None)  # no udevadm
+    found: list[str] = []
+    monkeypatch.setattr(usbstick, "by_label", lambda label: found)
+    with pytest.raises(MissingError, match="no file system is labelled MKMEDIA-000"):
+        usbstick.find_device(url)
+    found[:] = ["/dev/sdb3", "/dev/sdc3"]
+    with pytest.raises(ConfigError, match=r"2 file systems are labelled MKMEDIA-000 \(/dev/sdb3"):
+        usbstick.find_device(url)
+    found[:] = ["/dev/sdc3"]
+    assert usbstick.find_device(url) == "/dev/sdc3"
