@@ -1,0 +1,24 @@
+"""Tapes: one interface (base.py) over a SIMH `.tap` image (simh.py) and a real drive through
+the Linux st driver (st.py); our label (label.py) and the tape layouts (layout.py).
+
+Both backends move records, filemarks and positions the same way, so the code writing an OBDR
+tape, verifying it and restoring from it never knows which one it has (`open_tape`).
+"""
+
+from __future__ import annotations
+
+from rescue_runtime.tape import simh, st
+from rescue_runtime.tape.base import Tape
+
+
+def is_tape_device(path: str) -> bool:
+    """A path of the st driver (/dev/nst0, /dev/st0, /dev/tape/by-id/...-nst)."""
+    return path.startswith("/dev/")
+
+
+def open_tape(path: str, *, write: bool = False) -> Tape:
+    """The backend for `path`: the st driver for a /dev path, a SIMH image otherwise (a
+    block device holding the image, such as a QEMU disk, reads like the file)."""
+    if is_tape_device(path) and st.is_st_device(path):
+        return st.StTape(path, write=write)
+    return simh.SimhTape(path, write=write)
