@@ -57,6 +57,7 @@ class Context:
     kernel_image: Path | None = None  # pack: the kernel copied into the build area
     initrd: Path | None = None  # pack: the compressed initrd
     payload_dirs: dict[str, Path] = field(default_factory=dict)  # backup: into the media
+    tape_backup: Path | None = None  # backup (tape://): the staged backup for the tape
     medium_id: str = ""  # rootfs: the media's marker id, as rescue.json has it
     output_staging: Path | None = None  # output: where the output set is staged
 

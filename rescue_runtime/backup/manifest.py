@@ -15,6 +15,7 @@ from rescue_runtime import atomic
 from rescue_runtime.errors import MkmediaError
 
 MANIFEST_NAME = "backup-manifest.json"
+TAPE_SOURCE = "tape-source.json"  # beside a manifest read from a tape: which tape
 FORMAT_VERSION = 1
 
 
@@ -65,8 +66,13 @@ def volumes(manifest: dict[str, object]) -> list[dict[str, object]]:
 
 
 def verify(directory: Path, *, check_sha256: bool = True) -> dict[str, object]:
-    """Every volume is present with its size and sha256; returns the manifest."""
+    """Every volume is present with its size and sha256; returns the manifest. A backup on
+    a tape (tape-source.json beside the manifest) is checked while it is read from the tape:
+    the restore streams it (rescue_runtime/backup/tapemedium.py)."""
     manifest = read_manifest(directory)
+    if (directory / TAPE_SOURCE).is_file():
+        volumes(manifest)
+        return manifest
     for volume in volumes(manifest):
         path = directory / str(volume["name"])
         try:

@@ -7,7 +7,10 @@ previous backup as it was.
 
 Targets (BACKUP_URL): file:///DIR puts the backup in DIR/<hostname>/, sshfs://USER@HOST/DIR
 the same on a server (mounted with sshfs for the time of the run); iso:///NAME puts it into
-the rescue ISO under /NAME (mkmedia mkbackup makes it before writing the ISO).
+the rescue ISO under /NAME (mkmedia mkbackup makes it before writing the ISO);
+tape:///dev/nstN or tape:///PATH.tap puts it onto a tape (rescue_runtime/tape/layout.py:
+the stream made here is staged in the build area, then written in records after its
+manifest; with OUTPUT=OBDR after the bootable ISO on the same tape).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from rescue_runtime.backup.progress import GiB, MiB, ProgressFunc, ProgressLine,
 from rescue_runtime.backup.sources import BackupPlan, Source
 from rescue_runtime.errors import ConfigError
 from rescue_runtime.run import pipeline, run
+from rescue_runtime.tape import check_tape_path
 from rescue_runtime.url import Url, parse_url, url_scheme
 
 VOLUME_NAME = "backup.tar.zst"
@@ -57,7 +61,6 @@ NOT_YET = {
     "nfs": "mounting NFS (this machine's kernel has no NFS client to test it with)",
     "cifs": "mounting CIFS (this machine's kernel has no CIFS client to test it with)",
     "usb": "USB backup sticks (`mkmedia format`)",
-    "tape": "tapes (the OBDR work brings them)",
 }
 
 
@@ -130,7 +133,7 @@ def target_source(directory: Path, plan: BackupPlan) -> Source | None:
 
 class Netfs(BackupMethod):
     name = "NETFS"
-    url_schemes = ("file", "iso", "sshfs")
+    url_schemes = ("file", "iso", "sshfs", "tape")
     # btrfs (subvolumes) comes with the default PROGS when the host has it.
     rescue_programs = ("tar", "zstd", "mount", "umount", "losetup", "stat")
 
@@ -138,6 +141,9 @@ class Netfs(BackupMethod):
     def programs_for(cls, url: str) -> tuple[str, ...]:
         if url and url_scheme(url) == "sshfs":
             return (*cls.rescue_programs, "sshfs", "fusermount3")
+        if url and url_scheme(url) == "tape":
+            # lsscsi finds an OBDR drive still in CD emulation, sg_wr_mode switches it back
+            return (*cls.rescue_programs, "lsscsi", "sg_wr_mode")
         return cls.rescue_programs
 
     @classmethod
@@ -146,6 +152,9 @@ class Netfs(BackupMethod):
             return ISO_MEDIUM_MODULES
         if url and url_scheme(url) == "sshfs":
             return ("fuse",)
+        if url and url_scheme(url) == "tape":
+            # the drive (st, sg), and the CD emulation or disk an OBDR tape boots from
+            return ("st", "sg", *ISO_MEDIUM_MODULES)
         return ()
 
     @classmethod
@@ -160,8 +169,8 @@ class Netfs(BackupMethod):
             raise ConfigError(
                 f"BACKUP_URL={url!r}: {scheme}:// needs {NOT_YET[scheme]}, which this version "
                 "of mkmedia does not have yet.",
-                hint="Use file:///DIRECTORY (a mounted share works), sshfs://USER@HOST/DIR or "
-                "iso:///backup.",
+                hint="Use file:///DIRECTORY (a mounted share works), sshfs://USER@HOST/DIR, "
+                "iso:///backup or tape:///dev/nst0.",
             )
         if scheme not in cls.url_schemes:
             raise ConfigError(
@@ -189,6 +198,8 @@ class Netfs(BackupMethod):
                 "name local paths.",
                 hint=f"Write it with three slashes: {parsed.scheme}:///path.",
             )
+        if parsed.scheme == "tape":
+            check_tape_path(parsed.path, f"BACKUP_URL={url!r}")
         if parsed.scheme == "iso" and (parsed.path == "/" or parsed.path.count("/") != 1):
             raise ConfigError(
                 f"BACKUP_URL={url!r}: an iso:// URL names one top-level directory of the ISO.",
@@ -372,12 +383,13 @@ class Netfs(BackupMethod):
                 f"--index-file={index}",
             ]
             try:
-                pipeline(
-                    [["zstd", "-d", "-q", "-c"], tar],
-                    stdin_path=volume,
-                    on_tick=lambda pids: show(read_bytes(pids[0]), size),
-                    what=f"restoring {volume} into {target_dir}",
-                )
+                with volume_input(directory, volume, Path(work)) as stdin:
+                    pipeline(
+                        [["zstd", "-d", "-q", "-c"], tar],
+                        stdin_path=stdin,
+                        on_tick=lambda pids: show(read_bytes(pids[0]), size),
+                        what=f"restoring {volume} into {target_dir}",
+                    )
             finally:
                 if isinstance(show, ProgressLine):
                     show.close()
@@ -389,6 +401,19 @@ class Netfs(BackupMethod):
                 hint="The backup is incomplete: check the log, and restore from another copy.",
             )
         return {"files": restored, "target": str(target_dir), "manifest": document}
+
+
+@contextlib.contextmanager
+def volume_input(directory: Path, volume: Path, work: Path) -> Iterator[Path]:
+    """What zstd reads: the volume file, or for a backup on a tape (tape:// in the rescue
+    system) a FIFO the tape's records stream into."""
+    from rescue_runtime.backup import tapemedium
+
+    if not tapemedium.is_on_tape(directory):
+        yield volume
+        return
+    with tapemedium.volume_stream(directory, work) as fifo:
+        yield fifo
 
 
 class _NotInBackup(Exception):
@@ -403,14 +428,18 @@ def extract_member(directory: Path, path: str, destination: Path) -> bool:
     volume = directory / str(manifests.volumes(document)[0]["name"])
     member = "." + path if path.startswith("/") else path
     try:
-        with atomic.atomic_path(destination, mode=0o600) as partial:
+        with (
+            atomic.atomic_path(destination, mode=0o600) as partial,
+            tempfile.TemporaryDirectory(prefix="mkmedia-extract.") as work,
+            volume_input(directory, volume, Path(work)) as stdin,
+        ):
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             pipeline(
                 [
                     ["zstd", "-d", "-q", "-c"],
                     ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", member],
                 ],
-                stdin_path=volume,
+                stdin_path=stdin,
                 stdout_path=partial,
                 # zstd: a broken pipe once tar has stopped; tar 2: no such member
                 ok_codes=[(0, 1, -13), (0, 2)],

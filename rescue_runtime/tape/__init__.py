@@ -7,8 +7,9 @@ tape, verifying it and restoring from it never knows which one it has (`open_tap
 
 from __future__ import annotations
 
+from rescue_runtime.errors import ConfigError
 from rescue_runtime.tape import simh, st
-from rescue_runtime.tape.base import Tape
+from rescue_runtime.tape.base import Tape, TapeError
 
 
 def is_tape_device(path: str) -> bool:
@@ -22,3 +23,19 @@ def open_tape(path: str, *, write: bool = False) -> Tape:
     if is_tape_device(path) and st.is_st_device(path):
         return st.StTape(path, write=write)
     return simh.SimhTape(path, write=write)
+
+
+def check_tape_path(path: str, where: str) -> None:
+    """ConfigError unless `path` can name a tape: a /dev path other than the rewinding
+    /dev/stN, or an image file NAME.tap."""
+    if is_tape_device(path):
+        try:
+            st.check_non_rewinding(path)
+        except TapeError as exc:
+            raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+        return
+    if not path.startswith("/") or not path.endswith(".tap"):
+        raise ConfigError(
+            f"{where} names {path!r}, which is neither a tape drive nor a tape image.",
+            hint="Name the non-rewinding drive (/dev/nst0) or an absolute path ending in .tap.",
+        )

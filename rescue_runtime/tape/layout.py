@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from rescue_runtime.errors import ConfigError
 from rescue_runtime.tape.base import EndOfMedium, Tape, TapeError
 from rescue_runtime.tape.label import RECORD_SIZE, Label, parse
 
@@ -39,7 +40,7 @@ ProgressFunc = Callable[[int, int], None]
 
 def check_block_size(size: int, where: str = "TAPE_BLOCK_SIZE") -> None:
     if size < MANIFEST_BLOCK or size > MAX_BLOCK_SIZE or size % MANIFEST_BLOCK:
-        raise TapeError(
+        raise ConfigError(
             f"{where}={size} is not a usable tape record size.",
             hint=f"Use a multiple of 512 from 512 to {MAX_BLOCK_SIZE} (the default is "
             f"{DEFAULT_BLOCK_SIZE}).",
@@ -243,15 +244,15 @@ class OnTape:
     manifest: dict[str, object]
 
 
-def open_backup(tape: Tape) -> OnTape:
-    """Rewind, read the label, space past the first filemark and read the manifest; the
-    tape is then at the backup stream."""
+def find_backup(tape: Tape) -> tuple[Label, OnTape | None]:
+    """Rewind, read the label, space past the first filemark and read the manifest; with a
+    backup the tape is then at its stream (None: the tape holds no backup)."""
     label, first = read_label(tape)
     if label is None:
         what = "is blank" if first is None else "carries no mkmedia label"
         raise TapeError(
-            f"The tape {tape.name} {what}, so it holds no backup of mkmedia's.",
-            hint="Load the tape the backup was written to.",
+            f"The tape {tape.name} {what}, so it holds nothing mkmedia wrote.",
+            hint="Load the tape mkmedia wrote (the rescue media's or the backup's).",
         )
     tape.space_filemarks(1)
     try:
@@ -259,15 +260,23 @@ def open_backup(tape: Tape) -> OnTape:
     except EndOfMedium:
         text = b""
     if not text.strip():
-        raise TapeError(
-            f"The tape {tape.name} ({label.kind}, host {label.host}) holds no backup.",
-            hint="Write one with `mkmedia mkbackup` and BACKUP_URL=tape://...",
-        )
+        return label, None
     try:
         manifest = json.loads(text)
     except ValueError as exc:
         raise TapeError(f"The backup manifest on {tape.name} cannot be read ({exc}).") from None
-    return OnTape(label, manifest)
+    return label, OnTape(label, manifest)
+
+
+def open_backup(tape: Tape) -> OnTape:
+    """find_backup(), refusing a tape without a backup."""
+    label, on_tape = find_backup(tape)
+    if on_tape is None:
+        raise TapeError(
+            f"The tape {tape.name} ({label.kind}, host {label.host or 'none'}) holds no backup.",
+            hint="Write one with `mkmedia mkbackup` and BACKUP_URL=tape://...",
+        )
+    return on_tape
 
 
 def stream_backup(
