@@ -29,10 +29,10 @@ from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.store import save
 from rescue_runtime.run import run, which
 from rescue_runtime.tape.label import parse
-from rescue_runtime.tape.simh import SimhTape
 from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
 from tests.metadata import differences, make_rich_tree, snapshot
 from tests.sshserver import ssh_server
+from tests.tapes import tape_records
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = os.uname().nodename.split(".")[0]
@@ -209,19 +209,6 @@ def test_sshfs_round_trip(system: Path, tmp_path: Path) -> None:
     assert str(tmp_path) not in mounts  # unmounted after each run
 
 
-def records(path: Path) -> list[bytes]:
-    tape = SimhTape(path)
-    out = []
-    try:
-        while True:
-            out.append(tape.read_record(1 << 24))
-    except Exception:  # the end of the medium
-        pass
-    finally:
-        tape.close()
-    return out
-
-
 def test_tape_backup_round_trip(system: Path, tmp_path: Path) -> None:
     image = tmp_path / "backup.tap"
     url = f"BACKUP_URL=tape://{image}"
@@ -239,7 +226,7 @@ def test_tape_backup_round_trip(system: Path, tmp_path: Path) -> None:
         "--set", "TAPE_BLOCK_SIZE=8192",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    found = records(image)
+    found = tape_records(image)
     label = parse(found[0], str(image))
     assert label is not None and label.kind == "plain" and label.block_size == 8192
     assert found[1] == b""  # the label's filemark

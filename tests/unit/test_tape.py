@@ -251,3 +251,41 @@ def test_foreign_tapes_are_recognised(tmp_path: Path) -> None:
     assert "ANSI" in (tl.foreign_content(StTape("/dev/nst0", io=other)) or "")
     tar = FakeTapeDevice(content=[bytes(10240)])
     assert "not a mkmedia label" in (tl.foreign_content(StTape("/dev/nst0", io=tar)) or "")
+
+
+def test_obdr_drive_in_cd_emulation_is_found_in_lsscsi() -> None:
+    from rescue_runtime.tape.obdr import emulating_drives
+
+    output = (
+        "[0:0:0:0]    disk    ATA      QEMU HARDDISK    2.5+  /dev/sda   /dev/sg0\n"
+        "[2:0:3:0]    cd/dvd  HP       Ultrium 3-SCSI   G63W  /dev/sr0   /dev/sg1\n"
+        "[3:0:0:0]    cd/dvd  QEMU     QEMU DVD-ROM     2.5+  /dev/sr1   /dev/sg2\n"
+        "[4:0:5:0]    tape    HP       Ultrium 4-SCSI   H58W  /dev/st0   /dev/sg3\n"
+    )
+    (drive,) = emulating_drives(output)
+    assert (drive.host, drive.cd_device, drive.sg_device) == (2, "/dev/sr0", "/dev/sg1")
+    assert drive.model.startswith("Ultrium 3")
+
+
+def test_the_rescue_system_takes_only_its_own_tape(tmp_path: Path) -> None:
+    from rescue_runtime.backup.tapemedium import candidates, matches
+    from rescue_runtime.rescueconf import RescueConfig
+
+    config = RescueConfig(hostname="web01.example", medium_id="abcd")
+    assert matches(Label("obdr", host="web01", medium_id="ABCD"), config)
+    assert not matches(Label("obdr", host="web01", medium_id="OTHER"), config)
+    assert matches(Label("plain", host="web01"), config)
+    assert not matches(Label("plain", host="db02"), config)
+    assert not matches(Label("blank"), config)
+    # a disk holding a tape image is a candidate, its partitions and other disks are not
+    sys_root, dev = tmp_path / "sys", tmp_path / "dev"
+    for name in ("vda", "vdb", "vdb1"):
+        (sys_root / "class" / "block" / name).mkdir(parents=True)
+    (sys_root / "class" / "block" / "vdb1" / "partition").write_text("1\n")
+    dev.mkdir()
+    tape = SimhTape(dev / "vdb", write=True)
+    tl.write_plain(tape, Label("plain", host="web01"), None)
+    tape.close()
+    (dev / "vda").write_bytes(bytes(4096))
+    (dev / "vdb1").write_bytes((dev / "vdb").read_bytes())
+    assert candidates("/dev/nst9", sys_root, dev) == [str(dev / "vdb")]
