@@ -34,7 +34,7 @@ from rescue_runtime.layout.serial import to_json
 from rescue_runtime.tape import is_tape_device
 from rescue_runtime.tape.label import Label
 from rescue_runtime.tape.layout import check_block_size, write_plain
-from rescue_runtime.url import parse_url
+from rescue_runtime.url import parse_url, url_scheme
 
 ISO_PAYLOAD = "iso-payload"
 TAPE_STAGING = "tape-backup"
@@ -96,8 +96,6 @@ def _plan(ctx: Context) -> BackupPlan:
             f"({', '.join(RESERVED)} are taken).",
             hint="Use another name, e.g. iso:///backup.",
         )
-    if parse_url(url).scheme == "tape":
-        _check_tape(ctx, parse_url(url).path)
     layout, digest = _saved_layout(ctx)
     ctx.layout_sha256 = digest
     root = layout.options.root or "/"
@@ -184,6 +182,14 @@ def _write_plain_tape(ctx: Context, device: str, directory: Path) -> Artifact:
         )
     finally:
         bar.close()
+
+
+@step("prep", 300, when=_netfs)
+def check_tape_target(ctx: Context) -> None:
+    """tape://: the tape checked (its name, what it holds) before the layout is saved."""
+    url = ctx.config.get_str("BACKUP_URL")
+    if url_scheme(url) == "tape":
+        _check_tape(ctx, parse_url(url).path)
 
 
 @step("layout", 200, when=_netfs)

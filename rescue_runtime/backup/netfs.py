@@ -162,7 +162,7 @@ class Netfs(BackupMethod):
         if not url:
             raise ConfigError(
                 "BACKUP=NETFS needs BACKUP_URL: where the backup goes.",
-                hint="Set BACKUP_URL to file:///DIRECTORY or iso:///backup.",
+                hint="Set BACKUP_URL to file:///DIRECTORY, iso:///backup or tape:///dev/nst0.",
             )
         scheme = url_scheme(url)
         if scheme in NOT_YET:

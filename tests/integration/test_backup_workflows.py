@@ -221,6 +221,25 @@ def test_tape_backup_round_trip(system: Path, tmp_path: Path) -> None:
     assert "TAPE_OVERWRITE=yes" in refused.stderr and "Traceback" not in refused.stderr
     assert image.read_bytes()[:4] == b"VOL1"
 
+    # OUTPUT=OBDR: the same refusal in the prep stage, and the URL must name its tape; each
+    # before the layout is saved again (it would be this machine's: no capture_root here)
+    layout_json = (tmp_path / "layout" / "layout.json").read_bytes()
+    obdr = ("--set", "OUTPUT=OBDR", "--set", f"TAPE_DEVICE={image}")
+    for sets, message in (
+        (("--set", "OUTPUT=OBDR", "--set", url), "TAPE_DEVICE is empty"),
+        ((*obdr, "--set", url), "does not write over another program's tape"),
+        (
+            (*obdr, "--set", f"BACKUP_URL=tape://{tmp_path}/o.tap", "--set", "TAPE_OVERWRITE=1"),
+            "BACKUP_URL names",
+        ),
+        ((*obdr, "--set", url, "--set", "TAPE_OVERWRITE=yes"), "OBDR tape is written whole"),
+    ):
+        command = "mkbackuponly" if "OBDR tape" in message else "mkbackup"
+        refused = mkmedia(tmp_path, command, *sets)
+        assert refused.returncode == EXIT_CONFIG and message in refused.stderr, refused.stderr
+        assert not (tmp_path / "out").exists() and "Traceback" not in refused.stderr
+        assert (tmp_path / "layout" / "layout.json").read_bytes() == layout_json
+
     result = mkmedia(
         tmp_path, "mkbackuponly", "--set", url, "--set", "TAPE_OVERWRITE=yes",
         "--set", "TAPE_BLOCK_SIZE=8192",
