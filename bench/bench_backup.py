@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = BackupPlan(root=str(tree), sources=[Source("/", "mount", "-", "-")])
         ours_dir = out / "ours"
         rear = out / "rear.tar.gz"
+        crypt_dir, split_dir = out / "encrypted", out / "volumes"
+        key = work / "bench.key"
+        key.write_text("bench-key-" + "0123456789" * 4 + "\n")
         backups = [
             timed(
                 "ours: tar (all metadata) | zstd -T0",
@@ -94,6 +97,28 @@ def main(argv: list[str] | None = None) -> int:
                     plan, ours_dir, url="file:///bench", layout_sha256=None, progress=quiet
                 ),
                 ours_dir / VOLUME_NAME,
+            ),
+            timed(
+                "  ours, encrypted (openssl aes-256-ctr)",
+                lambda: Netfs.backup(
+                    plan,
+                    crypt_dir,
+                    url="file:///bench",
+                    layout_sha256=None,
+                    progress=quiet,
+                    key_file=key,
+                ),
+            ),
+            timed(
+                "  ours, in 64 MiB volumes (split)",
+                lambda: Netfs.backup(
+                    plan,
+                    split_dir,
+                    url="file:///bench",
+                    layout_sha256=None,
+                    progress=quiet,
+                    volume_size=64 * 2**20,
+                ),
             ),
             timed(
                 "ReaR 2.7 default: tar --gzip",
@@ -111,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
 
         ours_target, rear_target = out / "restore-ours", out / "restore-rear"
         plain_target = out / "restore-plain"
+        crypt_target, split_target = out / "restore-encrypted", out / "restore-volumes"
         volume = shlex.quote(str(ours_dir / VOLUME_NAME))
-        for directory in (ours_target, rear_target, plain_target):
+        for directory in (ours_target, rear_target, plain_target, crypt_target, split_target):
             directory.mkdir()
         rear_script = REAR_RESTORE.format(
             target=shlex.quote(str(rear_target)), archive=shlex.quote(str(rear))
@@ -121,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             timed(
                 "ours: verify + zstd -d | tar -x",
                 lambda: Netfs.restore(ours_dir, ours_target, progress=quiet),
+            ),
+            timed(
+                "  ours, encrypted: verify + openssl -d | zstd -d | tar -x",
+                lambda: Netfs.restore(crypt_dir, crypt_target, progress=quiet, key_file=key),
+            ),
+            timed(
+                "  ours, volumes: verify + cat | zstd -d | tar -x",
+                lambda: Netfs.restore(split_dir, split_target, progress=quiet),
             ),
             timed("ReaR 2.7 default: tar --gzip -x", shell(rear_script + " > /dev/null", out)),
             timed("  ours, its verify alone (sha256)", lambda: Netfs.verify(ours_dir)),

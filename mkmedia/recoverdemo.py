@@ -44,12 +44,17 @@ def demo_restore(config: Config, target: Path, progress: ProgressFunc) -> dict[s
     Netfs.check_url(url)
     check_demo_target(target)
     parsed = parse_url(url)
+    key = (
+        Path(config.get_str("BACKUP_CRYPT_KEY_FILE"))
+        if config.get_str("BACKUP_CRYPT_KEY_FILE")
+        else None
+    )
     parent = Path(config.get_str("TMPDIR"))
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mkmedia-demo.", dir=parent) as work:
         if parsed.scheme == "tape":  # the tape (image) named, streamed as in the rescue system
             with tapemedium.read_from(parsed.path, Path(work)) as directory, demo_target(target):
-                return Netfs.restore(directory, target, progress=progress)
+                return Netfs.restore(directory, target, progress=progress, key_file=key)
         if parsed.scheme != "iso":
             with (
                 Netfs.target(
@@ -60,12 +65,12 @@ def demo_restore(config: Config, target: Path, progress: ProgressFunc) -> dict[s
                 ) as directory,
                 demo_target(target),
             ):
-                return Netfs.restore(directory, target, progress=progress)
+                return Netfs.restore(directory, target, progress=progress, key_file=key)
         name = parsed.path.strip("/")
         copy = extract_iso_directory(_iso_path(config), name, Path(work))
         os.chmod(copy, 0o700)
         with demo_target(target):
-            return Netfs.restore(copy, target, progress=progress)
+            return Netfs.restore(copy, target, progress=progress, key_file=key)
 
 
 def _iso_path(config: Config) -> Path:

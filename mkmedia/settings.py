@@ -173,6 +173,13 @@ SETTINGS: tuple[Setting, ...] = (
     _s("USB_RETAIN", INT, 2, "Rescue images OUTPUT=USB keeps per host on the stick (0: all)."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s(
+        "ISO_MAX_SIZE",
+        INT,
+        0,
+        "MiB one medium holds (e.g. 4480 for a DVD); an iso:// backup larger than that goes "
+        "onto further ISOs <prefix>-vol002.iso, ... (needs BACKUP_VOLUME_SIZE); 0: no limit.",
+    ),
+    _s(
         "PXE_TFTP_URL",
         STR,
         "",
@@ -229,6 +236,29 @@ SETTINGS: tuple[Setting, ...] = (
         BOOL,
         False,
         "Keep the previous NETFS backup as <host>.old once the new one is complete.",
+    ),
+    _s(
+        "BACKUP_TYPE",
+        CHOICE,
+        "full",
+        "NETFS: full starts a new chain; incremental adds what changed since the last archive, "
+        "differential what changed since the full one (GNU tar --listed-incremental).",
+        choices=("full", "incremental", "differential"),
+    ),
+    _s(
+        "BACKUP_VOLUME_SIZE",
+        INT,
+        0,
+        "NETFS: cut the backup into numbered volumes of this many MiB (0: one volume; "
+        "iso://: at most 4095, one ISO 9660 file).",
+    ),
+    _s(
+        "BACKUP_CRYPT_KEY_FILE",
+        STR,
+        "",
+        "NETFS: encrypt the backup (openssl aes-256-ctr) with the key in this file, one line "
+        "of 32+ characters; the rescue system reads it from the same path at recover. "
+        "Never on the backup target or the rescue medium.",
     ),
     # --- what goes into the rescue system ----------------------------------------------------
     _s("PROGS", LIST, [], "Programs carried when present (names on PATH/sbin, or absolute paths)."),

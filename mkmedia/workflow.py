@@ -29,6 +29,7 @@ from mkmedia.session.log import say
 from rescue_runtime import atomic
 from rescue_runtime import workflow as engine
 from rescue_runtime.backup.sources import BackupPlan
+from rescue_runtime.backup.spanning import Medium
 from rescue_runtime.errors import ConfigError
 from rescue_runtime.signals import shielded
 from rescue_runtime.workflow import Workflow
@@ -58,6 +59,8 @@ class Context:
     initrd: Path | None = None  # pack: the compressed initrd
     payload_dirs: dict[str, Path] = field(default_factory=dict)  # backup: into the media
     tape_backup: Path | None = None  # backup (tape://): the staged backup for the tape
+    # backup (iso:// over several media): each further medium and its backup directory
+    volume_media: list[tuple[Medium, Path]] = field(default_factory=list)
     medium_id: str = ""  # rootfs: the media's marker id, as rescue.json has it
     output_staging: Path | None = None  # output: where the output set is staged
 

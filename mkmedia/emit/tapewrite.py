@@ -83,7 +83,13 @@ def write_tape(target: str, write: Callable[[Tape], Writer], kind: str) -> Artif
 def staged_backup(directory: Path) -> Backup:
     """The backup NETFS made in `directory`, as the tape layout takes it."""
     manifest = read_manifest(directory)
-    (volume,) = volumes(manifest)
+    listed = volumes(manifest)
+    if len(listed) != 1:
+        raise ConfigError(
+            f"The backup in {directory} has {len(listed)} volumes; a tape holds one.",
+            hint="Use BACKUP_TYPE=full and BACKUP_VOLUME_SIZE=0 with a tape.",
+        )
+    volume = listed[0]
     path = directory / str(volume["name"])
     if not path.is_file():
         raise MissingError(f"The backup volume {path} to put on the tape is missing.")

@@ -17,15 +17,19 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mkmedia.config import Config
+from mkmedia.emit import isovolumes
 from mkmedia.emit.iso import RESERVED
 from mkmedia.emit.tapewrite import check_target, staged_backup, write_tape
+from mkmedia.session import outputset
 from mkmedia.session.artifacts import Artifact
 from mkmedia.session.epoch import resolve_epoch
 from mkmedia.session.log import say
 from mkmedia.steps.output import output_directory
-from mkmedia.workflow import Context, step
+from mkmedia.workflow import Context, need, step
+from rescue_runtime.backup import crypt
 from rescue_runtime.backup.manifest import MANIFEST_NAME
-from rescue_runtime.backup.netfs import VOLUME_NAME, Netfs, closing_line, target_source
+from rescue_runtime.backup.netfs import Netfs, closing_line, target_source
+from rescue_runtime.backup.progress import MiB
 from rescue_runtime.backup.sources import BackupPlan, Exclusion, plan_backup, system_path
 from rescue_runtime.errors import ConfigError, MkmediaError
 from rescue_runtime.layout import capture, store
@@ -39,7 +43,7 @@ from rescue_runtime.url import parse_url, url_scheme
 ISO_PAYLOAD = "iso-payload"
 TAPE_STAGING = "tape-backup"
 TAPE_FORCE_HINT = "set TAPE_OVERWRITE=yes to write over it"
-ISO_FILE_LIMIT = 4 * 1024**3 - 1  # one ISO9660 file extent; splitting is not implemented
+ISO_FILE_LIMIT = 4 * 1024**3 - 1  # one ISO9660 file extent: larger backups go in volumes
 
 
 def _netfs(config: Config) -> bool:
@@ -96,6 +100,7 @@ def _plan(ctx: Context) -> BackupPlan:
             f"({', '.join(RESERVED)} are taken).",
             hint="Use another name, e.g. iso:///backup.",
         )
+    _check_archive_settings(config, url)
     layout, digest = _saved_layout(ctx)
     ctx.layout_sha256 = digest
     root = layout.options.root or "/"
@@ -139,6 +144,13 @@ def _check_tape(ctx: Context, device: str) -> None:
     """tape://: onto the OBDR tape after its ISO (mkbackup, the same tape), or a tape of its
     own, checked before anything is built."""
     config = ctx.config
+    if config.get_str("BACKUP_TYPE") != "full" or config.get_int("BACKUP_VOLUME_SIZE"):
+        raise ConfigError(
+            f"BACKUP_URL=tape://{device} holds one full archive in one volume, but "
+            f"BACKUP_TYPE={config.get_str('BACKUP_TYPE')} and "
+            f"BACKUP_VOLUME_SIZE={config.get_int('BACKUP_VOLUME_SIZE')}.",
+            hint="Use BACKUP_TYPE=full and BACKUP_VOLUME_SIZE=0 with a tape.",
+        )
     if config.get_str("OUTPUT") == "OBDR":
         if device != config.get_str("TAPE_DEVICE"):
             raise ConfigError(
@@ -192,6 +204,53 @@ def check_tape_target(ctx: Context) -> None:
         _check_tape(ctx, parse_url(url).path)
 
 
+def _check_archive_settings(config: Config, url: str) -> None:
+    """BACKUP_TYPE, BACKUP_VOLUME_SIZE and BACKUP_CRYPT_KEY_FILE fit the target (before the
+    build: a wrong one stops the run before anything is made)."""
+    scheme = parse_url(url).scheme
+    size = config.get_int("BACKUP_VOLUME_SIZE")
+    if size < 0 or (scheme == "iso" and size * MiB > ISO_FILE_LIMIT):
+        limit = f" and at most {ISO_FILE_LIMIT // MiB} for iso:// (one ISO 9660 file)"
+        raise ConfigError(
+            f"BACKUP_VOLUME_SIZE={size} is not a usable volume size in MiB.",
+            hint=f"Set it to 0 (one volume) or a size in MiB{limit if scheme == 'iso' else ''}.",
+        )
+    if scheme == "iso" and config.get_str("BACKUP_TYPE") != "full":
+        raise ConfigError(
+            f"BACKUP_TYPE={config.get_str('BACKUP_TYPE')} needs the earlier archives of the "
+            f"chain beside the new one, but BACKUP_URL={url!r} writes every backup into a new "
+            "ISO.",
+            hint="Use BACKUP_TYPE=full with iso://, or a file:// or sshfs:// BACKUP_URL.",
+        )
+    key = config.get_str("BACKUP_CRYPT_KEY_FILE")
+    if not key:
+        return
+    key_path = Path(key)
+    if not key_path.is_absolute():
+        raise ConfigError(
+            f"BACKUP_CRYPT_KEY_FILE={key!r} is not an absolute path; the rescue system looks "
+            "for the key at the same path.",
+            hint="Write it as an absolute path, e.g. /root/backup.key.",
+        )
+    crypt.read_key(key_path)
+    problem = crypt.check_key_mode(key_path)
+    if problem:
+        say(f"  warning: {problem}")
+    if scheme == "file":
+        base = Path(parse_url(url).path).resolve()
+        if key_path.resolve().is_relative_to(base):
+            raise ConfigError(
+                f"BACKUP_CRYPT_KEY_FILE={key} lies under BACKUP_URL={url}: the key would sit "
+                "beside the backup it protects.",
+                hint="Keep the key elsewhere (and a copy off this machine, e.g. on a stick).",
+            )
+
+
+def _key_file(config: Config) -> Path | None:
+    key = config.get_str("BACKUP_CRYPT_KEY_FILE")
+    return Path(key) if key else None
+
+
 @step("layout", 200, when=_netfs)
 def plan_backup_sources(ctx: Context) -> None:
     """mkbackup: decide what the backup covers and check its target, before the build."""
@@ -235,31 +294,94 @@ def make_backup(ctx: Context) -> None:
                 layout_sha256=ctx.layout_sha256,
                 keep_old=ctx.config.get_bool("NETFS_KEEP_OLD_BACKUP_COPY"),
                 progress=bar,
+                backup_type=ctx.config.get_str("BACKUP_TYPE"),
+                volume_size=ctx.config.get_int("BACKUP_VOLUME_SIZE") * MiB,
+                key_file=_key_file(ctx.config),
             )
         finally:
             bar.close()
-    volume = manifest["volumes"][0]  # type: ignore[index]
+    listed: list[dict[str, object]] = manifest["volumes"]  # type: ignore[assignment]
     for warning in manifest["warnings"]:  # type: ignore[attr-defined]
         ctx.warn(f"backup: {warning}")
     if parse_url(url).scheme == "iso":
-        if int(volume["size"]) > ISO_FILE_LIMIT:
+        largest = max(int(str(v["size"])) for v in listed)
+        if largest > ISO_FILE_LIMIT:
             shutil.rmtree(directory, ignore_errors=True)
             raise MkmediaError(
-                f"The backup is {int(volume['size']) / 1024**3:.1f} GiB, more than one ISO "
-                "file can hold (4 GiB); splitting a backup across volumes is not implemented.",
-                hint="Use a file:// BACKUP_URL for a backup this large, or exclude data with "
-                "BACKUP_PROG_EXCLUDE.",
+                f"The backup has a volume of {largest / 1024**3:.1f} GiB, more than one ISO "
+                "9660 file can hold (4 GiB).",
+                hint="Set BACKUP_VOLUME_SIZE (MiB, e.g. 4000) to cut it into volumes, or "
+                "exclude data with BACKUP_PROG_EXCLUDE.",
             )
         name = parse_url(url).path.strip("/")
         ctx.payload_dirs = {name: directory}
+        _spread_over_media(ctx, directory, listed)
     elif parse_url(url).scheme == "tape":
         if ctx.config.get_str("OUTPUT") == "OBDR" and ctx.workflow == "mkbackup":
             ctx.tape_backup = directory  # the OBDR emitter writes it after the ISO
         else:
             ctx.artifacts.append(_write_plain_tape(ctx, parse_url(url).path, directory))
     elif parse_url(url).scheme == "file":
-        ctx.artifacts.append(
-            Artifact(directory / VOLUME_NAME, "backup", int(volume["size"]), str(volume["sha256"]))
-        )
+        for volume in listed:
+            ctx.artifacts.append(
+                Artifact(
+                    directory / str(volume["name"]),
+                    "backup",
+                    int(str(volume["size"])),
+                    str(volume["sha256"]),
+                )
+            )
         ctx.artifacts.append(Artifact.of(directory / MANIFEST_NAME, "backup-manifest"))
     say(f"  {closing_line(manifest)}")
+
+
+def _spread_over_media(ctx: Context, directory: Path, listed: list[dict[str, object]]) -> None:
+    """iso:// with ISO_MAX_SIZE: the volumes that do not fit beside the rescue system go onto
+    further ISOs (mkmedia/emit/isovolumes.py); the output stage writes them."""
+    capacity = ctx.config.get_int("ISO_MAX_SIZE") * MiB
+    if not capacity:
+        return
+    reserve = sum(p.stat().st_size for p in (ctx.kernel_image, ctx.initrd) if p is not None)
+    media = isovolumes.plan_media(
+        [(str(v["name"]), int(str(v["size"]))) for v in listed],
+        capacity=capacity,
+        first_reserve=reserve,
+    )
+    if len(media) == 1:
+        return
+    if not ctx.config.get_int("BACKUP_VOLUME_SIZE") or not ctx.medium_id:
+        raise ConfigError(
+            f"The backup does not fit on one medium of ISO_MAX_SIZE="
+            f"{ctx.config.get_int('ISO_MAX_SIZE')} MiB, and it is not cut into volumes.",
+            hint="Set BACKUP_VOLUME_SIZE (MiB, below ISO_MAX_SIZE) to spread it over media.",
+        )
+    staging = ctx.build_dir / "iso-volumes"
+    shutil.rmtree(staging, ignore_errors=True)
+    ctx.volume_media = isovolumes.spread(directory, media, ctx.medium_id, staging)
+    say(f"  the backup spans {len(media)} media (ISO_MAX_SIZE={capacity // MiB} MiB)")
+
+
+@step("output", 150, when=_netfs)
+def write_volume_media(ctx: Context) -> None:
+    """iso:// over several media: the further ISOs beside the rescue ISO."""
+    if not ctx.volume_media:
+        return
+    staging = need(ctx.output_staging, "the output staging directory")
+    prefix = ctx.config.get_str("OUTPUT_PREFIX")
+    total = 1 + len(ctx.volume_media)
+    try:
+        for medium, directory in ctx.volume_media:
+            ctx.artifacts.append(
+                isovolumes.write_volume_iso(
+                    staging / f"{prefix}-vol{medium.number:03d}.iso",
+                    medium=medium,
+                    directory=directory,
+                    host=ctx.config.system.hostname,
+                    total=total,
+                    epoch=resolve_epoch(None),
+                    work_dir=ctx.build_dir / "emit" / f"vol{medium.number:03d}",
+                )
+            )
+    except BaseException:
+        outputset.discard(staging)
+        raise

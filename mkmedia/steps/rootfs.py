@@ -9,6 +9,7 @@ from pathlib import Path
 from mkmedia import __version__
 from mkmedia.config import Config
 from mkmedia.emit.iso import derive_medium_id
+from mkmedia.host import netif
 from mkmedia.kernel.modules import install_firmware, install_modules, select_modules
 from mkmedia.pyembed.embed import embed_python
 from mkmedia.rootfs.assemble import assemble_tree
@@ -18,7 +19,7 @@ from mkmedia.rootfs.smoke import smoke_run as smoke_run_tree
 from mkmedia.session.log import say
 from mkmedia.settings import BY_NAME
 from mkmedia.workflow import Context, need, step
-from rescue_runtime.backup import method_class
+from rescue_runtime.backup import crypt, method_class
 from rescue_runtime.errors import StepError
 from rescue_runtime.layout import store
 from rescue_runtime.recover.finalize import finalize_programs
@@ -77,6 +78,8 @@ def assemble_programs(ctx: Context) -> None:
                 ctx.config.get_str("BACKUP_URL")
             ),
             *recover_programs(ctx.layout_dir),
+            # an encrypted backup is decrypted in the rescue system (its key is not there)
+            *(crypt.PROGRAMS if ctx.config.get_str("BACKUP_CRYPT_KEY_FILE") else ()),
         ],
         libraries=[*ctx.config.get_list("LIBS"), *elf_files],
         copy_as_is=ctx.config.get_list("COPY_AS_IS"),
@@ -117,6 +120,8 @@ def rescue_config(config: Config, *, created: str, medium_id: str = "") -> Rescu
         output=config.get_str("OUTPUT"),
         medium_id=medium_id.lower(),
         network=config.get_str("NETWORK"),
+        # the cards rescue init configures (NETWORK=saved) and finalize maps to new ones
+        saved_interfaces=netif.host_interfaces(),
         modules_load=config.get_list("MODULES_LOAD"),
         ssh_authorized_keys=config.get_list("SSH_AUTHORIZED_KEYS"),
         ssh_root_password_hash=config.get_str("SSH_ROOT_PASSWORD_HASH"),

@@ -1,54 +1,42 @@
 """BACKUP=NETFS: GNU tar (POSIX format, every piece of metadata) streamed through zstd -T0.
 
-Python arranges and checks; tar and zstd stream through a kernel pipe. A backup directory
-holds `backup.tar.zst` and `backup-manifest.json`; both are written under temporary names
-and renamed only when the backup is complete, so a failed or interrupted run leaves the
-previous backup as it was.
+Python arranges and checks; tar and zstd stream through a kernel pipe (archive.py). A backup
+directory holds `backup-manifest.json` and the volumes of a chain of archives: one
+`backup.tar.zst` by default; numbered volumes with BACKUP_VOLUME_SIZE (volumes.py);
+incremental or differential archives after the full one with BACKUP_TYPE (chain.py);
+`.enc` volumes with BACKUP_CRYPT_KEY_FILE (crypt.py). Everything is written under temporary
+names and renamed only when the backup is complete (commit.py), so a failed or interrupted
+run leaves the previous backup as it was. create.py makes an archive, restore.py checks and
+restores.
 
 Targets (BACKUP_URL): file:///DIR puts the backup in DIR/<hostname>/, sshfs://USER@HOST/DIR
 the same on a server (mounted with sshfs for the time of the run); iso:///NAME puts it into
 the rescue ISO under /NAME (mkmedia mkbackup makes it before writing the ISO);
-tape:///dev/nstN or tape:///PATH.tap puts it onto a tape (rescue_runtime/tape/layout.py:
-the stream made here is staged in the build area, then written in records after its
-manifest; with OUTPUT=OBDR after the bootable ISO on the same tape).
+tape:///dev/nstN or tape:///PATH.tap puts it onto a tape (rescue_runtime/tape/layout.py: the
+stream made here is staged in the build area, then written in records after its manifest;
+with OUTPUT=OBDR after the bootable ISO on the same tape; one volume, one archive).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
-import re
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rescue_runtime import atomic
-from rescue_runtime.backup import manifest as manifests
+from rescue_runtime.backup import create
+from rescue_runtime.backup import restore as restoring
+from rescue_runtime.backup.archive import Stream
 from rescue_runtime.backup.base import BackupMethod
-from rescue_runtime.backup.manifest import MANIFEST_NAME, BackupError
 from rescue_runtime.backup.mount import mounted
-from rescue_runtime.backup.progress import GiB, MiB, ProgressFunc, ProgressLine, read_bytes
+from rescue_runtime.backup.progress import GiB, MiB, ProgressFunc
 from rescue_runtime.backup.sources import BackupPlan, Source
+from rescue_runtime.backup.spanning import MediumFinder
 from rescue_runtime.errors import ConfigError
-from rescue_runtime.run import pipeline, run
 from rescue_runtime.tape import check_tape_path
 from rescue_runtime.url import Url, parse_url, url_scheme
 
-VOLUME_NAME = "backup.tar.zst"
-# The same metadata options on both sides: numeric owners, sparse files, every xattr (user.*
-# and security.capability too: ReaR's defaults drop user.*), POSIX ACLs, SELinux labels.
-TAR_METADATA = (
-    "--format=posix",
-    "--numeric-owner",
-    "--sparse",
-    "--xattrs",
-    "--xattrs-include=*",
-    "--acls",
-    "--selinux",
-)
+VOLUME_NAME = "backup.tar.zst"  # a single-volume full backup
 # iso://: what reading the rescue medium takes: the file system, the CD driver, the
 # controllers a CD or a USB stick with the hybrid image hangs off (QEMU's BIOS machine: IDE on
 # ata_piix; q35: AHCI; virtio-scsi), and the USB mass-storage stack.
@@ -56,7 +44,6 @@ ISO_MEDIUM_MODULES = (
     "isofs", "cdrom", "sr_mod", "sd_mod", "ata_piix", "ata_generic", "ahci", "virtio_scsi",
     "virtio_blk", "usb_storage", "uas", "xhci_pci", "ehci_pci",
 )  # fmt: skip
-TAR_WARNING = 1  # GNU tar: "some files changed while being read" (a live system)
 NOT_YET = {
     "nfs": "mounting NFS (this machine's kernel has no NFS client to test it with)",
     "cifs": "mounting CIFS (this machine's kernel has no CIFS client to test it with)",
@@ -72,48 +59,6 @@ def closing_line(manifest: dict[str, object]) -> str:
         f"Backed up {manifest['files']} files, {size / GiB:.2f} GiB in {seconds:.1f} s "
         f"({rate:.0f} MiB/s) to {manifest['url']}"
     )
-
-
-def _tool_version(program: str) -> str:
-    result = run([program, "--version"], check=False)
-    lines = (result.stdout or result.stderr).strip().splitlines()
-    return lines[0] if lines else "unknown"
-
-
-def tar_exclude_options(plan: BackupPlan, work: Path) -> list[str]:
-    """tar options for the plan's patterns: absolute ones anchored on the "./..." member
-    names (ReaR's --anchored), relative ones ("*.tmp") matched at any depth."""
-    patterns = [e.pattern for e in plan.exclusions if e.tar]
-    anchored = [f".{p}" for p in patterns if p.startswith("/")]
-    exclude_file = work / "exclude"
-    exclude_file.write_text("".join(f"{p}\n" for p in anchored))
-    options = ["--anchored", "--no-wildcards-match-slash", f"--exclude-from={exclude_file}"]
-    relative = [p for p in patterns if not p.startswith("/")]
-    if relative:
-        # --no-anchored applies to the --exclude options after it
-        options += ["--no-anchored", *(f"--exclude={p}" for p in relative)]
-    return options
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def _fstype(path: Path) -> str:
-    return run(["stat", "-f", "-c", "%T", path], check=False).stdout.strip()
 
 
 def target_source(directory: Path, plan: BackupPlan) -> Source | None:
@@ -135,7 +80,7 @@ class Netfs(BackupMethod):
     name = "NETFS"
     url_schemes = ("file", "iso", "sshfs", "tape")
     # btrfs (subvolumes) comes with the default PROGS when the host has it.
-    rescue_programs = ("tar", "zstd", "mount", "umount", "losetup", "stat")
+    rescue_programs = ("tar", "zstd", "cat", "mount", "umount", "losetup", "stat")
 
     @classmethod
     def programs_for(cls, url: str) -> tuple[str, ...]:
@@ -241,97 +186,31 @@ class Netfs(BackupMethod):
         progress: ProgressFunc | None = None,
         zstd_level: int = 3,
         tar_options: Sequence[str] = (),
+        backup_type: str = "full",
+        volume_size: int = 0,
+        key_file: Path | None = None,
     ) -> dict[str, object]:
-        """Back up `plan` into `directory`; return the manifest written beside the volume.
-
-        `tar_options` go to tar's create command before the member names.
-        """
-        if not plan.sources:
-            raise BackupError(
-                "The saved layout mounts no file system, so there is nothing to back up.",
-                hint="Save the layout again (`mkmedia layout save`) on the running system.",
-            )
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / f".{VOLUME_NAME}.partial"
-        started, t0 = _now(), time.monotonic()
-        total = sum(s.used_bytes for s in plan.sources)
-        show = progress or ProgressLine("backup")
-        with tempfile.TemporaryDirectory(prefix="mkmedia-backup.") as work:
-            index = Path(work) / "index"
-            tar = [
-                "tar",
-                "--create",
-                "--file=-",
-                f"--directory={plan.root}",
-                *TAR_METADATA,
-                "--one-file-system",
-                *tar_exclude_options(plan, Path(work)),
-                "--warning=no-xdev",
-                "--warning=no-file-ignored",
-                "--totals",
-                "--verbose",
-                f"--index-file={index}",
-                *tar_options,
-                "--",
-                *[s.member for s in plan.sources],
-            ]
-            zstd = ["zstd", "-T0", f"-{zstd_level}", "-q", "-c"]
-            try:
-                result = pipeline(
-                    [tar, zstd],
-                    stdout_path=partial,
-                    ok_codes=[(0, TAR_WARNING), (0,)],
-                    on_tick=lambda pids: show(read_bytes(pids[0]), total),
-                    what=f"backing up into {directory}",
-                )
-                _fsync(partial)
-                files = _count_lines(index)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-            finally:
-                if isinstance(show, ProgressLine):
-                    show.close()
-        match = re.search(r"Total bytes written: (\d+)", result.stderrs[0])
-        warnings = [
-            line
-            for line in result.stderrs[0].splitlines()
-            if line.startswith("tar:") and "Total bytes" not in line
-        ]
-        seconds = time.monotonic() - t0
-        document: dict[str, object] = {
-            "format_version": manifests.FORMAT_VERSION,
-            "method": "NETFS",
-            "url": url,
-            "root": plan.root,
-            "volumes": [
-                {
-                    "name": VOLUME_NAME,
-                    "size": partial.stat().st_size,
-                    "sha256": manifests.sha256_file(partial),
-                }
-            ],
-            "compression": f"zstd -{zstd_level}",
-            "files": files,
-            "bytes": int(match.group(1)) if match else 0,
-            "filesystems": [s.__dict__ for s in plan.sources if s.kind == "mount"],
-            "subvolumes": [s.__dict__ for s in plan.sources if s.kind == "subvolume"],
-            "exclusions": [e.__dict__ for e in plan.exclusions],
-            "layout_sha256": layout_sha256,
-            "tar_options": list(TAR_METADATA),
-            "tools": {"tar": _tool_version("tar"), "zstd": _tool_version("zstd")},
-            "warnings": warnings,
-            "started": started,
-            "finished": _now(),
-            "seconds": round(seconds, 3),
-        }
-        _complete(directory, partial, document, keep_old=keep_old)
-        return document
+        """Back up `plan` into `directory` (create.py); return the manifest written beside
+        the volumes. `tar_options` go to tar's create command before the member names;
+        `backup_type` full, incremental or differential; `volume_size` bytes per volume (0:
+        one); `key_file` encrypts (crypt.py)."""
+        request = create.Request(
+            url=url,
+            layout_sha256=layout_sha256,
+            keep_old=keep_old,
+            backup_type=backup_type,
+            stream=Stream(key_file=key_file, volume_size=volume_size, zstd_level=zstd_level),
+            tar_options=tuple(tar_options),
+        )
+        return create.make(plan, directory, request, progress)
 
     @staticmethod
-    def verify(directory: Path, *, check_sha256: bool = True) -> dict[str, object]:
-        """Manifest present, every volume present with its size and sha256; writes nothing."""
-        return manifests.verify(directory, check_sha256=check_sha256)
+    def verify(
+        directory: Path, *, check_sha256: bool = True, key_file: Path | None = None
+    ) -> dict[str, object]:
+        """Manifest (and its HMAC with the key when encrypted), every volume with its size and
+        sha256, the chain unbroken; writes nothing."""
+        return restoring.check(directory, key_file=key_file, check_sha256=check_sha256)
 
     @staticmethod
     def restore(
@@ -340,138 +219,25 @@ class Netfs(BackupMethod):
         *,
         progress: ProgressFunc | None = None,
         make_subvolumes: bool = True,
+        key_file: Path | None = None,
+        finder: MediumFinder | None = None,
+        skip_mounts: Sequence[str] = (),
     ) -> dict[str, object]:
-        """Verify, then extract the backup into `target_dir` and check the file count.
-
-        On btrfs, the subvolumes the manifest records are created first (as subvolumes).
-        """
-        document = manifests.verify(directory)
-        volumes = manifests.volumes(document)
-        if len(volumes) != 1:
-            raise BackupError(
-                f"The backup in {directory} has {len(volumes)} volumes; this version restores "
-                "single-volume backups.",
-                hint="Restore it with the mkmedia version that made it.",
-            )
-        if not target_dir.is_dir():
-            raise BackupError(
-                f"The restore target {target_dir} is not a directory.",
-                hint="Create and mount it first.",
-            )
-        subvolumes = document.get("subvolumes") or []
-        if make_subvolumes and subvolumes and _fstype(target_dir) == "btrfs":
-            assert isinstance(subvolumes, list)
-            for sub in subvolumes:
-                path = target_dir / str(sub["path"]).lstrip("/")
-                if not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    run(["btrfs", "subvolume", "create", path], what="recreating a subvolume")
-        volume = directory / str(volumes[0]["name"])
-        size = int(volumes[0]["size"])  # type: ignore[call-overload]
-        show = progress or ProgressLine("restore")
-        with tempfile.TemporaryDirectory(prefix="mkmedia-restore.") as work:
-            index = Path(work) / "index"
-            tar = [
-                "tar",
-                "--extract",
-                "--file=-",
-                f"--directory={target_dir}",
-                *TAR_METADATA,
-                "--preserve-permissions",
-                "--same-owner",
-                "--verbose",
-                f"--index-file={index}",
-            ]
-            try:
-                with volume_input(directory, volume, Path(work)) as stdin:
-                    pipeline(
-                        [["zstd", "-d", "-q", "-c"], tar],
-                        stdin_path=stdin,
-                        on_tick=lambda pids: show(read_bytes(pids[0]), size),
-                        what=f"restoring {volume} into {target_dir}",
-                    )
-            finally:
-                if isinstance(show, ProgressLine):
-                    show.close()
-            restored = _count_lines(index)
-        if restored != document["files"]:
-            raise BackupError(
-                f"Restoring {volume} into {target_dir} gave {restored} files, the manifest "
-                f"says {document['files']}.",
-                hint="The backup is incomplete: check the log, and restore from another copy.",
-            )
-        return {"files": restored, "target": str(target_dir), "manifest": document}
+        """Verify, then extract the chain into `target_dir` and check the file counts.
+        `finder` reaches the further media of a spanned backup; `skip_mounts` (mount points
+        left out of the recovery) keep their directory, not their content."""
+        return restoring.restore(
+            directory,
+            target_dir,
+            key_file=key_file,
+            progress=progress,
+            make_subvolumes=make_subvolumes,
+            finder=finder,
+            skip_mounts=skip_mounts,
+        )
 
 
-@contextlib.contextmanager
-def volume_input(directory: Path, volume: Path, work: Path) -> Iterator[Path]:
-    """What zstd reads: the volume file, or for a backup on a tape (tape:// in the rescue
-    system) a FIFO the tape's records stream into."""
-    from rescue_runtime.backup import tapemedium
-
-    if not tapemedium.is_on_tape(directory):
-        yield volume
-        return
-    with tapemedium.volume_stream(directory, work) as fifo:
-        yield fifo
-
-
-class _NotInBackup(Exception):
-    """extract_member: tar found no such member (nothing is left behind)."""
-
-
-def extract_member(directory: Path, path: str, destination: Path) -> bool:
-    """Copy the file at `path` (as the backed-up system had it, "/etc/keys/x") out of the
-    backup in `directory` into `destination` (mode 0600); False when the backup lacks it.
-    tar stops at the first copy, so only the archive up to it is read."""
-    document = manifests.read_manifest(directory)
-    volume = directory / str(manifests.volumes(document)[0]["name"])
-    member = "." + path if path.startswith("/") else path
-    try:
-        with (
-            atomic.atomic_path(destination, mode=0o600) as partial,
-            tempfile.TemporaryDirectory(prefix="mkmedia-extract.") as work,
-            volume_input(directory, volume, Path(work)) as stdin,
-        ):
-            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            pipeline(
-                [
-                    ["zstd", "-d", "-q", "-c"],
-                    ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", member],
-                ],
-                stdin_path=stdin,
-                stdout_path=partial,
-                # zstd: a broken pipe once tar has stopped; tar 2: no such member
-                ok_codes=[(0, 1, -13), (0, 2)],
-                what=f"reading {path} out of the backup",
-            )
-            if partial.stat().st_size == 0:
-                raise _NotInBackup(path)
-    except _NotInBackup:
-        return False
-    return True
-
-
-def _complete(
-    directory: Path, partial: Path, document: dict[str, object], *, keep_old: bool
-) -> None:
-    """Put the finished volume and manifest under their final names; with `keep_old`, the
-    previous backup moves to <directory>.old (replacing an older copy) instead of going."""
-    manifest = directory / MANIFEST_NAME
-    final = directory / VOLUME_NAME
-    if keep_old and manifest.exists():
-        old = directory.with_name(f"{directory.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        old.mkdir()
-        for path in (final, manifest):
-            if path.exists():
-                os.replace(path, old / path.name)
-    else:
-        # The old manifest goes first: a volume never sits beside a manifest not its own.
-        manifest.unlink(missing_ok=True)
-    os.replace(partial, final)
-    manifests.write_json_atomic(manifest, document)
-    _fsync(directory)
+extract_member = restoring.extract_member
 
 
 def stale_partials(directory: Path) -> Sequence[Path]:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from rescue_runtime import rescueconf
 from rescue_runtime import workflow as engine
+from rescue_runtime.backup.spanning import MediumFinder
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.recover.ask import Asker
+from rescue_runtime.recover.finalize_network import NicMapping
 from rescue_runtime.recover.recreate import RecreatePlan
 
 
@@ -39,10 +41,14 @@ class RecoverContext:
     layout: Layout = field(default_factory=Layout)
     layout_sha256: str = ""
     backup_dir: Path | None = None  # where backup-manifest.json is
+    backup_key: Path | None = None  # the key file of an encrypted backup
+    backup_finder: MediumFinder | None = None  # reaches the further media of a spanned backup
     manifest: dict[str, object] = field(default_factory=dict)
     protected: set[str] = field(default_factory=set)  # disks recover never writes
     mapped: dict[str, str] = field(default_factory=dict)  # old device path -> new one
+    nics: NicMapping = field(default_factory=NicMapping)  # old MAC -> new one
     plan: RecreatePlan | None = None
+    skipped_mounts: list[str] = field(default_factory=list)  # left out: not restored
     script: Path | None = None
     notes: list[str] = field(default_factory=list)
     # what stays open for the run (the mounted backup medium)

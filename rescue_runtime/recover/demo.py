@@ -19,6 +19,7 @@ from rescue_runtime.backup.medium import located_backup
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.progress import ProgressFunc
 from rescue_runtime.errors import EXIT_OK, ConfigError
+from rescue_runtime.recover import backupkey
 from rescue_runtime.rescueconf import RescueConfig
 
 
@@ -76,8 +77,10 @@ def demo_restore(
         located_backup(config, Path(work)) as found,
         demo_target(target),
     ):
-        # Netfs.restore checks the manifest (sizes, sha256) before it extracts anything.
-        return Netfs.restore(found.directory, target, progress=progress), found.devices
+        # Netfs.restore checks the manifest (sizes, sha256, the key) before it extracts.
+        key = backupkey.configured(config.settings)
+        result = Netfs.restore(found.directory, target, progress=progress, key_file=key)
+        return result, found.devices
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -22,22 +22,17 @@ from rescue_runtime.errors import CommandError
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.run import run, which
+from tests.backupsource import quiet, rich_source
 from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
-from tests.metadata import ODD_NAMES, differences, make_rich_tree, snapshot
+from tests.metadata import ODD_NAMES, differences, snapshot
 
 pytestmark = BACKUP_TEST_MARKS
-
-
-def quiet(done: int, total: int) -> None:
-    """Progress callback of the tests: the line itself is not under test."""
 
 
 @pytest.fixture
 def source(tmp_path: Path) -> Iterator[tuple[Path, Layout]]:
     """A rich tree on its own ext4 file system, and the layout captured for it."""
-    mnt = tmp_path / "source"
-    with loop_filesystem(tmp_path / "source.img", mnt, "ext4") as device:
-        make_rich_tree(mnt)
+    with rich_source(tmp_path) as (mnt, _, device):
         (mnt / "tmp").mkdir()
         (mnt / "tmp" / "scratch").write_text("left out by default\n")
         (mnt / "cache").mkdir()

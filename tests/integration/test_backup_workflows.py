@@ -209,6 +209,66 @@ def test_sshfs_round_trip(system: Path, tmp_path: Path) -> None:
     assert str(tmp_path) not in mounts  # unmounted after each run
 
 
+def test_encrypted_incremental_volumes_through_the_command(system: Path, tmp_path: Path) -> None:
+    """BACKUP_TYPE, BACKUP_VOLUME_SIZE and BACKUP_CRYPT_KEY_FILE from the settings: two
+    mkbackuponly runs make a full and an incremental archive in 1 MiB encrypted volumes, and
+    recover --demo brings back the second state."""
+    (system / "data.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    key = tmp_path / "keys" / "backup.key"
+    key.parent.mkdir()
+    key.write_text("K" * 12 + "c2VjcmV0LWtleS1mb3ItdGVzdHM=\n")
+    key.chmod(0o600)
+    settings = [
+        *("--set", f"BACKUP_URL=file://{tmp_path / 'backups'}"),
+        *("--set", "BACKUP_TYPE=incremental"),
+        *("--set", "BACKUP_VOLUME_SIZE=1"),
+        *("--set", f"BACKUP_CRYPT_KEY_FILE={key}"),
+    ]
+    first = mkmedia(tmp_path, "mkbackuponly", *settings)
+    assert first.returncode == 0, first.stderr
+    (system / "a" / "file.txt").unlink()
+    (system / "later.txt").write_text("after the full backup\n")
+    second = mkmedia(tmp_path, "mkbackuponly", *settings)
+    assert second.returncode == 0, second.stderr
+    manifest = json.loads((tmp_path / "backups" / HOST / "backup-manifest.json").read_text())
+    assert [a["type"] for a in manifest["archives"]] == ["full", "incremental"]
+    assert len(manifest["archives"][0]["volumes"]) >= 3
+    assert manifest["encryption"]["cipher"] == "aes-256-ctr"
+    state = snapshot(system, skip=("lost+found",))
+
+    target = tmp_path / "restored"
+    result = mkmedia(tmp_path, "recover", "--demo", str(target), *settings)
+    assert result.returncode == 0, result.stderr
+    assert differences(state, snapshot(target, skip=("lost+found",))) == []
+
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text("W" * 40 + "\n")
+    other = tmp_path / "other"
+    refused = mkmedia(
+        tmp_path, "recover", "--demo", str(other), *settings[:-1], f"BACKUP_CRYPT_KEY_FILE={wrong}"
+    )
+    assert refused.returncode != 0 and "does not open the backup" in refused.stderr
+    assert "Traceback" not in refused.stderr and not other.exists()
+
+
+def test_archive_settings_are_checked_before_anything_is_made(system: Path, tmp_path: Path) -> None:
+    backups = tmp_path / "backups"
+    key = backups / "backup.key"
+    key.parent.mkdir()
+    key.write_text("K" * 40 + "\n")
+    for settings, words in [
+        ([f"BACKUP_URL=file://{backups}", f"BACKUP_CRYPT_KEY_FILE={key}"], "beside the backup"),
+        ([f"BACKUP_URL=file://{backups}", "BACKUP_CRYPT_KEY_FILE=rel.key"], "absolute path"),
+        (["BACKUP_URL=iso:///backup", "BACKUP_TYPE=incremental"], "new ISO"),
+        (["BACKUP_URL=iso:///backup", "BACKUP_VOLUME_SIZE=5000"], "at most 4095"),
+    ]:
+        args = [part for value in settings for part in ("--set", value)]
+        result = mkmedia(tmp_path, "mkbackup", *args)
+        assert result.returncode == EXIT_CONFIG and words in result.stderr, (settings, result)
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in backups.iterdir()) == ["backup.key"]
+
+
 def test_tape_backup_round_trip(system: Path, tmp_path: Path) -> None:
     image = tmp_path / "backup.tap"
     url = f"BACKUP_URL=tape://{image}"

@@ -69,7 +69,7 @@ def test_symlink_and_copy(tmp_path: Path) -> None:
 ALLOWED = {
     ("rescue_runtime/atomic.py", "atomic_path"): "the helper itself",
     ("mkmedia/session/outputset.py", "commit"): "commits a staged output set as a whole",
-    ("rescue_runtime/backup/netfs.py", "_complete"): "volume and manifest as a pair, with .old",
+    ("rescue_runtime/backup/commit.py", "complete"): "volumes and manifest as a set, with .old",
     (
         "mkmedia/rootfs/copy.py",
         "_materialise",
