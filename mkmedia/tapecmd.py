@@ -16,7 +16,7 @@ from pathlib import Path
 from mkmedia.emit.tapewrite import check_target, write_tape
 from mkmedia.session.artifacts import Artifact
 from rescue_runtime.errors import UsageError
-from rescue_runtime.tape import open_tape
+from rescue_runtime.tape import label_at, open_tape
 from rescue_runtime.tape.base import EndOfMedium, Tape, TapeError
 from rescue_runtime.tape.label import Label
 from rescue_runtime.tape.layout import (
@@ -40,11 +40,7 @@ def format_tape(target: str, *, force: bool, yes: bool, epoch: int) -> Artifact:
     program's data needs `force`, one holding an mkmedia backup `yes` (or YES typed)."""
     check_target(target, force=force, setting="", force_hint="add --force")
     try:
-        tape = open_tape(target)
-        try:
-            label, _ = read_label(tape)
-        finally:
-            tape.close()
+        label = label_at(target)
     except TapeError:
         label = None  # a new image, or a blank tape
     if label is not None and label.kind != "blank" and not yes:

@@ -34,10 +34,10 @@ from rescue_runtime.backup.manifest import (
 )
 from rescue_runtime.errors import MissingError
 from rescue_runtime.rescueconf import RescueConfig
-from rescue_runtime.tape import open_tape
+from rescue_runtime.tape import label_at, open_tape
 from rescue_runtime.tape.base import TapeError
 from rescue_runtime.tape.label import MAGIC, RECORD_SIZE, Label
-from rescue_runtime.tape.layout import open_backup, read_label, stream_backup
+from rescue_runtime.tape.layout import open_backup, stream_backup
 from rescue_runtime.tape.obdr import switch_to_tape_mode
 
 log = logging.getLogger("mkmedia.tape")
@@ -85,11 +85,7 @@ def find_tape(config: RescueConfig, url_path: str) -> tuple[str, Label]:
     looked_at = []
     for path in candidates(url_path):
         try:
-            tape = open_tape(path)
-            try:
-                label, _ = read_label(tape)
-            finally:
-                tape.close()
+            label = label_at(path)
         except TapeError as exc:
             looked_at.append(f"{path}: {exc.message}")
             continue

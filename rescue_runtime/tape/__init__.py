@@ -10,6 +10,8 @@ from __future__ import annotations
 from rescue_runtime.errors import ConfigError
 from rescue_runtime.tape import simh, st
 from rescue_runtime.tape.base import Tape, TapeError
+from rescue_runtime.tape.label import Label
+from rescue_runtime.tape.layout import read_label
 
 
 def is_tape_device(path: str) -> bool:
@@ -23,6 +25,15 @@ def open_tape(path: str, *, write: bool = False) -> Tape:
     if is_tape_device(path) and st.is_st_device(path):
         return st.StTape(path, write=write)
     return simh.SimhTape(path, write=write)
+
+
+def label_at(path: str) -> Label | None:
+    """The label of the tape (or image) `path`: opened, rewound, read, closed."""
+    tape = open_tape(path)
+    try:
+        return read_label(tape)[0]
+    finally:
+        tape.close()
 
 
 def check_tape_path(path: str, where: str) -> None:
