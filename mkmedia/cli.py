@@ -182,6 +182,28 @@ def _format_parser(
         help="write a disk of the saved layout or a non-removable disk",
     )
     fmt.add_argument("--size", help="create or grow the image file to this size (512M, 2G)")
+    fmt.add_argument(
+        "--tape",
+        action="store_true",
+        help="DEVICE|IMAGE is a tape drive (/dev/nstN) or tape image (.tap): write mkmedia's "
+        "blank label for OUTPUT=OBDR or BACKUP_URL=tape://",
+    )
+    tape = sub.add_parser(
+        "tape", help="tapes of OUTPUT=OBDR and BACKUP_URL=tape://", parents=[common]
+    )
+    tape_sub = tape.add_subparsers(dest="tape_command", metavar="ACTION", required=True)
+    verify = tape_sub.add_parser(
+        "verify",
+        help="read the whole tape: header, ISO (El Torito, checksum), backup stream (checksum)",
+        parents=[common],
+    )
+    verify.add_argument("target", metavar="DEVICE|IMAGE", help="/dev/nstN or a .tap file")
+    verify.add_argument(
+        "--manifest",
+        type=Path,
+        help="the output manifest.json whose ISO the tape must carry (default: the one in "
+        "the output directory, when there is one)",
+    )
 
 
 def _flag_sets(args: argparse.Namespace) -> list[str]:
@@ -301,6 +323,8 @@ def cmd_workflow(args: argparse.Namespace) -> int:
 
 
 def cmd_format(args: argparse.Namespace) -> int:
+    if args.tape:
+        return _format_tape(args)
     from mkmedia.steps.output import wants_secure_boot
     from mkmedia.usb.format import format_stick, parse_size
     from rescue_runtime.errors import MissingError
@@ -325,6 +349,41 @@ def cmd_format(args: argparse.Namespace) -> int:
         )
     parts = ", ".join(f"{p.number}: {p.role} {p.size // 2**20} MiB" for p in plan.parts)
     print(f"{args.target} is ready for OUTPUT=USB ({parts}).")
+    return EXIT_OK
+
+
+def _format_tape(args: argparse.Namespace) -> int:
+    from mkmedia.session.epoch import resolve_epoch, source_date_epoch
+    from mkmedia.tapecmd import format_tape
+
+    if args.size or args.mode != "both":
+        raise UsageError(
+            "--size, --efi and --bios are for USB sticks; a tape takes none of them.",
+            hint="Run `mkmedia format --tape DEVICE|IMAGE` alone.",
+        )
+    with RunLock():
+        format_tape(
+            str(args.target),
+            force=args.force,
+            yes=args.yes,
+            epoch=resolve_epoch(source_date_epoch()),
+        )
+    print(f"{args.target} carries mkmedia's blank label: ready for OUTPUT=OBDR or tape://.")
+    return EXIT_OK
+
+
+def cmd_tape(args: argparse.Namespace) -> int:
+    from mkmedia.steps.output import output_directory
+    from mkmedia.tapecmd import verify_tape
+
+    manifest = args.manifest
+    if manifest is None:
+        manifest = output_directory(_load(args)) / "manifest.json"
+    elif not manifest.is_file():
+        raise UsageError(f"The manifest {manifest} (--manifest) does not exist.")
+    for line in verify_tape(args.target, manifest):
+        print(line)
+    print(f"{args.target}: the tape is complete and intact.")
     return EXIT_OK
 
 
@@ -362,6 +421,7 @@ COMMANDS: dict[str, Command] = {
     "recover": cmd_recover,
     "settings": cmd_settings,
     "format": cmd_format,
+    "tape": cmd_tape,
     "update": cmd_update,
     # LAYOUT_DIR, EXCLUDE_RECREATE, AUTOEXCLUDE_PATH: as `build` saves the layout
     "layout": configured_command(_settings),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mkmedia.config import Config
 from mkmedia.steps.output import media_spec
+from rescue_runtime.backup import tapemedium
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.progress import ProgressFunc
 from rescue_runtime.errors import MissingError
@@ -51,6 +52,9 @@ def demo_restore(config: Config, target: Path, progress: ProgressFunc) -> dict[s
     parent = Path(config.get_str("TMPDIR"))
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mkmedia-demo.", dir=parent) as work:
+        if parsed.scheme == "tape":  # the tape (image) named, streamed as in the rescue system
+            with tapemedium.read_from(parsed.path, Path(work)) as directory, demo_target(target):
+                return Netfs.restore(directory, target, progress=progress, key_file=key)
         if parsed.scheme != "iso":
             with (
                 Netfs.target(

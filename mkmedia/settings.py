@@ -139,6 +139,37 @@ SETTINGS: tuple[Setting, ...] = (
         "one disk with a partition labelled MKMEDIA-000.",
         rescue=False,
     ),
+    _s(
+        "TAPE_DEVICE",
+        STR,
+        "",
+        "Tape OUTPUT=OBDR writes to: the non-rewinding drive /dev/nstN, or a SIMH tape image "
+        "file NAME.tap (written under a temporary name, then renamed).",
+        rescue=False,
+    ),
+    _s(
+        "TAPE_BLOCK_SIZE",
+        INT,
+        65536,
+        "Record size of the backup stream on a tape (a multiple of 512; the header and the "
+        "ISO always use 512 and 2048).",
+    ),
+    _s(
+        "TAPE_OVERWRITE",
+        BOOL,
+        False,
+        "Write over a tape whose first record is not a mkmedia label (another program's "
+        "data); mkmedia's own tapes are always overwritten.",
+        rescue=False,
+    ),
+    _s(
+        "TAPE_OBDR_MODE_PAGE",
+        STR,
+        "",
+        "The bytes of the HP drive's mode page 0x3E (sg_wr_mode --contents, from the drive's "
+        "SCSI manual) that switch it from OBDR CD emulation back to tape mode in the rescue "
+        "system; empty: the operator switches it (power cycle or the drive's own method).",
+    ),
     _s("USB_RETAIN", INT, 2, "Rescue images OUTPUT=USB keeps per host on the stick (0: all)."),
     _s("ISO_VOLID", STR, "", "ISO volume label; empty: derived from the host name (at most 32)."),
     _s(
@@ -184,7 +215,8 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Where the backup goes; the BACKUP method says which URL schemes it takes "
         "(NETFS: file:///DIR, iso:///NAME, sshfs://USER@HOST/DIR, nfs://HOST/EXPORT, "
-        "cifs://HOST/SHARE, usb:///dev/disk/by-label/MKMEDIA-000).",
+        "cifs://HOST/SHARE, usb:///dev/disk/by-label/MKMEDIA-000, tape:///dev/nstN or "
+        "tape:///PATH.tap).",
         flag="--backup-url",
     ),
     _s(

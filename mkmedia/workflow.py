@@ -58,6 +58,7 @@ class Context:
     kernel_image: Path | None = None  # pack: the kernel copied into the build area
     initrd: Path | None = None  # pack: the compressed initrd
     payload_dirs: dict[str, Path] = field(default_factory=dict)  # backup: into the media
+    tape_backup: Path | None = None  # backup (tape://): the staged backup for the tape
     # backup (iso:// over several media): each further medium and its backup directory
     volume_media: list[tuple[Medium, Path]] = field(default_factory=list)
     medium_id: str = ""  # rootfs: the media's marker id, as rescue.json has it

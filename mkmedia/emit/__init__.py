@@ -33,6 +33,7 @@ _EMITTERS: dict[str, str] = {
     "USB": "mkmedia.emit.usb",
     "PXE": "mkmedia.emit.pxe",
     "RAWDISK": "mkmedia.emit.rawdisk",
+    "OBDR": "mkmedia.emit.obdr",
 }
 
 
@@ -64,6 +65,11 @@ class MediaSpec:
     # emitter derives one.
     medium_id: str = ""
     usb_retain: int = 2  # OUTPUT=USB: rescue images kept per host on the stick (0: all)
+    # OUTPUT=OBDR (`device` is TAPE_DEVICE): the backup stream's record size, whether a tape
+    # holding another program's data is written over, the backup staged for the tape.
+    tape_block_size: int = 65536
+    tape_overwrite: bool = False
+    tape_backup: Path | None = None
 
     def arguments(self, names: tuple[str, ...]) -> dict[str, Any]:
         """The fields `names` as keyword arguments for a write_<kind>() of the same names."""

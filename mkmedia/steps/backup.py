@@ -19,6 +19,7 @@ from tqdm import tqdm
 from mkmedia.config import Config
 from mkmedia.emit import isovolumes
 from mkmedia.emit.iso import RESERVED
+from mkmedia.emit.tapewrite import check_target, staged_backup, write_tape
 from mkmedia.session import outputset
 from mkmedia.session.artifacts import Artifact
 from mkmedia.session.epoch import resolve_epoch
@@ -34,9 +35,14 @@ from rescue_runtime.errors import ConfigError, MkmediaError
 from rescue_runtime.layout import capture, store
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.serial import to_json
-from rescue_runtime.url import parse_url
+from rescue_runtime.tape import is_tape_device
+from rescue_runtime.tape.label import Label
+from rescue_runtime.tape.layout import check_block_size, write_plain
+from rescue_runtime.url import parse_url, url_scheme
 
 ISO_PAYLOAD = "iso-payload"
+TAPE_STAGING = "tape-backup"
+TAPE_FORCE_HINT = "set TAPE_OVERWRITE=yes to write over it"
 ISO_FILE_LIMIT = 4 * 1024**3 - 1  # one ISO9660 file extent: larger backups go in volumes
 
 
@@ -64,6 +70,9 @@ def backup_directory(ctx: Context) -> Iterator[Path]:
     parsed = parse_url(url)
     if parsed.scheme == "iso":
         yield ctx.build_dir / ISO_PAYLOAD / parsed.path.strip("/")
+        return
+    if parsed.scheme == "tape":  # staged here, then written onto the tape
+        yield ctx.build_dir / TAPE_STAGING / ctx.config.system.hostname.split(".")[0]
         return
     with Netfs.target(
         url,
@@ -104,6 +113,12 @@ def _plan(ctx: Context) -> BackupPlan:
         inside = system_path(host_path, root)
         if inside is not None:
             excludes.append((inside, reason))
+    if parse_url(url).scheme == "tape" and not is_tape_device(parse_url(url).path):
+        image = Path(parse_url(url).path)
+        for path in (image, image.with_name(f".{image.name}.*")):  # and its temporary name
+            inside = system_path(str(path), root)
+            if inside is not None:
+                excludes.append((inside, "the tape image the backup goes to"))
     plan = plan_backup(layout, root=root, excludes=excludes)
     if parse_url(url).scheme != "file":
         return plan  # iso:// lives in the build area, the mounted ones on a server or a stick
@@ -123,6 +138,70 @@ def _plan(ctx: Context) -> BackupPlan:
             if inside is not None:
                 plan.exclusions.append(Exclusion(inside, "the backup target (opt-in)"))
     return plan
+
+
+def _check_tape(ctx: Context, device: str) -> None:
+    """tape://: onto the OBDR tape after its ISO (mkbackup, the same tape), or a tape of its
+    own, checked before anything is built."""
+    config = ctx.config
+    if config.get_str("BACKUP_TYPE") != "full" or config.get_int("BACKUP_VOLUME_SIZE"):
+        raise ConfigError(
+            f"BACKUP_URL=tape://{device} holds one full archive in one volume, but "
+            f"BACKUP_TYPE={config.get_str('BACKUP_TYPE')} and "
+            f"BACKUP_VOLUME_SIZE={config.get_int('BACKUP_VOLUME_SIZE')}.",
+            hint="Use BACKUP_TYPE=full and BACKUP_VOLUME_SIZE=0 with a tape.",
+        )
+    if config.get_str("OUTPUT") == "OBDR":
+        if device != config.get_str("TAPE_DEVICE"):
+            raise ConfigError(
+                f"OUTPUT=OBDR writes the backup onto its tape after the ISO, but BACKUP_URL "
+                f"names tape://{device} and TAPE_DEVICE is {config.get_str('TAPE_DEVICE')!r}.",
+                hint="Set BACKUP_URL=tape://<TAPE_DEVICE>, or another OUTPUT for a tape of "
+                "the backup alone.",
+            )
+        if ctx.workflow != "mkbackup":
+            raise ConfigError(
+                f"`mkmedia {ctx.workflow}` with OUTPUT=OBDR would have to rewrite the "
+                "bootable part of the tape; the OBDR tape is written whole.",
+                hint="Run `mkmedia mkbackup` (the rescue ISO and the backup, one tape).",
+            )
+        return  # the emitter checks the tape in the prep stage
+    check_block_size(config.get_int("TAPE_BLOCK_SIZE"))
+    check_target(
+        device,
+        force=config.get_bool("TAPE_OVERWRITE"),
+        setting="BACKUP_URL",
+        force_hint=TAPE_FORCE_HINT,
+    )
+
+
+def _write_plain_tape(ctx: Context, device: str, directory: Path) -> Artifact:
+    """tape:// without OUTPUT=OBDR: our label, the backup's manifest and its stream."""
+    block_size = ctx.config.get_int("TAPE_BLOCK_SIZE")
+    label = Label(
+        "plain",
+        host=ctx.config.system.hostname,
+        written=resolve_epoch(ctx.epoch),
+        block_size=block_size,
+    )
+    backup = staged_backup(directory)
+    bar = ProgressBar("tape")
+    try:
+        return write_tape(
+            device,
+            lambda t: write_plain(t, label, backup, block_size=block_size, progress=bar),
+            "tape-backup",
+        )
+    finally:
+        bar.close()
+
+
+@step("prep", 300, when=_netfs)
+def check_tape_target(ctx: Context) -> None:
+    """tape://: the tape checked (its name, what it holds) before the layout is saved."""
+    url = ctx.config.get_str("BACKUP_URL")
+    if url_scheme(url) == "tape":
+        _check_tape(ctx, parse_url(url).path)
 
 
 def _check_archive_settings(config: Config, url: str) -> None:
@@ -237,6 +316,11 @@ def make_backup(ctx: Context) -> None:
         name = parse_url(url).path.strip("/")
         ctx.payload_dirs = {name: directory}
         _spread_over_media(ctx, directory, listed)
+    elif parse_url(url).scheme == "tape":
+        if ctx.config.get_str("OUTPUT") == "OBDR" and ctx.workflow == "mkbackup":
+            ctx.tape_backup = directory  # the OBDR emitter writes it after the ISO
+        else:
+            ctx.artifacts.append(_write_plain_tape(ctx, parse_url(url).path, directory))
     elif parse_url(url).scheme == "file":
         for volume in listed:
             ctx.artifacts.append(

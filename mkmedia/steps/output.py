@@ -15,7 +15,7 @@ from mkmedia.session.log import say
 from mkmedia.workflow import WORKFLOWS, Context, need, step
 
 # The setting naming the device an OUTPUT kind writes to (MediaSpec.device).
-DEVICE_SETTINGS = {"CDROM": "CDROM_DEVICE", "USB": "USB_DEVICE"}
+DEVICE_SETTINGS = {"CDROM": "CDROM_DEVICE", "USB": "USB_DEVICE", "OBDR": "TAPE_DEVICE"}
 
 
 def output_dir(ctx: Context) -> Path:
@@ -39,6 +39,7 @@ def media_spec(
     payload_dirs: dict[str, Path] | None = None,
     directory: Path | None = None,
     medium_id: str = "",
+    tape_backup: Path | None = None,
 ) -> MediaSpec:
     """The settings an emitter needs, as plain values (`directory`: where it writes, by
     default the output directory itself)."""
@@ -60,6 +61,9 @@ def media_spec(
         disk_formats=disk_formats(config.get_str("RAWDISK_FORMAT")),
         medium_id=medium_id,
         usb_retain=config.get_int("USB_RETAIN"),
+        tape_block_size=config.get_int("TAPE_BLOCK_SIZE"),
+        tape_overwrite=config.get_bool("TAPE_OVERWRITE"),
+        tape_backup=tape_backup,
     )
 
 
@@ -105,7 +109,11 @@ def write_media(ctx: Context) -> None:
     ctx.output_staging = staging
     try:
         spec = media_spec(
-            ctx.config, payload_dirs=payload, directory=staging, medium_id=ctx.medium_id
+            ctx.config,
+            payload_dirs=payload,
+            directory=staging,
+            medium_id=ctx.medium_id,
+            tape_backup=ctx.tape_backup,
         )
         media = emitter_class(ctx.config.get_str("OUTPUT"))(spec)
         ctx.artifacts.extend(media.write(kernel=kernel, initrd=initrd, work_dir=work_dir))

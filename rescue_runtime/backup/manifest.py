@@ -19,6 +19,7 @@ from rescue_runtime.backup.sources import Source
 from rescue_runtime.errors import MkmediaError
 
 MANIFEST_NAME = "backup-manifest.json"
+TAPE_SOURCE = "tape-source.json"  # beside a manifest read from a tape: which tape
 FORMAT_VERSION = 1
 
 
@@ -72,8 +73,13 @@ def verify(
     directory: Path, *, check_sha256: bool = True, elsewhere: Collection[str] = ()
 ) -> dict[str, object]:
     """Every volume is present with its size and sha256 (those `elsewhere`, on further media
-    of a spanned backup, are checked when their medium comes); returns the manifest."""
+    of a spanned backup, are checked when their medium comes); returns the manifest. A backup
+    on a tape (tape-source.json beside the manifest) is checked while it is read from the
+    tape: the restore streams it (rescue_runtime/backup/tapemedium.py)."""
     manifest = read_manifest(directory)
+    if (directory / TAPE_SOURCE).is_file():
+        volumes(manifest)
+        return manifest
     for volume in volumes(manifest):
         if volume["name"] in elsewhere:
             continue

@@ -8,6 +8,7 @@
 - sshfs://, nfs://, cifs://: the share, mounted through rescue_runtime/backup/mount.py for the
   time it is used; usb://: the data partition of a stick made by `mkmedia format` (found by its
   label MKMEDIA-000), mounted the same way, the backup under <partition>/backup/<hostname>.
+- tape://: the tape carrying this host's label (backup/tapemedium.py), streamed from it.
 
 The devices a located backup reports are whole disks (partitions and device-mapper/MD devices
 resolved to the disks below them through /sys/class/block): recover must never write them.
@@ -382,6 +383,15 @@ def located_backup(
             yield LocatedBackup(directory, devices)
         return
     booted = _booted_from(config, blocks, mounter)
+    if parsed.scheme == "tape":
+        from rescue_runtime.backup import tapemedium
+
+        with tapemedium.located(config, parsed.path, work_dir) as (directory, tape):
+            # a disk holding the tape image is the medium too: never a recover target
+            kernel_name = blocks.name_of(tape) if tape.startswith("/dev/") else None
+            disks = blocks.whole_disks(kernel_name) if kernel_name else set()
+            yield LocatedBackup(directory, booted | {blocks.device(d) for d in disks})
+        return
     options = str(config.settings.get("BACKUP_OPTIONS") or "")
     with Netfs.target(url, config.hostname, options=options, work_dir=work_dir) as directory:
         hint = (

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rescue_runtime import atomic
-from rescue_runtime.backup import chain, crypt, spanning
+from rescue_runtime.backup import chain, crypt, spanning, tapemedium
 from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup.archive import TAR_METADATA, decoders, read
 from rescue_runtime.backup.manifest import BackupError
@@ -120,14 +120,15 @@ def restore(
                         progress=show,
                     )
                 else:
-                    read(
-                        paths,
-                        tar,
-                        encryption=encryption,
-                        key_file=key_file,
-                        progress=show,
-                        what=what,
-                    )
+                    with _volume_paths(directory, paths, Path(work)) as sources:
+                        read(
+                            sources,
+                            tar,
+                            encryption=encryption,
+                            key_file=key_file,
+                            progress=show,
+                            what=what,
+                        )
             finally:
                 if isinstance(show, ProgressLine):
                     show.close()
@@ -192,6 +193,17 @@ def walk_volumes(
             current.pop()[1].close()
 
 
+@contextlib.contextmanager
+def _volume_paths(directory: Path, paths: list[Path], work: Path) -> Iterator[list[Path]]:
+    """What the restore reads: the volume files, or for a backup on a tape (tape:// in the
+    rescue system) a FIFO the tape's records stream into (backup/tapemedium.py)."""
+    if not tapemedium.is_on_tape(directory):
+        yield paths
+        return
+    with tapemedium.volume_stream(directory, work) as fifo:
+        yield [fifo]
+
+
 class _NotInBackup(Exception):
     """extract_member: tar found no such member (nothing is left behind)."""
 
@@ -212,11 +224,16 @@ def extract_member(
         )
     member = "." + path if path.startswith("/") else path
     for archive in reversed(chain.archives(document)):
+        paths = [directory / name for name in archive.volumes]
         try:
-            with atomic.atomic_path(destination, mode=0o600) as partial:
+            with (
+                atomic.atomic_path(destination, mode=0o600) as partial,
+                tempfile.TemporaryDirectory(prefix="mkmedia-extract.") as work,
+                _volume_paths(directory, paths, Path(work)) as sources,
+            ):
                 os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 read(
-                    [directory / name for name in archive.volumes],
+                    sources,
                     ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", member],
                     encryption=crypt.encryption(document),
                     key_file=key_file,

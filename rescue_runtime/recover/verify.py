@@ -92,10 +92,16 @@ def locate_backup(ctx: RecoverContext) -> None:
     # every volume, the chain unbroken, and (encrypted) the key and the manifest's HMAC
     ctx.manifest = restoring.check(located.directory, key_file=ctx.backup_key)
     spanned_media(ctx, located.directory)
-    ctx.note(
-        f"backup {located.directory}: {ctx.manifest['files']} files, checksums verified in "
-        f"{time.monotonic() - t0:.1f} s"
-    )
+    if (located.directory / manifests.TAPE_SOURCE).is_file():
+        ctx.note(
+            f"backup on a tape: {ctx.manifest['files']} files; its size and sha256 are "
+            "checked as it streams from the tape during the restore"
+        )
+    else:
+        ctx.note(
+            f"backup {located.directory}: {ctx.manifest['files']} files, checksums verified "
+            f"in {time.monotonic() - t0:.1f} s"
+        )
     taken_with = ctx.manifest.get("layout_sha256")
     if taken_with and taken_with != ctx.layout_sha256:
         answer = ctx.ask.choose(

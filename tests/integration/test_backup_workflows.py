@@ -1,6 +1,8 @@
 """The backup workflows through the real `mkmedia` command: mkbackuponly with a saved layout
 (left as it was), recover --demo restoring it, the target checks, mkbackup's step order,
-an iso:// backup read back out of a written ISO, and sshfs:// and usb:// round trips.
+an iso:// backup read back out of a written ISO, sshfs:// and usb:// round trips, and a
+tape:// backup on a SIMH tape image (written in records, walked by `mkmedia tape verify`,
+streamed back by recover --demo).
 
 Needs root (loop devices, mknod, setcap).
 """
@@ -27,10 +29,12 @@ from rescue_runtime.errors import EXIT_CONFIG, EXIT_USAGE
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.store import save
 from rescue_runtime.run import run, which
+from rescue_runtime.tape.label import parse
 from tests.loopfs import BACKUP_TEST_MARKS, loop_filesystem
 from tests.metadata import differences, make_rich_tree, snapshot
 from tests.sshserver import ssh_server
 from tests.sticks import FORMAT_TOOLS, attached_stick, make_stick
+from tests.tapes import tape_records
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = os.uname().nodename.split(".")[0]
@@ -302,3 +306,74 @@ def test_archive_settings_are_checked_before_anything_is_made(system: Path, tmp_
         assert result.returncode == EXIT_CONFIG and words in result.stderr, (settings, result)
         assert "Traceback" not in result.stderr
     assert sorted(p.name for p in backups.iterdir()) == ["backup.key"]
+
+
+def test_tape_backup_round_trip(system: Path, tmp_path: Path) -> None:
+    image = tmp_path / "backup.tap"
+    url = f"BACKUP_URL=tape://{image}"
+    before = snapshot(system, skip=("lost+found",))
+
+    image.write_bytes(b"VOL1" + bytes(2000))  # not a .tap of ours: refused, nothing made
+    refused = mkmedia(tmp_path, "mkbackuponly", "--set", url)
+    assert refused.returncode == EXIT_CONFIG, refused.stderr
+    assert "does not write over another program's tape" in refused.stderr
+    assert "TAPE_OVERWRITE=yes" in refused.stderr and "Traceback" not in refused.stderr
+    assert image.read_bytes()[:4] == b"VOL1"
+
+    # OUTPUT=OBDR: the same refusal in the prep stage, and the URL must name its tape; each
+    # before the layout is saved again (it would be this machine's: no capture_root here)
+    layout_json = (tmp_path / "layout" / "layout.json").read_bytes()
+    obdr = ("--set", "OUTPUT=OBDR", "--set", f"TAPE_DEVICE={image}")
+    for sets, message in (
+        (("--set", "OUTPUT=OBDR", "--set", url), "TAPE_DEVICE is empty"),
+        ((*obdr, "--set", url), "does not write over another program's tape"),
+        (
+            (*obdr, "--set", f"BACKUP_URL=tape://{tmp_path}/o.tap", "--set", "TAPE_OVERWRITE=1"),
+            "BACKUP_URL names",
+        ),
+        ((*obdr, "--set", url, "--set", "TAPE_OVERWRITE=yes"), "OBDR tape is written whole"),
+    ):
+        command = "mkbackuponly" if "OBDR tape" in message else "mkbackup"
+        refused = mkmedia(tmp_path, command, *sets)
+        assert refused.returncode == EXIT_CONFIG and message in refused.stderr, refused.stderr
+        assert not (tmp_path / "out").exists() and "Traceback" not in refused.stderr
+        assert (tmp_path / "layout" / "layout.json").read_bytes() == layout_json
+
+    result = mkmedia(
+        tmp_path, "mkbackuponly", "--set", url, "--set", "TAPE_OVERWRITE=yes",
+        "--set", "TAPE_BLOCK_SIZE=8192",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = tape_records(image)
+    label = parse(found[0], str(image))
+    assert label is not None and label.kind == "plain" and label.block_size == 8192
+    assert found[1] == b""  # the label's filemark
+    end = found.index(b"", 2)
+    manifest = json.loads(b"".join(found[2:end]))
+    stream = found[end + 1 : -2]
+    assert found[-2:] == [b"", b""]
+    assert all(len(r) == 8192 for r in stream)
+    size = manifest["volumes"][0]["size"]
+    assert len(stream) == -(-size // 8192)
+
+    verified = mkmedia(tmp_path, "tape", "--set", url, "verify", str(image))
+    assert verified.returncode == 0, verified.stderr
+    assert f"backup: {manifest['files']} files" in verified.stdout
+    assert "complete and intact" in verified.stdout
+
+    target = tmp_path / "restored"
+    restored = mkmedia(tmp_path, "recover", "--demo", str(target), "--set", url)
+    assert restored.returncode == 0, restored.stderr
+    assert differences(before, snapshot(target, skip=("lost+found",))) == []
+
+    # one byte of the stream changed: the restore says the tape is damaged
+    raw = bytearray(image.read_bytes())
+    first_data = (512 + 8) + 4 + (end - 2) * (512 + 8) + 4 + 4  # label, FM, manifest, FM
+    raw[first_data + min(100, size // 2)] ^= 0xFF
+    image.write_bytes(bytes(raw))
+    damaged = mkmedia(tmp_path, "recover", "--demo", str(tmp_path / "r2"), "--set", url)
+    assert damaged.returncode != 0
+    assert "does not match the sha256" in damaged.stderr or "zstd" in damaged.stderr
+    assert "Traceback" not in damaged.stderr
+    bad = mkmedia(tmp_path, "tape", "--set", url, "verify", str(image))
+    assert bad.returncode != 0 and "does not match the sha256" in bad.stderr, bad.stderr

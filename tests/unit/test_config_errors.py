@@ -37,7 +37,7 @@ def error_for(text: str, data_dir: Path, config_dir: Path, system: SystemInfo) -
         ("- a\n- b\n", ["must be a mapping"]),
         ("OUTPUT: ISO\n  bad: indent\n", ["not valid YAML", "line 2"]),
         ("BACKUP: TAPE\n", ["BACKUP=TAPE", "has no backup method", "offers BACKUP: NONE"]),
-        ("OUTPUT: OBDR\n", ["OUTPUT=OBDR", "has no emitter", "offers OUTPUT: ISO"]),
+        ("OUTPUT: FLOPPY\n", ["not a valid value for OUTPUT", "RAWDISK, OBDR"]),
         ("OUTPUT_URL: ftp://x\n", ["has the scheme 'ftp'", "supported: file://"]),
     ],
 )
