@@ -6,7 +6,7 @@ STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Two pytest-xdist workers (QEMU guests use one core each: two at once on two cores), test
 # groups as tests/parallel.py makes them, longest first. Serial: PYTEST_ARGS=-n0.
-PYTEST_XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
+PYTEST_XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: all setup host venv demo test lint typecheck unit bench clean
 
