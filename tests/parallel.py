@@ -6,9 +6,10 @@ no expensive fixture is made twice and the longest units start first:
 - a test without an explicit `xdist_group` mark is grouped with its module (its module-scoped
   guests and builds are made once); tests that share a session fixture across modules (the
   e2e backups, tests/e2e/conftest.py) carry an explicit group and so land on one worker;
-- under xdist the units are handed out longest first (COST: a rough guess per kind of test),
-  and a worker starting a long test gets a short unit to follow it, so the long units stay free
-  for whichever worker is free first and neither is left idle at the end.
+- under xdist the units are handed out longest first (COST: a rough guess per kind of test;
+  the units with an e2e test before those with only vm tests, and so on), and a worker
+  starting a long test gets a short unit to follow it, so the long units stay free for
+  whichever worker is free first and neither is left idle at the end.
 xdist's own loadgroup names a group by changing the test's node id, which pytest 9.2 ignores;
 so the workers write each test's unit to a file (the directory is passed in their workerinput)
 and UnitScheduling, which replaces xdist's scheduler for `--dist loadgroup`, reads it.
@@ -62,17 +63,24 @@ def cost(item: pytest.Item) -> float:
 # tryfirst: before xdist's own hook (which renames grouped tests on pytest before 9.2).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    units: dict[str, float] = {}
+    units: dict[str, tuple[float, float]] = {}  # unit -> (its costliest test, the sum)
     for item in items:
-        item.stash[_UNIT] = group_of(item) or item.nodeid.split("::", 1)[0]
+        unit = item.stash[_UNIT] = group_of(item) or item.nodeid.split("::", 1)[0]
         item.stash[_COST] = cost(item)
-        units[item.stash[_UNIT]] = units.get(item.stash[_UNIT], 0.0) + item.stash[_COST]
+        top, total = units.get(unit, (0.0, 0.0))
+        units[unit] = max(top, item.stash[_COST]), total + item.stash[_COST]
     if not hasattr(config, "workerinput"):
         return
-    # Costliest unit first, each unit's tests in their order; UnitScheduling hands out the
-    # units in the order their first test comes.
+    # The units with an e2e test first, then those with a vm test, ..., the costliest of a kind
+    # first (a module of many short checks on one boot must not overtake a recovery cycle);
+    # each unit's tests in their order. UnitScheduling hands out the units in this order.
     first = {unit: n for n, unit in enumerate(units)}
-    items.sort(key=lambda item: (-units[item.stash[_UNIT]], first[item.stash[_UNIT]]))
+
+    def rank(item: pytest.Item) -> tuple[float, float, int]:
+        top, total = units[item.stash[_UNIT]]
+        return -top, -total, first[item.stash[_UNIT]]
+
+    items.sort(key=rank)
 
 
 # tryfirst: the map must be on disk before xdist tells the controller the collection is done.
