@@ -4,11 +4,13 @@ xdist's scope scheduling, with the scopes read from the workers' unit maps inste
 the node ids, units handed out in the workers' order (costliest first), and its look-ahead
 changed: a worker runs a test only once the next one is queued, so when a worker is down to
 its last queued test it gets the next unit. If that last test is long, the unit will only start
-after it: it gets the cheapest unit then, and the costly ones wait for the first free worker.
+after it: it gets a short unit then (if one is left), and the costly ones wait for the first
+free worker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,14 @@ class UnitScheduling(LoadScopeScheduling):
         ]
         if len(pending) > 1:
             return
-        long_last = bool(pending) and self._units.get(pending[0], ("", 0.0))[1] >= LONG
-        self._assign(node, cheapest=long_last)
+        # A short unit after a long test (if there is one left): the long units wait for
+        # whichever worker is free first. Otherwise the costliest.
+        long_last = bool(pending) and self._cost([pending[0]]) >= LONG
+        cheapest = next(reversed(self.workqueue.values()))
+        self._assign(node, cheapest=long_last and self._cost(cheapest) < LONG)
+
+    def _cost(self, nodeids: Iterable[str]) -> float:
+        return sum(self._units.get(nodeid, ("", 0.0))[1] for nodeid in nodeids)
 
     def _assign(self, node: WorkerController, *, cheapest: bool) -> None:
         scope, work_unit = self.workqueue.popitem(last=cheapest)
