@@ -4,6 +4,9 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (QEMU guests use one core each: two at once on two cores), test
+# groups as tests/parallel.py makes them, longest first. Serial: PYTEST_ARGS=-n0.
+PYTEST_XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: all setup host venv demo test lint typecheck unit bench clean
 
@@ -35,7 +38,7 @@ typecheck: setup
 
 # The whole suite: lint, types, unit, integration and QEMU boot tests.
 test: lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

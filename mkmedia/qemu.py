@@ -271,9 +271,14 @@ class Guest:
         """Wait for the guest to power off by itself; None if it is still running."""
         assert self._proc is not None
         try:
-            return self._proc.wait(timeout=timeout)
+            status = self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+        # QEMU's last console bytes can still be in the pipe: `output` must hold them (on a
+        # busy machine the reader thread lags behind the exit)
+        if self._reader:
+            self._reader.join(timeout=30)
+        return status
 
     # -- console ------------------------------------------------------------------------------
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,24 @@ from mkmedia.kernel.choice import Kernel, KernelChoice
 from rescue_runtime.errors import MissingError
 from tests import hostkernel
 
-# Under CI=true a skip fails unless the test opted in (tests/ciskip.py).
-pytest_plugins = ["tests.ciskip"]
+# Under CI=true a skip fails unless the test opted in (tests/ciskip.py); tests/parallel.py
+# groups and orders the tests for pytest-xdist (`make test` runs two workers).
+pytest_plugins = ["tests.ciskip", "tests.parallel"]
 
 REPO = Path(__file__).resolve().parent.parent
 # The package's own data (recipes, templates), where the product finds it without an override.
 SHIPPED_DATA = REPO / "mkmedia" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_lock_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """mkmedia's lock (MKMEDIA_LOCK_FILE, default /run/lock/mkmedia.lock) is machine-wide:
+    each pytest process (an xdist worker) points it at a file of its own, so mkmedia runs of
+    two workers (or of another checkout's tests) never refuse or wait for each other."""
+    path = tmp_path_factory.getbasetemp() / "mkmedia.lock"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MKMEDIA_LOCK_FILE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from mkmedia.qemu import Guest, Machine
 from rescue_runtime.run import run
+from tests.cachelock import build_once
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("MKMEDIA_TEST_CACHE", "/var/tmp/mkmedia-test-cache"))
@@ -409,10 +410,14 @@ def base_tree() -> Path:
     """The customised debootstrap tree (root/) and its initramfs form (tree.cpio.zst)."""
     key = _digest(SUITE, PACKAGES, debian_mirror(), JOB_SCRIPT, JOB_UNIT, GRUB_DEFAULTS, 2)
     final = CACHE / f"tree-{key[:16]}"
-    if (final / "tree.cpio.zst").exists():
-        return final
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE / f".tree-{key[:16]}.{os.getpid()}"
+    done = final / "tree.cpio.zst"
+    return build_once(
+        CACHE, final.name, lambda: final if done.exists() else None, lambda: _build_tree(final)
+    )
+
+
+def _build_tree(final: Path) -> Path:
+    tmp = CACHE / f".{final.name}.{os.getpid()}"
     remove_tree(tmp)
     root = tmp / "root"
     root.mkdir(parents=True)
@@ -566,9 +571,20 @@ def source_machine(name: str, *, log_dir: Path | None = None) -> SourceMachine:
         (HERE / "make-testdata.sh").read_text(),
     )  # fmt: skip
     final = CACHE / f"source-{spec.name}-{key[:16]}"
-    if (final / "machine.json").exists():
-        return SourceMachine(spec, final, version)
-    tmp = CACHE / f".source-{spec.name}-{key[:16]}.{os.getpid()}"
+
+    def cached() -> SourceMachine | None:
+        done = (final / "machine.json").exists()
+        return SourceMachine(spec, final, version) if done else None
+
+    return build_once(
+        CACHE, final.name, cached, lambda: _build_source(spec, base, version, final, log_dir)
+    )
+
+
+def _build_source(
+    spec: Spec, base: Path, version: str, final: Path, log_dir: Path | None
+) -> SourceMachine:
+    tmp = CACHE / f".{final.name}.{os.getpid()}"
     remove_tree(tmp)
     tmp.mkdir(parents=True)
     build_initramfs(base, spec, tmp / "initrd.img")

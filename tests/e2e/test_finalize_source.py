@@ -13,10 +13,12 @@ import pytest
 
 from mkmedia.qemu import Guest, Machine
 from tests.e2e import source
+from tests.e2e.conftest import RESCUE_GROUP
 from tests.e2e.source_rescue import SourceRescue
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
-pytestmark = [pytest.mark.vm, pytest.mark.e2e]
+# one worker builds the rescue ISO inside the source (tests/e2e/conftest.py)
+pytestmark = [pytest.mark.vm, pytest.mark.e2e, pytest.mark.xdist_group(RESCUE_GROUP)]
 
 STEP = 900.0  # grub-install under software emulation: generous, not a timing assertion
 BINDS = "/mnt/local/run /mnt/local/dev/pts /mnt/local/dev /mnt/local/sys /mnt/local/proc"

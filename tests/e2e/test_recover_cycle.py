@@ -21,7 +21,7 @@ import pytest
 from mkmedia.qemu import Guest, Machine
 from tests.ciskip import opt_in
 from tests.e2e import cycle
-from tests.e2e.conftest import Backups
+from tests.e2e.conftest import Backups, by_source
 from tests.e2e.source import SPECS
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
@@ -38,7 +38,8 @@ def state_diff(expected: dict[str, object], actual: dict[str, object]) -> str:
     return "\n".join(difflib.unified_diff(lines(expected), lines(actual), "source", "recovered"))
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+# One xdist group per source: its backup (the session's `backups`) is made by one worker.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=by_source(n)) for n in sorted(SPECS)])
 def test_unattended_recovery_brings_back_every_byte_and_identity(
     name: str, tmp_path: Path, backups: Backups
 ) -> None:
@@ -113,6 +114,7 @@ TAKE_DOWN = (
 )
 
 
+@by_source("bios-lvm")
 def test_interrupted_recreate_is_continued_by_a_second_run(
     tmp_path: Path, backups: Backups
 ) -> None:

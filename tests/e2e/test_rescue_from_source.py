@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from mkmedia.qemu import Guest, Machine
+from tests.e2e.conftest import RESCUE_GROUP
 from tests.e2e.cycle import blank_disks
 from tests.e2e.source_rescue import SourceRescue
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
-pytestmark = [pytest.mark.vm, pytest.mark.e2e]
+# one worker builds the rescue ISO inside the source (tests/e2e/conftest.py)
+pytestmark = [pytest.mark.vm, pytest.mark.e2e, pytest.mark.xdist_group(RESCUE_GROUP)]
 
 
 def test_media_built_on_the_source_boots_on_blank_disks(

@@ -12,6 +12,7 @@ import pytest
 
 from tests.ciskip import opt_in
 from tests.e2e import source
+from tests.e2e.conftest import by_source
 from tests.e2e.source import SPECS, boot_source, source_machine
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
@@ -27,7 +28,8 @@ echo done
 """
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+# in its source's xdist group: the worker that makes that source's backup builds it
+@pytest.mark.parametrize("name", [pytest.param(n, marks=by_source(n)) for n in sorted(SPECS)])
 def test_source_machine_boots_and_carries_the_test_data(name: str, tmp_path: Path) -> None:
     if name != "bios-lvm":
         # Until recover's end-to-end tests use them, the UEFI machines cost a fresh machine

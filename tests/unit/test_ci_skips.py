@@ -40,11 +40,13 @@ def test_never():
 """
 
 
-def pytest_on(tmp_path: Path, source: str, *, ci: str, opt_in: str = "") -> str:
+def pytest_on(
+    tmp_path: Path, source: str, *, ci: str, opt_in: str = "", extra: tuple[str, ...] = ()
+) -> str:
     (tmp_path / "test_cases.py").write_text(source)
     argv = [sys.executable, "-m", "pytest", "-p", "tests.ciskip", "-p", "no:cacheprovider"]
     result = run(
-        [*argv, "-rA", "-q", "test_cases.py"],
+        [*argv, "-rA", "-q", *extra, "test_cases.py"],
         check=False,
         cwd=tmp_path,
         env={"CI": ci, VARIABLE: opt_in, "PYTHONPATH": str(REPO)},
@@ -69,6 +71,16 @@ def test_under_ci_a_plain_skip_fails_and_an_opt_in_skips(tmp_path: Path) -> None
     # only the opt-in skips, and it says how to turn it on
     assert f"opt-in: reads 4 GiB; set {VARIABLE}=1 to run it" in out, out
     assert "1 failed, 1 passed, 1 skipped, 1 error" in out, out
+
+
+def test_under_ci_with_two_xdist_workers_the_skips_fail_the_same(tmp_path: Path) -> None:
+    """`make test` runs two workers: the reports the workers make carry the failures."""
+    out = pytest_on(tmp_path, TESTS, ci="true", extra=("-n", "2"))
+    assert "FAILED test_cases.py::test_plain_skip - skipped under CI=true" in out, out
+    assert "ERROR test_cases.py::test_skipif - skipped under CI=true" in out, out
+    assert "1 failed, 1 passed, 1 skipped, 1 error" in out, out
+    out = pytest_on(tmp_path, MODULE_SKIP, ci="true", extra=("-n", "2"))
+    assert "ERROR test_cases.py - skipped under CI=true" in out and "1 error" in out, out
 
 
 def test_under_ci_a_module_level_skip_fails_the_collection(tmp_path: Path) -> None:
