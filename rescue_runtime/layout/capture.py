@@ -20,12 +20,16 @@ from rescue_runtime.layout.capture_mounts import MountLayers
 from rescue_runtime.layout.capture_stacks import StackLayers
 from rescue_runtime.layout.model import CaptureOptions, Layout
 from rescue_runtime.layout.parse import findmnt, lsblk, tables
-from rescue_runtime.layout.probe import Probe, SystemProbe
+from rescue_runtime.layout.probe import DevicesChanged, Probe, SystemProbe
 from rescue_runtime.layout.select import select
 
 
 class Capture(DiskLayers, StackLayers, FilesystemLayers, MountLayers):
     """All the layers on one state; capture() calls them bottom up."""
+
+
+# A device that goes away mid-capture changes what there is to capture: read it all again.
+CAPTURE_TRIES = 3
 
 
 def capture(
@@ -63,7 +67,24 @@ def capture(
             f"The system root {root} {what}: the layout is captured from the mounts below it.",
             hint="Give --root the directory the system to capture is mounted on (default /).",
         )
-    cap = Capture(probe or SystemProbe(), root, luks_header_dir)
+    for attempt in range(1, CAPTURE_TRIES + 1):
+        try:
+            return _capture_once(options, probe or SystemProbe(), luks_header_dir)
+        except DevicesChanged as exc:
+            if attempt == CAPTURE_TRIES:
+                raise MissingError(
+                    f"The block devices kept changing while the layout was captured "
+                    f"({CAPTURE_TRIES} tries); the last change: {exc}",
+                    hint="Wait until no disk or loop device is being attached or detached, "
+                    "then run mkmedia again.",
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+def _capture_once(options: CaptureOptions, probe: Probe, luks_header_dir: str | None) -> Layout:
+    """One pass over the machine's devices, bottom up."""
+    root = options.root
+    cap = Capture(probe, root, luks_header_dir)
     listing = ["lsblk", "-J", "-b", "-O", *options.devices]
     out = cap.probe.tool(listing, what="listing block devices")
     if out is None:

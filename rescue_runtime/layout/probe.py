@@ -12,10 +12,33 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from rescue_runtime.errors import CommandError
 from rescue_runtime.run import run, which
 
 # LVM complains on stderr about inherited descriptors; the complaint is noise here.
 TOOL_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1", "LC_ALL": "C"}
+
+
+class DevicesChanged(CommandError):
+    """A tool failed on a block device that went away while capture was reading it (a loop
+    device detached, a USB stick pulled): the device set changed, so capture reads again."""
+
+
+def vanished(argv: list[str]) -> list[str]:
+    """The /dev paths among `argv` that are gone now: no node, or a loop device with no file
+    behind it any more (a detached loop keeps its node)."""
+    gone = []
+    for arg in argv:
+        if not arg.startswith("/dev/"):
+            continue
+        real = os.path.realpath(arg)
+        name = os.path.basename(real)
+        detached_loop = name.startswith("loop") and not os.path.exists(
+            f"/sys/block/{name}/loop/backing_file"
+        )
+        if not os.path.exists(real) or (name[4:].isdigit() and detached_loop):
+            gone.append(arg)
+    return gone
 
 
 class Probe(Protocol):
@@ -35,7 +58,17 @@ class SystemProbe:
         program = which(argv[0])
         if program is None:
             return None
-        result = run([program, *argv[1:]], env=TOOL_ENV, what=what, timeout=300, ok_codes=ok_codes)
+        try:
+            result = run(
+                [program, *argv[1:]], env=TOOL_ENV, what=what, timeout=300, ok_codes=ok_codes
+            )
+        except CommandError as exc:
+            gone = vanished(argv)
+            if gone:
+                raise DevicesChanged(
+                    f"{', '.join(gone)} went away while the layout was read ({exc})"
+                ) from exc
+            raise
         return result.stdout
 
     def read(self, path: str) -> str | None:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from rescue_runtime.errors import ConfigError, MissingError
+from rescue_runtime.errors import CommandError, ConfigError, MissingError
 from rescue_runtime.layout.capture import capture
 from rescue_runtime.layout.compare import compare
 from rescue_runtime.layout.graph import build_graph, mount_order
 from rescue_runtime.layout.model import Layout
+from rescue_runtime.layout.probe import DevicesChanged, SystemProbe, vanished
 from rescue_runtime.layout.render import render
 from rescue_runtime.layout.select import autoexcluded
 from rescue_runtime.layout.serial import from_json, to_json
@@ -253,3 +254,40 @@ def test_autoexclude_is_below_the_paths_only() -> None:
     assert {e.id: e.reason for e in whole.excluded}["mount:/srv"] == (
         "mounted below / (AUTOEXCLUDE_PATH)"
     )
+
+
+class VanishingProbe(ReplayProbe):
+    """A loop device goes away under the first `times` passes (another program detached it
+    while capture read it): the tool on it fails as the device set changes."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.times = times
+        self.passes = 0
+
+    def tool(self, argv: list[str], *, what: str, ok_codes: tuple[int, ...] = (0,)) -> str | None:
+        if argv[0] == "lsblk":
+            self.passes += 1
+        if argv[0] == "tune2fs" and self.passes <= self.times:
+            raise DevicesChanged(f"/dev/loop7 went away while the layout was read ({what})")
+        return super().tool(argv, what=what, ok_codes=ok_codes)
+
+
+def test_a_device_that_goes_away_mid_capture_makes_capture_read_again(layout: Layout) -> None:
+    probe = VanishingProbe(times=2)
+    again = capture("/", exclude_disks=["/dev/vdd"], probe=probe)
+    assert probe.passes == 3
+    again.captured_at = layout.captured_at  # the passes differ only in when they ran
+    assert to_json(again) == to_json(layout)
+    with pytest.raises(MissingError, match=r"kept changing .*\(3 tries\).*loop7"):
+        capture("/", exclude_disks=["/dev/vdd"], probe=VanishingProbe(times=3))
+
+
+def test_the_system_probe_tells_a_vanished_device_from_a_failing_tool(tmp_path: Path) -> None:
+    gone = "/dev/mkmedia-test-no-such-device"
+    with pytest.raises(DevicesChanged, match=gone):
+        SystemProbe().tool(["tune2fs", "-l", gone], what="reading it")
+    with pytest.raises(CommandError) as failed:  # a real failure on a device that is there
+        SystemProbe().tool(["tune2fs", "-l", "/dev/null"], what="reading /dev/null")
+    assert not isinstance(failed.value, DevicesChanged)
+    assert vanished(["-l", "/dev/null", str(tmp_path)]) == []
