@@ -202,6 +202,30 @@ def backup_on_source(
     return Backup(iso, job / "tree.json", state, disks)
 
 
+def rescue_machine(
+    machine: SourceMachine,
+    iso: Path,
+    disks: list[Path],
+    *,
+    vars_file: Path | None,
+    interface: str = "virtio",
+) -> Machine:
+    """The dead machine's replacement booting the rescue ISO from its CD drive, with these
+    disks on `interface` (source.INTERFACES)."""
+    virtio, nvme = source.on_controller(disks, interface)
+    return Machine(
+        firmware=machine.spec.firmware,
+        memory_mib=MEMORY_MIB,
+        cpus=PIPELINE_CPUS,
+        cdrom=iso,
+        boot_order="d",
+        disks=virtio,
+        nvme_disks=nvme,
+        network=False,
+        vars_file=vars_file,
+    )
+
+
 def recover_unattended(
     machine: SourceMachine,
     iso: Path,
@@ -209,19 +233,11 @@ def recover_unattended(
     *,
     console_log: Path,
     vars_file: Path | None,
+    interface: str = "virtio",
 ) -> None:
     """Boot the ISO on the disks with nobody at the keyboard: the menu's default entry
     recovers and powers off. Fails with the console's tail when it does not."""
-    rescue = Machine(
-        firmware=machine.spec.firmware,
-        memory_mib=MEMORY_MIB,
-        cpus=PIPELINE_CPUS,
-        cdrom=iso,
-        boot_order="d",
-        disks=disks,
-        network=False,
-        vars_file=vars_file,
-    )
+    rescue = rescue_machine(machine, iso, disks, vars_file=vars_file, interface=interface)
     with Guest(rescue, deadline=RECOVER_DEADLINE, console_log=console_log, name="rescue") as g:
         outcome = g.expect(RECOVER_OUTCOME, RECOVER_DEADLINE).group(0)
         # (a failure's text may say "finished components are skipped": the word after
@@ -290,9 +306,10 @@ def verify_from_inside(
     *,
     vars_file: Path | None = None,
     extra: str = "",
+    interface: str = "virtio",
 ) -> Verdict:
-    """Boot the disks alone; a job inside compares them with the manifest and prints its
-    verdict on the serial console."""
+    """Boot the disks alone (on `interface`); a job inside compares them with the manifest
+    and prints its verdict on the serial console."""
     job = new_job(directory, VERIFY_JOB.format(verdict=VERDICT, extra=extra))
     shutil.copy(manifest, job / "tree.json")
     with source.boot_source(
@@ -303,6 +320,7 @@ def verify_from_inside(
         deadline=JOB_DEADLINE,
         memory_mib=MEMORY_MIB,
         vars_file=vars_file,
+        interface=interface,
     ) as guest:
         verdict = guest.expect(rf"{VERDICT} rc=(\d+) ([^\r\n]*)|{JOB_END}", JOB_DEADLINE)
         if verdict.group(1) is None:  # no verdict: the job failed before it, or no boot
@@ -317,3 +335,38 @@ def verify_from_inside(
     state = json.loads((job / "state.json").read_text())
     differences = (job / "compare.txt").read_text(errors="replace")
     return Verdict(rc, verdict.group(0), differences, state, console, job)
+
+
+def recover_and_verify(
+    machine: SourceMachine,
+    backup: Backup,
+    directory: Path,
+    sizes_mib: tuple[int, ...],
+    *,
+    extra: str = "",
+    interface: str = "virtio",
+) -> tuple[Path, Verdict]:
+    """Recover the backup unattended onto blank disks of these sizes on `interface`, boot
+    them and compare from inside (running `extra` there first): the rescue console's log
+    and the verdict. Each phase's time goes to DIR/phases.json."""
+    name = machine.spec.name
+    phases = Phases(directory)
+    disks = blank_disks(directory / "target", sizes_mib)
+    nvram = directory / "target" / "OVMF_VARS.fd" if machine.spec.firmware == "uefi" else None
+    log = directory / "rescue.log"
+    sizes_text = "+".join(f"{size} MiB" for size in sizes_mib)
+    with phases.phase(f"{name}: unattended recover onto {sizes_text} ({interface})"):
+        recover_unattended(
+            machine, backup.iso, disks, console_log=log, vars_file=nvram, interface=interface
+        )
+    with phases.phase(f"{name}: boot the recovered disks + compare"):
+        verdict = verify_from_inside(
+            machine,
+            disks,
+            backup.manifest,
+            directory / "verify",
+            vars_file=nvram,
+            extra=extra,
+            interface=interface,
+        )
+    return log, verdict
