@@ -220,9 +220,9 @@ def test_bios_lvm_refusals_leave_the_disks_untouched(tmp_path: Path, backups: Ba
     log = tmp_path / "rescue.log"
     with Guest(rescue, deadline=deadline, console_log=log, name="rescue") as guest:
         outcome = guest.expect(cycle.RECOVER_OUTCOME, BOOT_TIMEOUT + cycle.RECOVER_DEADLINE)
+        assert (outcome.group(1) or "").startswith("FAILED"), guest.tail(60)
         guest.expect(PROMPT, 300)
         refusal = guest.output[guest.output.find(outcome.group(0)) :]
-        assert outcome.group(1).startswith("FAILED"), guest.tail(60)
         status, out = guest.shell(TRUNCATED_BACKUP.format(volume=volume["name"]))
         assert status == 0, out
         status, truncated = guest.shell(SECOND_RECOVER, cycle.RECOVER_DEADLINE)
