@@ -25,6 +25,7 @@ class SavedInterface:
     addresses: list[str] = field(default_factory=list)  # CIDR
     gateway: str = ""
     mtu: int = 0
+    driver: str = ""  # the kernel driver of its card (finalize maps new cards by it)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from rescue_runtime.rescueconf import SavedInterface
@@ -44,8 +45,12 @@ def host_interfaces(sys_net: Path = SYS_NET) -> list[SavedInterface]:
         if _read(entry / "type") != ARPHRD_ETHER or not (entry / "device").exists():
             continue
         mac = _read(entry / "address")
+        driver = entry / "device" / "driver"
+        name = os.path.basename(os.readlink(driver)) if driver.is_symlink() else ""
         if mac and mac != "00:00:00:00:00:00":
-            found.append(SavedInterface(entry.name, mac, addresses.get(entry.name, [])))
+            found.append(
+                SavedInterface(entry.name, mac, addresses.get(entry.name, []), driver=name)
+            )
     return found
 
 

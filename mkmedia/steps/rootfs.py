@@ -9,6 +9,7 @@ from pathlib import Path
 from mkmedia import __version__
 from mkmedia.config import Config
 from mkmedia.emit.iso import derive_medium_id
+from mkmedia.host import netif
 from mkmedia.kernel.modules import install_firmware, install_modules, select_modules
 from mkmedia.pyembed.embed import embed_python
 from mkmedia.rootfs.assemble import assemble_tree
@@ -117,6 +118,8 @@ def rescue_config(config: Config, *, created: str, medium_id: str = "") -> Rescu
         output=config.get_str("OUTPUT"),
         medium_id=medium_id.lower(),
         network=config.get_str("NETWORK"),
+        # the cards rescue init configures (NETWORK=saved) and finalize maps to new ones
+        saved_interfaces=netif.host_interfaces(),
         modules_load=config.get_list("MODULES_LOAD"),
         ssh_authorized_keys=config.get_list("SSH_AUTHORIZED_KEYS"),
         ssh_root_password_hash=config.get_str("SSH_ROOT_PASSWORD_HASH"),

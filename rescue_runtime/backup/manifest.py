@@ -1,7 +1,9 @@
 """backup-manifest.json: what a backup holds and how to check it before restoring.
 
 It lists the volumes (name, size, sha256), the file count and bytes, what was backed up and
-left out, the layout the backup belongs to (sha256 of layout.json), the tools and the times.
+left out, the layout the backup belongs to (sha256 of layout.json), the space each file
+system used (`used_bytes`, by layout component id: recover sizes smaller disks by it), the
+tools and the times.
 `verify` checks a backup directory against it without writing anything.
 """
 
@@ -9,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from rescue_runtime import atomic
+from rescue_runtime.backup.sources import Source
 from rescue_runtime.errors import MkmediaError
 
 MANIFEST_NAME = "backup-manifest.json"
@@ -89,3 +93,29 @@ def verify(directory: Path, *, check_sha256: bool = True) -> dict[str, object]:
                 hint="Nothing was restored. Use an intact copy of the backup, or make a new one.",
             )
     return manifest
+
+
+def used_bytes_by_filesystem(sources: Iterable[Source]) -> dict[str, int]:
+    """What each backed-up file system used at backup time, keyed by its layout component
+    id ("fs:/dev/mapper/vg-root"), so recover can size a smaller target by it. A file system
+    mounted twice (btrfs subvolumes) counts once; swap and unknown (0) are left out."""
+    used: dict[str, int] = {}
+    for source in sources:
+        if source.kind == "mount" and source.used_bytes > 0:
+            key = f"fs:{source.device}"
+            used[key] = max(used.get(key, 0), source.used_bytes)
+    return used
+
+
+def used_bytes(manifest: dict[str, object]) -> dict[str, int]:
+    """The manifest's used bytes per file system component id ({} when it has none); older
+    manifests have them only in their `filesystems` list."""
+    recorded = manifest.get("used_bytes")
+    if isinstance(recorded, dict):
+        return {str(k): int(v) for k, v in recorded.items() if isinstance(v, int)}
+    used: dict[str, int] = {}
+    for entry in manifest.get("filesystems") or []:  # type: ignore[attr-defined]
+        if isinstance(entry, dict) and isinstance(entry.get("used_bytes"), int):
+            key = f"fs:{entry.get('device')}"
+            used[key] = max(used.get(key, 0), entry["used_bytes"])
+    return {k: v for k, v in used.items() if v > 0}

@@ -105,12 +105,22 @@ class MdArray:
     spares: list[str] = field(default_factory=list)
     bitmap: str | None = None  # internal | none | a file path
     container: str | None = None  # for IMSM/DDF members of a container
+    # Recover onto fewer disks: the slots (0-based, in member order) created as `missing`,
+    # a degraded array; `members` then lists only the devices that are there.
+    missing: list[int] = field(default_factory=list)
 
     unmounted: bool = False  # see UNMOUNTED
 
     @property
     def id(self) -> str:
         return f"md:{self.path}"
+
+    def slots(self) -> list[str]:
+        """The member devices in slot order, `missing` in the slots left empty (mdadm's)."""
+        devices, members = [], iter(self.members)
+        for slot in range(len(self.members) + len(self.missing)):
+            devices.append("missing" if slot in self.missing else next(members))
+        return devices
 
 
 @dataclass

@@ -11,7 +11,7 @@ ESP, an unmounted LV): a recovery must not silently lose a volume nothing mounts
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from rescue_runtime.layout.graph import Graph, build_graph, lv_paths
@@ -61,7 +61,7 @@ def component_names(node: object) -> list[str]:
     return []
 
 
-def _matches(node_id: str, node: object, patterns: Iterable[str]) -> str | None:
+def matching_pattern(node_id: str, node: object, patterns: Iterable[str]) -> str | None:
     for pattern in patterns:
         for name in [node_id, *component_names(node)]:
             if fnmatch.fnmatchcase(name, pattern):
@@ -85,9 +85,9 @@ def _banned(
     """Component id -> why it is left out, with everything built on it."""
     banned: dict[str, str] = {}
     for node_id, node in graph.nodes.items():
-        if isinstance(node, Disk) and _matches(node_id, node, disk_patterns):
+        if isinstance(node, Disk) and matching_pattern(node_id, node, disk_patterns):
             banned[node_id] = "the backup or rescue media disk"
-        elif patterns and (pattern := _matches(node_id, node, patterns)):
+        elif patterns and (pattern := matching_pattern(node_id, node, patterns)):
             banned[node_id] = f"excluded by {pattern!r}"
         elif (
             isinstance(node, Mount)
@@ -163,8 +163,15 @@ def select(layout: Layout, options: CaptureOptions) -> Layout:
         if hasattr(graph.nodes[node_id], "unmounted"):  # every component but a mount
             setattr(graph.nodes[node_id], "unmounted", node_id not in used)  # noqa: B010
 
+    retain(layout, lambda node_id: node_id in keep)
+    return layout
+
+
+def retain(layout: Layout, wanted: Callable[[str], bool]) -> None:
+    """Keep, in every component list of `layout` (in place), those whose id `wanted` takes."""
+
     def kept(items: list[T]) -> list[T]:
-        return [i for i in items if getattr(i, "id", None) in keep]
+        return [i for i in items if wanted(getattr(i, "id", ""))]
 
     layout.disks = kept(layout.disks)
     layout.multipaths = kept(layout.multipaths)
@@ -175,4 +182,3 @@ def select(layout: Layout, options: CaptureOptions) -> Layout:
     layout.lvs = kept(layout.lvs)
     layout.filesystems = kept(layout.filesystems)
     layout.mounts = kept(layout.mounts)
-    return layout

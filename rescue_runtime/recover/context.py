@@ -15,6 +15,7 @@ from rescue_runtime import rescueconf
 from rescue_runtime import workflow as engine
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.recover.ask import Asker
+from rescue_runtime.recover.finalize_network import NicMapping
 from rescue_runtime.recover.recreate import RecreatePlan
 
 
@@ -42,7 +43,9 @@ class RecoverContext:
     manifest: dict[str, object] = field(default_factory=dict)
     protected: set[str] = field(default_factory=set)  # disks recover never writes
     mapped: dict[str, str] = field(default_factory=dict)  # old device path -> new one
+    nics: NicMapping = field(default_factory=NicMapping)  # old MAC -> new one
     plan: RecreatePlan | None = None
+    skipped_mounts: list[str] = field(default_factory=list)  # left out: not restored
     script: Path | None = None
     notes: list[str] = field(default_factory=list)
     # what stays open for the run (the mounted backup medium)

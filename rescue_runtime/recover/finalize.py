@@ -1,7 +1,10 @@
 """Finalize: make the recreated and restored system under the target boot again.
 
-With /proc, /sys, /dev, /run (and efivarfs on UEFI) bound into the target: the LUKS keys
-(finalize_luks.py), the boot loader and grub.cfg (finalize_boot.py), the initramfs, SELinux
+First the restored configuration follows the new hardware: device names and changed UUIDs
+(finalize_rewrite.py), network cards (finalize_network.py). Then, with /proc, /sys, /dev,
+/run (and efivarfs on UEFI) bound into the target: the LUKS keys
+(finalize_luks.py), the boot loader and grub.cfg (finalize_boot.py), the initramfs (rebuilt
+for a changed file it embeds or a root disk driver it lacks: finalize_initramfs.py), SELinux
 relabelling, mount points and the logs (finalize_system.py). The binds this run made are
 undone at the end, also after a failure; those an earlier mountonly made stay.
 
@@ -15,11 +18,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue_runtime import signals
 from rescue_runtime.layout.model import Layout
+from rescue_runtime.recover import report
 from rescue_runtime.recover.activate import BINDS, OWN_MOUNTS, mounted_paths, under
 from rescue_runtime.recover.finalize_boot import (
     EFIVARS,
@@ -27,7 +31,10 @@ from rescue_runtime.recover.finalize_boot import (
     install_boot_loader,
     update_grub_config,
 )
+from rescue_runtime.recover.finalize_initramfs import driver_reasons
 from rescue_runtime.recover.finalize_luks import LuksKeys, luks_key_problems
+from rescue_runtime.recover.finalize_network import NicMapping, finalize_network, present_nics
+from rescue_runtime.recover.finalize_rewrite import rewrite_references, uuid_changes
 from rescue_runtime.recover.finalize_system import (
     copy_logs,
     mount_point_permissions,
@@ -49,14 +56,16 @@ class FinalizeRequest:
     logs: list[Path]  # copied to target/var/log/mkmedia/
     ask: Callable[[str, str], str] | None  # (question, default) -> answer; None: unattended
     changed: list[str]  # why the initramfs may need rebuilding (empty: nothing changed)
+    mapped: dict[str, str] = field(default_factory=dict)  # old device path -> new (mapping)
+    nics: NicMapping = field(default_factory=NicMapping)  # old MAC -> new (verify's)
 
 
 def finalize_programs(layout: Layout) -> list[str]:
     """The rescue system's programs finalize runs (the boot loader tools are the restored
     system's own, run in a chroot)."""
-    programs = ["mount", "umount", "chroot", "findmnt"]
+    programs = ["mount", "umount", "chroot", "findmnt", "blkid", "lsblk"]
     if layout.luks:
-        programs += ["cryptsetup", "blkid"]
+        programs.append("cryptsetup")
     if layout.boot.firmware == "uefi" and entries_to_write(layout):
         programs.append("efibootmgr")
     return programs
@@ -103,11 +112,23 @@ def finalize(request: FinalizeRequest) -> list[str]:
         notes.extend(items)
 
     target, layout = request.target, request.layout
+    # names first: the LUKS keys and the boot loader read the rewritten crypttab and fstab
+    rewrites = rewrite_references(layout, target, request.mapped, uuid_changes(layout))
+    note(rewrites.notes)
+    note(finalize_network(target, request.nics, present_nics()))
     with bound(target, lambda line: log.info("%s", line)):
+        # lsinitramfs in a chroot; the mapped layout names the disks by their new paths
+        drivers, driver_notes = driver_reasons(layout, target, set(request.mapped.values()))
+        note(driver_notes)
         note(LuksKeys(layout, target, request.key_dir, request.ask).run())
         note(install_boot_loader(layout, target))
-        note(update_grub_config(layout, target, request.changed))
-        note(rebuild_initramfs(layout, target, request.changed))
+        grub = update_grub_config(layout, target, request.changed + rewrites.grub_reasons)
+        reasons = request.changed + rewrites.initramfs_reasons + drivers
+        initramfs = rebuild_initramfs(layout, target, reasons)
+        for section, items in (("initramfs", driver_notes + initramfs), ("grub", grub)):
+            for item in items:
+                report.note(section, item)  # the decision and its reason, either way
+        note(grub + initramfs)
     note(mount_point_permissions())
     note(request_relabel(target))
     note(copy_logs(request.logs, target))

@@ -6,15 +6,18 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from rescue_runtime import rescueconf
 from rescue_runtime.errors import EXIT_OK, MissingError, UsageError
 from rescue_runtime.layout.model import Layout
 from rescue_runtime.layout.store import load
+from rescue_runtime.recover import finalize_network
 from rescue_runtime.recover.activate import under, wanted_mount
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.finalize import FinalizeRequest, finalize, finalize_programs
 from rescue_runtime.recover.options import add_layout_parser
 from rescue_runtime.recover.recreate import KEY_DIR, SCRIPT_DIR
 from rescue_runtime.recover.recreate_cli import RESCUE_MARKERS, in_rescue_system
+from rescue_runtime.recover.report import report_path
 from rescue_runtime.recover.workflow import open_log
 from rescue_runtime.run import run, which
 
@@ -27,6 +30,7 @@ def rescue_logs(globs: Sequence[str] = LOG_GLOBS) -> list[Path]:
     for pattern in globs:
         path = Path(pattern)
         found += sorted(Path(path.parent).glob(path.name))
+    found.append(report_path())  # the recovery report (recover/report.py)
     return [p for p in found if p.is_file()]
 
 
@@ -66,6 +70,12 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
         )
     log_file = open_log("finalizeonly")
     print(f"mkmedia finalizeonly: log in {log_file or '(none: /var/log not writable)'}")
+    nics = finalize_network.resolve_nics(
+        finalize_network.saved_nics(rescueconf.load().saved_interfaces),
+        finalize_network.present_nics(),
+        finalize_network.read_mac_mapping(),
+        None if args.unattended else Asker(unattended=False),
+    )
     changed = [f"--rebuild-initramfs given ({reason})" for reason in args.rebuild_initramfs]
     request = FinalizeRequest(
         layout=layout,
@@ -74,6 +84,7 @@ def cmd_finalizeonly(args: argparse.Namespace) -> int:
         logs=rescue_logs(),  # this run's log among them (LOG_GLOBS)
         ask=None if args.unattended else Asker(unattended=False),
         changed=changed,
+        nics=nics,
     )
     for note in finalize(request):
         print(f"mkmedia finalizeonly: {note}", flush=True)

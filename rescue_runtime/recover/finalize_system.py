@@ -64,7 +64,7 @@ def rebuild_initramfs(layout: Layout, target: Path, changed: list[str]) -> list[
     if not reasons:
         return [
             "initramfs not rebuilt: every UUID, mdadm.conf and crypttab are as at backup "
-            "time, so the restored one fits"
+            "time and it holds the root disk's driver, so the restored one fits"
         ]
     why = "; ".join(reasons)
     if target_program(target, "update-initramfs"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,18 +56,25 @@ def present_disks() -> list[BlockDevice]:
     return [d for d in lsblk.parse(out) if d.type == "disk" and not _NOT_TARGETS.match(d.path)]
 
 
-def read_mapping_file(path: Path = MAPPING_FILE) -> dict[str, str]:
-    """The operator's mapping: "OLD NEW" per line, `#` comments; {} when there is no file."""
+def mapping_lines(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line number, line, its words) of each line of an operator's mapping file that is
+    not blank or a `#` comment; none when there is no file (disks, MAC addresses)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return {}
-    pairs: dict[str, str] = {}
+        return []
+    found = []
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        words = line.split()
+        words = raw.split("#", 1)[0].split()
+        if words:
+            found.append((number, raw, words))
+    return found
+
+
+def read_mapping_file(path: Path = MAPPING_FILE) -> dict[str, str]:
+    """The operator's mapping: "OLD NEW" per line, `#` comments; {} when there is no file."""
+    pairs: dict[str, str] = {}
+    for number, raw, words in mapping_lines(path):
         if len(words) != 2 or not all(w.startswith("/dev/") for w in words):
             raise ConfigError(
                 f"{path} line {number}: {raw.strip()!r} is not 'OLD NEW' with two device paths.",
@@ -143,6 +150,22 @@ def propose(
     return result
 
 
+def mirrors_left_out(
+    saved: Iterable[Disk], proposal: DiskMapping, redundant: Callable[[str], bool]
+) -> list[str] | None:
+    """The saved disks recover can go on without: when nothing is ambiguous and every saved
+    disk without a place is a RAID1 mirror disk (its content is on the other members too),
+    those disks, their arrays to run degraded; None otherwise. Ambiguity is never resolved
+    here: which present disk gets wiped is the operator's choice."""
+    if proposal.ambiguous or not proposal.unplaced:
+        return None
+    if not all(redundant(path) for path in proposal.unplaced):
+        return None
+    left = [d.path for d in saved if d.path in proposal.unplaced]
+    proposal.unplaced.clear()
+    return left
+
+
 def candidate_table(
     saved: Iterable[Disk],
     present: Iterable[BlockDevice],
@@ -212,3 +235,8 @@ def apply_mapping(layout: Layout, pairs: Mapping[str, str]) -> tuple[Layout, dic
         return layout, {}
     document = _rewrite(json.loads(to_json(layout)), table)
     return from_json(json.dumps(document), source="the mapped layout"), table
+
+
+def rename_keys(values: Mapping[str, int], table: Mapping[str, str]) -> dict[str, int]:
+    """A dict keyed by component ids or device paths, its keys translated like the layout."""
+    return {_rewrite(key, table): value for key, value in values.items()}

@@ -21,7 +21,7 @@ from rescue_runtime.recover.recreate_block import Block, size_arg
 
 
 def md_block(md: MdArray) -> Block:
-    block = Block(md.id, f"MD {md.level} {md.path} on {', '.join(md.members + md.spares)}")
+    block = Block(md.id, f"MD {md.level} {md.path} on {', '.join(md.slots() + md.spares)}")
     for member in md.members + md.spares:
         block.run("wipefs", "--all", "--force", member)
     argv = ["mdadm", "--create", md.path, "--run", "--assume-clean", f"--level={md.level}"]
@@ -37,11 +37,12 @@ def md_block(md: MdArray) -> Block:
         argv.append(f"--layout={md.layout}")
     if md.bitmap and md.level != "raid0":
         argv.append(f"--bitmap={md.bitmap}")
-    argv.append(f"--raid-devices={md.raid_devices or len(md.members)}")
+    argv.append(f"--raid-devices={md.raid_devices or len(md.members) + len(md.missing)}")
     if md.spares:
         argv.append(f"--spare-devices={len(md.spares)}")
-    # Member order is slot order: the saved list, then the spares.
-    block.run(*argv, *md.members, *md.spares)
+    # Member order is slot order: the saved list (`missing` where a disk is gone: a degraded
+    # array), then the spares.
+    block.run(*argv, *md.slots(), *md.spares)
     block.run("wait_dev", md.path)
     return block
 

@@ -6,7 +6,12 @@ last partition takes it all) or `none` (the new space stays free). Partitions af
 one move by whole MiB, so 1 MiB alignment stays. Whatever sits on a grown partition follows:
 an MD array or LUKS volume fills it, a PV fills it and its VG's LVs grow proportionally (in
 `proportional` mode; in whole extents), and a file system made on a grown device fills it
-instead of keeping its old block count. Disks smaller than the layout are refused in verify.
+instead of keeping its old block count.
+
+Smaller disks shrink what sits on them within what the data needs (shrink.py); when the needs
+do not fit, `TooSmall` carries the numbers and verify refuses before any write. The disks of
+a RAID1 mirror set are all treated as the smallest of them, so the members stay equal (the
+larger disk keeps free space at its end).
 """
 
 from __future__ import annotations
@@ -14,23 +19,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
+from rescue_runtime.errors import MissingError
 from rescue_runtime.layout.model import Disk, Layout
+from rescue_runtime.recover.shrink import FIXED_FLAGS, MiB, Shortfall, Shrinker, usable_end
+from rescue_runtime.recover.shrink import align_down as _align_down
 
-MiB = 1 << 20
 MODES = ("proportional", "last", "none")
-FIXED_FLAGS = {"esp", "bios_grub", "prep", "msftres", "diag"}
-GPT_BACKUP_SECTORS = 34  # the backup header and its entries at the disk's end
-
-
-def _align_down(value: int, unit: int) -> int:
-    return value // unit * unit
-
-
-def usable_end(disk: Disk, size: int) -> int:
-    """Where partitions may end on a disk of `size` bytes (aligned to MiB)."""
-    sector = disk.logical_sector_size or 512
-    reserved = GPT_BACKUP_SECTORS * sector if disk.table == "gpt" else 0
-    return _align_down(size - reserved, MiB)
 
 
 def grow_disk(disk: Disk, new_size: int, mode: str, notes: list[str]) -> dict[str, float]:
@@ -65,21 +59,75 @@ def grow_disk(disk: Disk, new_size: int, mode: str, notes: list[str]) -> dict[st
     return factors
 
 
+class TooSmall(MissingError):
+    """The target disks cannot hold what the data needs (the numbers are in the message)."""
+
+    def __init__(self, shortfalls: list[Shortfall]) -> None:
+        self.shortfalls = shortfalls
+        super().__init__(
+            "The target disks are too small for the saved layout's data, even with every "
+            "file system shrunk to what it used at backup time plus its margin: "
+            + "; ".join(s.describe() for s in shortfalls)
+            + ". Nothing was touched.",
+            hint="Attach larger disks, map the saved disks to larger ones in "
+            "/etc/mkmedia/mappings/disks, or leave components out with EXCLUDE_RECREATE.",
+        )
+
+
+def mirror_sizes(layout: Layout, sizes: Mapping[str, int]) -> dict[str, int]:
+    """Each disk's size to plan with: the smallest of its RAID1 mirror set (disks whose
+    partitions are members of the same RAID1 arrays), its own otherwise."""
+    group = {d.path: {d.path} for d in layout.disks}
+    disk_of = {p.path: d.path for d in layout.disks for p in d.partitions}
+    disk_of.update({d.path: d.path for d in layout.disks})
+    for md in layout.mds:
+        if md.level != "raid1":
+            continue
+        disks = {disk_of[m] for m in md.members if m in disk_of}
+        merged = set().union(*(group[d] for d in disks)) if disks else set()
+        for d in merged:
+            group[d] = merged
+    planned = {}
+    for disk in layout.disks:
+        planned[disk.path] = min(sizes.get(d, layout_size(layout, d)) for d in group[disk.path])
+    return planned
+
+
+def layout_size(layout: Layout, path: str) -> int:
+    disk = layout.disk(path)
+    return disk.size if disk is not None else 0
+
+
 def resize_layout(
-    layout: Layout, sizes: Mapping[str, int], mode: str = "proportional"
+    layout: Layout,
+    sizes: Mapping[str, int],
+    mode: str = "proportional",
+    used: Mapping[str, int] | None = None,
 ) -> tuple[Layout, list[str]]:
-    """The layout for disks of these sizes (path -> bytes; only larger ones change it), and
-    what was changed, one note each."""
+    """The layout for disks of these sizes (path -> bytes), and what was changed, one note
+    each. `used` is the backup manifest's used bytes per file system component id: smaller
+    disks are planned with it (without it, every file system keeps its size); TooSmall when
+    the data does not fit."""
     layout = copy.deepcopy(layout)
     notes: list[str] = []
     grown: dict[str, float] = {}  # device path -> growth factor
+    planned = mirror_sizes(layout, sizes)
+    shrinker = Shrinker(layout, used or {})
+    shortfalls = []
     for disk in layout.disks:
-        new = sizes.get(disk.path, disk.size)
-        if new > disk.size:
+        new = planned.get(disk.path, disk.size)
+        if new < disk.size:
+            shortfall = shrinker.shrink_disk(disk, new)
+            if shortfall is not None:
+                shortfalls.append(shortfall)
+        elif new > disk.size:
             before = disk.size
             grown.update(grow_disk(disk, new, mode, notes))
             if disk.table is None:
                 grown[disk.path] = new / before
+    if shortfalls:
+        raise TooSmall(shortfalls)
+    notes += [f"smaller disk: {note}" for note in shrinker.notes]
     if not grown:
         return layout, notes
     for md in layout.mds:

@@ -14,7 +14,7 @@ from pathlib import Path
 from rescue_runtime.backup import method_class
 from rescue_runtime.backup.progress import GiB, MiB, ProgressLine
 from rescue_runtime.errors import MkmediaError
-from rescue_runtime.recover import finalize
+from rescue_runtime.recover import finalize, report
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import KEY_DIR
 from rescue_runtime.run import run, spawn
@@ -61,10 +61,13 @@ def restore_backup(ctx: RecoverContext) -> None:
     t0 = time.monotonic()
     line = ProgressLine("restore", every=15.0)
     try:
-        result = restore(ctx.backup_dir, target, progress=line)
+        skip = {"skip_mounts": ctx.skipped_mounts} if ctx.skipped_mounts else {}
+        result = restore(ctx.backup_dir, target, progress=line, **skip)
     finally:
         line.close()
     seconds = time.monotonic() - t0
+    for mountpoint in ctx.skipped_mounts:
+        ctx.note(f"{mountpoint}: left out of the recovery, its content was not restored")
     size = int(ctx.manifest.get("bytes") or 0)  # type: ignore[call-overload]
     ctx.note(
         f"restored {result['files']} files, {size / GiB:.2f} GiB into {target} in "
@@ -79,14 +82,17 @@ def restore_backup(ctx: RecoverContext) -> None:
 @step("finalize", 10)
 def finalize_system(ctx: RecoverContext) -> None:
     """Boot loader, LUKS keys, the initramfs decision, the logs into the restored system."""
-    logs = [p for p in (ctx.log_file, _recreate_log(ctx)) if p is not None and p.exists()]
+    candidates = (ctx.log_file, _recreate_log(ctx), report.report_path())
+    logs = [p for p in candidates if p is not None and p.exists()]
     request = finalize.FinalizeRequest(
         layout=ctx.layout,
         target=Path(ctx.options.target),
         key_dir=Path(KEY_DIR),
         logs=logs,
         ask=None if ctx.options.unattended else ctx.ask,
-        changed=[],  # same disks, same UUIDs: the migration work fills this
+        changed=[],  # finalize adds what it rewrote and what the initramfs lacks
+        mapped=ctx.mapped,
+        nics=ctx.nics,
     )
     for note in finalize.finalize(request):
         ctx.note(note)

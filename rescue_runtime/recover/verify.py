@@ -15,7 +15,7 @@ from rescue_runtime.backup import medium, method_class
 from rescue_runtime.backup.netfs import extract_member
 from rescue_runtime.errors import ConfigError, MissingError, MkmediaError, UsageError
 from rescue_runtime.layout import store
-from rescue_runtime.recover import finalize, mapping, resize
+from rescue_runtime.recover import exclude, finalize, finalize_network, mapping, report, resize
 from rescue_runtime.recover.context import RecoverContext, step
 from rescue_runtime.recover.recreate import KEY_DIR, generate
 from rescue_runtime.recover.recreate_cli import (
@@ -134,6 +134,7 @@ def map_disks(ctx: RecoverContext) -> None:
         protected=protected,
         given=mapping.read_mapping_file(),
     )
+    dropped = _disks_left_out(ctx, proposal)
     if not proposal.complete:
         candidates = mapping.candidate_table(ctx.layout.disks, present, proposal, protected)
         first = next(iter(proposal.ambiguous), None) or proposal.unplaced[0]
@@ -144,27 +145,120 @@ def map_disks(ctx: RecoverContext) -> None:
             hint=f"Write the mapping into {mapping.MAPPING_FILE}, one 'OLD NEW' per line "
             f"(e.g. '{first} {example}'), and run recover again.",
         )
-    small = []
+    _leave_out(ctx, dropped)
     sizes = {d.path: d.size for d in present}
-    for disk in ctx.layout.disks:
-        new = proposal.pairs[disk.path]
-        if sizes.get(new, disk.size) < disk.size:
-            small.append(f"{new} ({sizes[new]} bytes, the layout needs {disk.size})")
-    if small:
-        raise MissingError(
-            f"These disks are smaller than the saved layout's: {', '.join(small)}; nothing "
-            "was touched.",
-            hint="Attach disks at least as large (shrinking a layout is not implemented yet).",
-        )
+    used = manifests.used_bytes(ctx.manifest) if ctx.manifest else {}
     if not proposal.identity:
         ctx.layout, ctx.mapped = mapping.apply_mapping(ctx.layout, proposal.pairs)
+        used = mapping.rename_keys(used, ctx.mapped)
         for old, new in proposal.pairs.items():
             if old != new:
                 ctx.note(f"disk {old} is recreated on {new} ({proposal.reasons[old]})")
+                report.note("mapping", f"{old} -> {new} ({proposal.reasons[old]})")
     mode = str(ctx.config.settings.get("RESIZE_PARTITIONS") or "proportional")
-    ctx.layout, changes = resize.resize_layout(ctx.layout, sizes, mode)
+    ctx.layout, changes = resize.resize_layout(ctx.layout, sizes, mode, used)
     for change in changes:
-        ctx.note(f"larger disk: {change}")
+        ctx.note(change)
+        report.note("resize", change)
+    shrunk = [c for c in changes if c.startswith("smaller disk:")]
+    if shrunk and not ctx.options.unattended:
+        print("mkmedia recover: the resize plan for the smaller disks:", flush=True)
+        for change in shrunk:
+            print(f"  {change}", flush=True)
+        answer = ctx.ask.choose("Recreate the layout with these sizes?", ("yes", "no"), "no")
+        if answer != "yes":
+            raise MkmediaError(
+                "Recover stopped: the operator did not accept the resize plan; nothing was "
+                "touched.",
+                hint="Attach larger disks, or map the saved disks to other ones in "
+                f"{mapping.MAPPING_FILE}.",
+            )
+
+
+def _disks_left_out(ctx: RecoverContext, proposal: mapping.DiskMapping) -> dict[str, str]:
+    """Saved disks recover goes on without (disk id -> why): RAID1 mirror disks beyond the
+    disks present (their arrays run degraded), and, when the operator agrees (never
+    unattended), disks no present disk can take."""
+    if proposal.complete:
+        return {}
+    left = mapping.mirrors_left_out(
+        ctx.layout.disks, proposal, lambda path: exclude.redundant_disk(ctx.layout, path)
+    )
+    if left is not None:
+        why = "a RAID1 mirror disk with no disk here for it: its arrays run degraded"
+        return {f"disk:{path}": why for path in left}
+    if proposal.ambiguous or ctx.options.unattended:
+        return {}
+    lost = exclude.leave_out(ctx.layout, {f"disk:{p}": "" for p in proposal.unplaced})
+    mounts = ", ".join(lost.skipped_mounts) or "no mount point"
+    answer = ctx.ask.choose(
+        f"No disk here can take the place of {', '.join(proposal.unplaced)}. Recover without "
+        f"it and everything built on it ({mounts} will not be restored)?",
+        ("yes", "no"),
+        "no",
+    )
+    if answer != "yes":
+        return {}
+    dropped = {
+        f"disk:{p}": "no disk here takes its place; the operator agreed" for p in proposal.unplaced
+    }
+    proposal.unplaced.clear()
+    return dropped
+
+
+def _leave_out(ctx: RecoverContext, dropped: dict[str, str]) -> None:
+    """Take the dropped disks and EXCLUDE_RECREATE's components (with everything built on
+    them) out of the layout; say each in the report."""
+    reasons = dict(dropped)
+    setting = ctx.config.settings.get("EXCLUDE_RECREATE")
+    already = ctx.layout.options.exclude  # left out when the layout was saved
+    patterns = [str(p) for p in setting if p not in already] if isinstance(setting, list) else []
+    for node_id, pattern in exclude.matching_ids(ctx.layout, patterns, "EXCLUDE_RECREATE").items():
+        reasons.setdefault(node_id, f"EXCLUDE_RECREATE {pattern!r}")
+    if not reasons:
+        return
+    result = exclude.leave_out(ctx.layout, reasons)
+    if any(why.startswith("a RAID1 mirror") for why in dropped.values()) and result.skipped_mounts:
+        raise MissingError(
+            "Going on without the RAID1 mirror disks that have no disk here would lose "
+            f"{', '.join(result.skipped_mounts)} (no member of their arrays is left); nothing "
+            "was touched.",
+            hint=f"Attach another disk, or map the saved disks in {mapping.MAPPING_FILE}.",
+        )
+    ctx.layout = result.layout
+    ctx.skipped_mounts = result.skipped_mounts
+    for node_id, why in result.removed.items():
+        report.note("exclude", f"{node_id} left out: {why}")
+    for line in result.degraded:
+        ctx.note(f"WARNING: RAID1 {line}: the array is created degraded (one disk short)")
+        report.note("raid", f"{line}: created degraded; add a disk later with mdadm --add")
+    for mountpoint in result.skipped_mounts:
+        ctx.note(f"{mountpoint} is left out: the restore skips its content")
+        report.note(
+            "exclude",
+            f"{mountpoint}: not recreated, its content not restored; the restored fstab may "
+            "still name it",
+        )
+
+
+@step("verify", 42)
+def map_network_cards(ctx: RecoverContext) -> None:
+    """Place each saved network card whose MAC is gone on a present one (mapping file,
+    the one new card, driver and order); a guess is asked, or refused unattended."""
+    if "finalize" not in ctx.stages:
+        return
+    saved = finalize_network.saved_nics(ctx.config.saved_interfaces)
+    present = finalize_network.present_nics()
+    ctx.nics = finalize_network.resolve_nics(
+        saved,
+        present,
+        finalize_network.read_mac_mapping(),
+        None if ctx.options.unattended else ctx.ask,
+    )
+    for old, new in ctx.nics.pairs.items():
+        ctx.note(f"network card {old} is replaced by {new} ({ctx.nics.reasons[old]})")
+    for old in ctx.nics.unplaced:
+        ctx.note(f"network card {old} is gone and no card is free: its configuration stays")
 
 
 @step("verify", 45)

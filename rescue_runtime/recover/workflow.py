@@ -19,7 +19,7 @@ from pathlib import Path
 from rescue_runtime import features, rescueconf
 from rescue_runtime import workflow as engine
 from rescue_runtime.errors import EXIT_OK, MkmediaError, UsageError
-from rescue_runtime.recover import stages, verify  # noqa: F401 - they register the steps
+from rescue_runtime.recover import report, stages, verify  # noqa: F401 - stages, verify register steps
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.context import STEPS, RecoverContext, RecoverOptions, Subject
 from rescue_runtime.recover.options import add_layout_parser
@@ -106,6 +106,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
     env = {"MKMEDIA_TARGET": os.path.normpath(args.target), "MKMEDIA_LAYOUT_DIR": args.dir}
     print(f"mkmedia {workflow.name}: log in {log_file or '(none: /var/log not writable)'}")
     record_outcome("running")
+    if workflow is RECOVER:
+        started = report.start(workflow.name)
+        print(f"mkmedia recover: recovery report in {started or '(none: not writable)'}")
     try:
         with ctx.resources:
             engine.run_plan(workflow, planned, ctx, hooks_dir=rescueconf.HOOKS_DIR, env=env)

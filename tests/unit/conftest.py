@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,15 @@ def guest_layout() -> Layout:
 def stack_layout() -> Layout:
     """The written RAID1-with-spare + LUKS2 + thin LVM machine, its job disk left out."""
     return capture("/", exclude_disks=["/dev/vdd"], probe=ReplayProbe())
+
+
+@pytest.fixture(autouse=True)
+def recover_report(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test's recovery report is its own file, never the host's /var/lib/mkmedia."""
+    from rescue_runtime.recover import report
+
+    path = tmp_path_factory.mktemp("report") / "recover-report.txt"
+    monkeypatch.setenv(report.REPORT_ENV, str(path))
+    return path

@@ -62,8 +62,12 @@ def test_host_interfaces_skip_virtual_and_non_ethernet(tmp_path: Path) -> None:
     link("lo", "772", "00:00:00:00:00:00", False)
     link("br0", "1", "52:54:00:aa:aa:aa", False)
     link("ib0", "32", "80:00:00:48:fe:80", True)
+    (tmp_path / "drivers/virtio_net").mkdir(parents=True)
+    (tmp_path / "eth0/device/driver").symlink_to(tmp_path / "drivers/virtio_net")
     found = host_interfaces(tmp_path)
-    assert [(i.name, i.mac) for i in found] == [("eth0", "52:54:00:12:34:56")]
+    assert [(i.name, i.mac, i.driver) for i in found] == [
+        ("eth0", "52:54:00:12:34:56", "virtio_net")  # finalize maps new cards by the driver
+    ]
     found[0].addresses.append("192.0.2.5/24")
     assert client_config_names(pxe_clients(found)) == ["01-52-54-00-12-34-56", "C0000205"]
 

@@ -16,7 +16,7 @@ from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.errors import MkmediaError
 from rescue_runtime.layout import store
 from rescue_runtime.layout.model import Layout
-from rescue_runtime.recover import verify
+from rescue_runtime.recover import report, verify
 from rescue_runtime.recover.ask import Asker
 from rescue_runtime.recover.context import STEPS, RecoverContext, RecoverOptions, Subject
 from rescue_runtime.recover.workflow import RECOVER
@@ -149,17 +149,30 @@ def test_a_smaller_disk_is_refused(
 ) -> None:
     disks = [present(d.path, d.size - 4096) for d in machine_layout(machine).disks]
     monkeypatch.setattr(verify.mapping, "present_disks", lambda: disks)
-    with pytest.raises(MkmediaError, match="smaller than the saved layout"):
+    with pytest.raises(MkmediaError, match="too small for the saved layout's data") as caught:
         run_verify(machine)
+    # no used bytes in this backup's manifest: every file system keeps its size
+    assert "needs 10239 MiB" in str(caught.value) and "offers 10238 MiB" in str(caught.value)
+    assert machine.script is None  # stopped before the script was written
 
 
 def test_the_medium_is_never_a_target(
     machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = machine_disks(machine)[0]
-    monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first})
-    with pytest.raises(MkmediaError, match=f"{first} .*holds the rescue medium or the backup"):
+    first, second, third = machine_disks(machine)
+    monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first, third})
+    with pytest.raises(MkmediaError, match=f"{third} .*holds the rescue medium or the backup"):
         run_verify(machine)
+    # one of the RAID1 disks holds it: recover goes on degraded on the other, never on it
+    monkeypatch.setattr(verify.medium, "rescue_medium_devices", lambda: {first})
+    machine.protected = set()  # a new run
+    out = io.StringIO()
+    machine.ask = Asker(unattended=False, stdin=io.StringIO("continue\n"), stdout=out)
+    run_verify(machine)
+    assert machine.plan is not None and machine.plan.disks == [second, third]
+    assert "/dev/md0 --run --assume-clean" in machine.plan.script
+    assert f"missing {second}2" in machine.plan.script  # slot 0 was on the medium's disk
+    assert report.section("raid") and all("degraded" in line for line in report.section("raid"))
 
 
 def test_a_missing_program_is_named(
@@ -213,3 +226,89 @@ def machine_layout(ctx: RecoverContext) -> Layout:
 
 def machine_disks(ctx: RecoverContext) -> list[str]:
     return [d.path for d in machine_layout(ctx).disks]
+
+
+def test_a_network_card_guess_is_asked_or_refused_before_any_write(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rescue_runtime.recover import finalize_network
+
+    monkeypatch.setattr(verify.finalize, "luks_key_problems", lambda layout, text: [])
+    monkeypatch.setattr(finalize_network, "MAC_MAPPING_FILE", tmp_path / "mappings/mac")
+    machine.config.saved_interfaces = [
+        rescueconf.SavedInterface("eth0", "52:54:00:00:00:01", driver="e1000e"),
+        rescueconf.SavedInterface("eth1", "52:54:00:00:00:02", driver="igb"),
+    ]
+    new = [finalize_network.Nic(f"enp{n}s0", f"52:54:00:00:01:0{n}", "virtio_net") for n in (1, 2)]
+    monkeypatch.setattr(verify.finalize_network, "present_nics", lambda: new)
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MkmediaError, match="network cards cannot all be placed") as refused:
+        run_verify(machine)
+    assert machine.script is None  # stopped before the recreate script was even written
+    assert "52:54:00:00:00:01 52:54:00:00:01:01" in (refused.value.hint or "")
+
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings/mac").write_text("52:54:00:00:00:01 52:54:00:00:01:02\n")
+    run_verify(machine)  # the mapping file decides one; the other is the one card left
+    assert machine.nics.pairs == {
+        "52:54:00:00:00:01": "52:54:00:00:01:02",
+        "52:54:00:00:00:02": "52:54:00:00:01:01",
+    }
+
+
+def test_exclude_recreate_leaves_components_out_and_the_restore_skips_them(
+    machine: RecoverContext,
+) -> None:
+    machine.config.settings["EXCLUDE_RECREATE"] = ["/srv"]
+    run_verify(machine)
+    assert machine.skipped_mounts == ["/srv"]
+    assert machine.layout.mount("/srv") is None and machine.layout.mount("/") is not None
+    assert machine.plan is not None and "/srv" not in machine.plan.script.split("TARGET")[-1]
+    assert any("/srv: not recreated" in line for line in report.section("exclude"))
+
+
+def test_a_disk_that_fits_nowhere_is_left_out_only_when_the_operator_agrees(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    *kept, last = machine_layout(machine).disks  # vdc: the LUKS PV and the spare
+    disks = [present(d.path, d.size, d.serial) for d in kept]
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: disks)
+    machine.options.unattended = True
+    machine.ask = Asker(unattended=True)
+    with pytest.raises(MkmediaError, match="without a guess"):
+        run_verify(machine)
+    machine.options.unattended = False
+    answers = io.StringIO("yes\ncontinue\n")
+    machine.ask = Asker(unattended=False, stdin=answers, stdout=io.StringIO())
+    run_verify(machine)
+    assert machine.plan is not None and last.path not in machine.plan.disks
+    # the VG lost a PV, so it and everything on it is left out; / went with it
+    assert "/" in machine.skipped_mounts
+    assert any("the operator agreed" in line for line in report.section("exclude"))
+
+
+def test_a_smaller_disk_is_planned_by_the_used_bytes_and_asked_for(
+    machine: RecoverContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.unit.test_recover_resize import GiB, bios_lvm
+
+    layout_dir = Path(machine.options.layout_dir)
+    store.save(bios_lvm(), layout_dir)
+    sha = hashlib.sha256((layout_dir / store.JSON_NAME).read_bytes()).hexdigest()
+    backup = Path(machine.config.backup_url.removeprefix("file://")) / "db7"
+    document = json.loads((backup / manifests.MANIFEST_NAME).read_text())
+    used = {"fs:/dev/mapper/vgsys-root": 1 * GiB, "fs:/dev/vda1": 50 << 20}
+    document.update(layout_sha256=sha, used_bytes=used)
+    (backup / manifests.MANIFEST_NAME).write_text(json.dumps(document))
+    monkeypatch.setattr(verify.mapping, "present_disks", lambda: [present("/dev/vda", 3 * GiB)])
+    out = io.StringIO()
+    machine.ask = Asker(unattended=False, stdin=io.StringIO("no\n"), stdout=out)
+    with pytest.raises(MkmediaError, match="did not accept the resize plan"):
+        run_verify(machine)
+    assert machine.script is None and "Recreate the layout with these sizes?" in out.getvalue()
+    machine.ask = Asker(unattended=False, stdin=io.StringIO("yes\ncontinue\n"), stdout=out)
+    run_verify(machine)
+    root = machine.layout.lv("vgsys/root")
+    assert root is not None and root.size < 2560 << 20
+    assert any("LV vgsys/root" in line for line in report.section("resize"))
