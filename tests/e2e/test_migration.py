@@ -13,6 +13,7 @@ them. What recover changed is read from its notes on the rescue console ("mkmedi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,20 @@ done > /run/job/fill.txt
 FILL_RATIO = 0.85
 
 
+# In the recovered machine: the recovery report finalize copied there (recover/report.py).
+REPORT_COPY = "cp /var/log/mkmedia/recover-report.txt /run/job/recover-report.txt\n"
+
+
+def report_sections(job: Path) -> dict[str, list[str]]:
+    """The recovery report's notes by section ("[section] text" lines)."""
+    sections: dict[str, list[str]] = {}
+    for line in (job / "recover-report.txt").read_text().splitlines():
+        if line.startswith("[") and "] " in line:
+            section, text = line[1:].split("] ", 1)
+            sections.setdefault(section, []).append(text)
+    return sections
+
+
 def filesystem_sizes(state: dict[str, object]) -> dict[str, int]:
     """File system UUID -> bytes of the device it is on, from the state's lsblk rows."""
     found = {}
@@ -134,7 +149,7 @@ def test_bios_lvm_onto_one_larger_nvme_disk(tmp_path: Path, backups: Backups) ->
         backup,
         tmp_path,
         (old_mib * 3 // 2,),
-        extra=FILL_CHECK.format(mounts="/ /boot /data"),
+        extra=REPORT_COPY + FILL_CHECK.format(mounts="/ /boot /data"),
         interface="nvme",
     )
     notes = recovery_notes(rescue_log)
@@ -145,12 +160,25 @@ def test_bios_lvm_onto_one_larger_nvme_disk(tmp_path: Path, backups: Backups) ->
         assert after[key] >= old * 1.4, f"{key} did not grow by about half: {old} -> {after[key]}"
     assert_filesystems_fill(verdict.job, backup.state)
     text = "\n".join(notes)
-    assert "disk /dev/vda is recreated on /dev/nvme0n1" in text, text
+    assert "disk /dev/vda is recreated on /dev/nvme0n1 (the one disk large enough)" in notes, text
     for part in ("/dev/nvme0n1p1", "/dev/nvme0n1p2"):
         assert f"partition {part}: " in text, text
     for lv in ("vgsys/root", "vgsys/data", "vgsys/swap"):
         assert f"LV {lv}: " in text, text
-    assert any(n.startswith(("initramfs rebuilt", "initramfs not rebuilt")) for n in notes), text
+    # fstab, grub.cfg and the initramfs name UUIDs and LVs only: nothing names the old disk
+    assert "device names: no restored configuration file names a changed device or UUID" in (
+        notes
+    ), text
+    report = report_sections(verdict.job)
+    assert report.get("mapping") == ["/dev/vda -> /dev/nvme0n1 (the one disk large enough)"]
+    assert "rewrite" not in report and "uuid" not in report, report
+    assert len(report.get("resize", [])) >= 5, report  # two partitions, three LVs, ...
+    # the initramfs decision: the nvme driver is in the restored one, so it is not rebuilt
+    initramfs = report.get("initramfs", [])
+    assert any(
+        re.fullmatch(r"initramfs drivers: \S+ has nvme \(/dev/nvme0n1\)", n) for n in initramfs
+    ), initramfs
+    assert any(n.startswith("initramfs not rebuilt") for n in initramfs), initramfs
 
 
 def test_bios_lvm_onto_a_smaller_disk_that_holds_the_data(tmp_path: Path, backups: Backups) -> None:
@@ -169,7 +197,7 @@ def test_bios_lvm_onto_a_smaller_disk_that_holds_the_data(tmp_path: Path, backup
         backup,
         tmp_path,
         (new_mib,),
-        extra=FILL_CHECK.format(mounts=" ".join(used)),
+        extra=REPORT_COPY + FILL_CHECK.format(mounts=" ".join(used)),
     )
     notes = recovery_notes(rescue_log)
     assert_verified(verdict, backup.state)
@@ -182,7 +210,8 @@ def test_bios_lvm_onto_a_smaller_disk_that_holds_the_data(tmp_path: Path, backup
     old_sizes = filesystem_sizes(backup.state)
     for mount, (uuid, device, size) in fill(verdict.job).items():
         assert used[mount] < size and device <= old_sizes[uuid], (mount, device, size)
-    assert any(n.startswith("smaller disk: ") for n in notes), "\n".join(notes)
+    assert any(n.startswith("smaller disk: LV vgsys/root: ") for n in notes), "\n".join(notes)
+    assert any(n.startswith("smaller disk: ") for n in report_sections(verdict.job)["resize"])
 
 
 def patterned_disks(directory: Path, sizes_mib: tuple[int, ...]) -> dict[Path, bytes]:
@@ -260,8 +289,14 @@ def test_bios_lvm_refusals_leave_the_disks_untouched(tmp_path: Path, backups: Ba
         status, out = guest.shell(TRUNCATED_BACKUP.format(volume=volume["name"]))
         assert status == 0, out
         status, truncated = guest.shell(SECOND_RECOVER, cycle.RECOVER_DEADLINE)
-    assert "nothing was touched" in refusal.replace("\n", " "), refusal
-    assert "/dev/vda" in refusal and str(small_mib * MiB) in refusal, refusal
+    assert "nothing was touched" in refusal.replace("\n", " ").lower(), refusal
+    numbers = re.search(
+        r"/dev/vda offers (\d+) MiB for partitions, the data needs (\d+) MiB", refusal
+    )
+    assert numbers, refusal
+    offered, needed = (int(n) for n in numbers.groups())
+    used = sum(int(fs["used_bytes"]) for fs in manifest["filesystems"]) // MiB
+    assert offered <= small_mib < used <= needed, refusal
     assert status != 0, truncated
     assert "is truncated or was changed" in truncated, truncated
     assert f"/{volume['name']} has {MiB} bytes" in truncated, truncated
@@ -282,7 +317,7 @@ def test_uefi_raid_luks_onto_two_larger_disks_of_different_sizes(
         backup,
         tmp_path,
         (first * 5 // 4, second * 3 // 2),
-        extra=cycle.LUKS_CHECK + FILL_CHECK.format(mounts="/"),
+        extra=cycle.LUKS_CHECK + REPORT_COPY + FILL_CHECK.format(mounts="/"),
     )
     notes = recovery_notes(rescue_log)
     assert_verified(verdict, backup.state)
@@ -292,3 +327,5 @@ def test_uefi_raid_luks_onto_two_larger_disks_of_different_sizes(
     text = "\n".join(notes)
     for lv in ("vgcrypt/root", "vgcrypt/swap"):
         assert f"LV {lv}: " in text, text
+    resized = report_sections(verdict.job)["resize"]
+    assert any(n.startswith("LV vgcrypt/root: ") for n in resized), resized
