@@ -152,13 +152,19 @@ def test_bios_lvm_onto_one_larger_nvme_disk(tmp_path: Path, backups: Backups) ->
         extra=REPORT_COPY + FILL_CHECK.format(mounts="/ /boot /data"),
         interface="nvme",
     )
-    notes = recovery_notes(rescue_log)
-    assert_verified(verdict, backup.state)
-    before, after = sizes(backup.state), sizes(verdict.state)
+    check_grown_onto_nvme(recovery_notes(rescue_log), verdict, backup.state)
+
+
+def check_grown_onto_nvme(
+    notes: list[str], verdict: cycle.Verdict, state: dict[str, object]
+) -> None:
+    """What test_bios_lvm_onto_one_larger_nvme_disk asserts once the recovered disk booted."""
+    assert_verified(verdict, state)
+    before, after = sizes(state), sizes(verdict.state)
     assert before.keys() == after.keys(), (before, after)
     for key, old in before.items():
         assert after[key] >= old * 1.4, f"{key} did not grow by about half: {old} -> {after[key]}"
-    assert_filesystems_fill(verdict.job, backup.state)
+    assert_filesystems_fill(verdict.job, state)
     text = "\n".join(notes)
     assert "disk /dev/vda is recreated on /dev/nvme0n1 (the one disk large enough)" in notes, text
     for part in ("/dev/nvme0n1p1", "/dev/nvme0n1p2"):
