@@ -64,7 +64,7 @@ class Machine:
     # attached as a USB stick (xHCI, usb-storage) and booted first; changes are not kept
     usb_disk: Path | None = None
     disks: list[Path] = field(default_factory=list)  # extra virtio disks
-    nvme_disks: list[Path] = field(default_factory=list)
+    nvme_disks: list[Path] = field(default_factory=list)  # NVMe disks, after the virtio ones
     network: bool = True
     tftp_dir: Path | None = None
     bootfile: str | None = None
@@ -123,11 +123,10 @@ class Machine:
             args += ["-drive", f"file={self.usb_disk},format=raw,if=none,id=usbdisk,snapshot=on"]
             args += ["-device", "usb-storage,bus=xhci.0,drive=usbdisk,bootindex=0"]
         for index, disk in enumerate(self.disks):
-            fmt = "qcow2" if disk.suffix == ".qcow2" else "raw"
-            args += ["-drive", f"file={disk},format={fmt},if=none,id=disk{index}"]
+            args += ["-drive", f"file={disk},format={_image_format(disk)},if=none,id=disk{index}"]
             args += ["-device", f"virtio-blk-pci,drive=disk{index},serial=mkmedia-disk{index}"]
         for index, disk in enumerate(self.nvme_disks):
-            args += ["-drive", f"file={disk},format=raw,if=none,id=nvme{index}"]
+            args += ["-drive", f"file={disk},format={_image_format(disk)},if=none,id=nvme{index}"]
             args += ["-device", f"nvme,drive=nvme{index},serial=mkmedia-nvme{index}"]
         if self.network:
             netdev = "user,id=n0"
@@ -146,6 +145,11 @@ class Machine:
         if self.boot_order:
             args += ["-boot", f"order={self.boot_order}"]
         return args + self.extra
+
+
+def _image_format(disk: Path) -> str:
+    """QEMU's format of a disk image: qcow2 (an overlay) by its name, raw otherwise."""
+    return "qcow2" if disk.suffix == ".qcow2" else "raw"
 
 
 def dies_with_parent(argv: list[str]) -> list[str]:

@@ -633,6 +633,19 @@ def _build_source(
     return SourceMachine(spec, _publish(tmp, final), version)
 
 
+# The controllers a machine's disks can sit on: virtio (as at provisioning) or NVMe (the
+# replacement hardware of a migration).
+INTERFACES = ("virtio", "nvme")
+
+
+def on_controller(disks: Sequence[Path], interface: str) -> tuple[list[Path], list[Path]]:
+    """(virtio disks, NVMe disks) of a Machine with `disks` on `interface`; each controller
+    gives its disks fixed serials (mkmedia-disk0, mkmedia-nvme0, ...)."""
+    if interface not in INTERFACES:
+        raise ValueError(f"disk interface {interface!r} is not one of {INTERFACES}")
+    return (list(disks), []) if interface == "virtio" else ([], list(disks))
+
+
 def boot_source(
     machine: SourceMachine,
     disks: Sequence[Path],
@@ -643,15 +656,19 @@ def boot_source(
     memory_mib: int = 1536,
     cpus: int = 1,
     vars_file: Path | None = None,
+    interface: str = "virtio",
 ) -> Guest:
     """A Guest booting the source machine's (overlay) disks with `job_dir` as its job share;
-    `vars_file`: the UEFI variable store to keep (a recovered machine's NVRAM)."""
+    `vars_file`: the UEFI variable store to keep (a recovered machine's NVRAM); `interface`:
+    the controller the disks are on."""
+    virtio, nvme = on_controller(disks, interface)
     qemu = Machine(
         firmware=machine.spec.firmware,
         memory_mib=memory_mib,
         cpus=cpus,
         vars_file=vars_file,
-        disks=list(disks),  # virtio with fixed serials, as at provisioning
+        disks=virtio,
+        nvme_disks=nvme,
         boot_order="c",
         network=True,
         extra=["-virtfs", f"local,path={job_dir},mount_tag={JOB_TAG},security_model=none"],

@@ -47,23 +47,14 @@ def test_unattended_recovery_brings_back_every_byte_and_identity(
         # CI's time budget (60 min on a fresh 2-core machine) holds two full cycles
         opt_in("MKMEDIA_ALL_SOURCES", "the full recovery cycle of the uefi-btrfs source")
     machine, backup = backups(name)
-    phases = cycle.Phases(tmp_path)
-    disks = cycle.blank_disks(tmp_path / "target", machine.spec.disks_mib)
-    nvram = tmp_path / "target" / "OVMF_VARS.fd" if machine.spec.firmware == "uefi" else None
-    with phases.phase(f"{name}: unattended recover from the ISO"):
-        cycle.recover_unattended(
-            machine, backup.iso, disks, console_log=tmp_path / "rescue.log", vars_file=nvram
-        )
     luks = name == "uefi-raid-luks"
-    with phases.phase(f"{name}: boot the recovered disks + compare"):
-        verdict = cycle.verify_from_inside(
-            machine,
-            disks,
-            backup.manifest,
-            tmp_path / "verify",
-            vars_file=nvram,
-            extra=cycle.LUKS_CHECK if luks else "",
-        )
+    _, verdict = cycle.recover_and_verify(
+        machine,
+        backup,
+        tmp_path,
+        machine.spec.disks_mib,  # same sizes and serials as the source's
+        extra=cycle.LUKS_CHECK if luks else "",
+    )
     assert verdict.rc == 0 and " 0 differences" in verdict.line, (
         f"{verdict.line}\n{verdict.differences[:6000]}"
     )
