@@ -22,7 +22,7 @@ import pytest
 from mkmedia.qemu import Guest
 from rescue_runtime.run import run
 from tests.e2e import cycle
-from tests.e2e.conftest import Backups
+from tests.e2e.conftest import Backups, by_source
 from tests.e2e.test_recover_cycle import state_diff
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
 
@@ -139,6 +139,7 @@ def assert_verified(verdict: cycle.Verdict, state: dict[str, object]) -> None:
     )
 
 
+@by_source("bios-lvm")
 def test_bios_lvm_onto_one_larger_nvme_disk(tmp_path: Path, backups: Backups) -> None:
     """The BIOS + LVM machine onto one NVMe disk 50% larger than its virtio disk: two issue-12
     cases in one recovery cycle (larger disk, other controller), which saves a cycle of suite
@@ -190,6 +191,7 @@ def check_grown_onto_nvme(
     assert any(n.startswith("initramfs not rebuilt") for n in initramfs), initramfs
 
 
+@by_source("bios-lvm")
 def test_bios_lvm_onto_a_smaller_disk_that_holds_the_data(tmp_path: Path, backups: Backups) -> None:
     """The BIOS + LVM machine onto a virtio disk half the size of its own, yet larger than
     what its file systems used at backup time: partitions, LVs and file systems shrink within
@@ -284,6 +286,7 @@ SECOND_RECOVER = "mkmedia recover --unattended > /tmp/truncated.log 2>&1; rc=$?;
     "cat /tmp/truncated.log; (exit $rc)"  # fmt: skip
 
 
+@by_source("bios-lvm")
 def test_bios_lvm_refusals_leave_the_disks_untouched(tmp_path: Path, backups: Backups) -> None:
     """Two refusals in one rescue boot, each before any write: the `unattended` entry on a
     disk smaller than the data stops in verify with the numbers (issue 12); then, in the
@@ -322,6 +325,7 @@ def test_bios_lvm_refusals_leave_the_disks_untouched(tmp_path: Path, backups: Ba
     assert_untouched(written)
 
 
+@by_source("uefi-raid-luks")
 def test_uefi_raid_luks_onto_two_larger_disks_of_different_sizes(
     tmp_path: Path, backups: Backups
 ) -> None:
