@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import bench_backup, bench_boot, bench_elf, bench_initrd, bench_recover
+from bench import bench_backup, bench_boot, bench_elf, bench_initrd, bench_recover, bench_restore
 
 BENCHES: dict[str, tuple[str, Callable[[], object]]] = {
     "elf": ("ELF resolver vs ldd", lambda: bench_elf.main([])),
@@ -17,6 +17,10 @@ BENCHES: dict[str, tuple[str, Callable[[], object]]] = {
     "recover": (
         "unattended recovery of the BIOS + LVM source machine vs ReaR 2.7",
         lambda: bench_recover.main([]),
+    ),
+    "restore": (
+        "where restore time goes in the rescue guest, vs ReaR 2.7's restore of the same data",
+        lambda: bench_restore.main([]),
     ),
 }
 

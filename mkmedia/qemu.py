@@ -271,6 +271,17 @@ class Guest:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """Host CPU time QEMU has used so far (all its threads: user + system). On a shared
+        machine this counts the emulation's work, where the guest's own clock also counts
+        the time its vCPUs waited for a host core (benches)."""
+        assert self._proc is not None
+        with open(f"/proc/{self._proc.pid}/stat") as f:
+            # the fields after the command name, which is in parentheses and may hold spaces
+            fields = f.read().rpartition(")")[2].split()
+        utime, stime = int(fields[11]), int(fields[12])  # stat(5) fields 14 and 15
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
     def wait_exit(self, timeout: float) -> int | None:
         """Wait for the guest to power off by itself; None if it is still running."""
         assert self._proc is not None

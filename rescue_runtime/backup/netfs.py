@@ -213,6 +213,7 @@ class Netfs(BackupMethod):
         key_file: Path | None = None,
         finder: MediumFinder | None = None,
         skip_mounts: Sequence[str] = (),
+        check_sha256: bool = True,
     ) -> dict[str, object]:
         """Verify, then extract the chain into `target_dir` and check the file counts.
         `finder` reaches the further media of a spanned backup; `skip_mounts` (mount points
@@ -225,6 +226,7 @@ class Netfs(BackupMethod):
             make_subvolumes=make_subvolumes,
             finder=finder,
             skip_mounts=skip_mounts,
+            check_sha256=check_sha256,
         )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from rescue_runtime import atomic
 from rescue_runtime.backup import chain, crypt, spanning, tapemedium
 from rescue_runtime.backup import manifest as manifests
-from rescue_runtime.backup.archive import TAR_METADATA, decoders, read
+from rescue_runtime.backup.archive import TAR_METADATA, TAR_READ, decoders, read
 from rescue_runtime.backup.manifest import BackupError
 from rescue_runtime.backup.progress import ProgressFunc, ProgressLine, read_bytes
 from rescue_runtime.run import run
@@ -69,11 +69,15 @@ def restore(
     make_subvolumes: bool = True,
     finder: spanning.MediumFinder | None = None,
     skip_mounts: Sequence[str] = (),
+    check_sha256: bool = True,
 ) -> dict[str, object]:
     """Check, then extract every archive of the chain into `target_dir` in order and check
     each one's file count. On btrfs the recorded subvolumes are created first; the content
-    of `skip_mounts` (mount points left out of the recovery) is not restored."""
-    document = check(directory, key_file=key_file)
+    of `skip_mounts` (mount points left out of the recovery) is not restored.
+    `check_sha256=False` is for a caller that has just checked every volume's sha256
+    (recover's verify stage): reading the volumes again would cost as long as that did; the
+    sizes are still checked, and zstd checks the content checksum in its stream."""
+    document = check(directory, key_file=key_file, check_sha256=check_sha256)
     later = spanning.elsewhere(spanning.read_media_file(directory))
     if not target_dir.is_dir():
         raise BackupError(
@@ -94,7 +98,7 @@ def restore(
             index = Path(work) / "index"
             tar = [
                 "tar", "--extract", "--file=-", f"--directory={target_dir}", *TAR_METADATA,
-                *listed, "--preserve-permissions", "--same-owner", "--verbose",
+                *TAR_READ, *listed, "--preserve-permissions", "--same-owner", "--verbose",
                 f"--index-file={index}", "--anchored",
                 *[f"--exclude=.{m.rstrip('/')}/*" for m in skip_mounts],
             ]  # fmt: skip
@@ -234,7 +238,15 @@ def extract_member(
                 os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 read(
                     sources,
-                    ["tar", "--extract", "--file=-", "--to-stdout", "--occurrence=1", member],
+                    [
+                        "tar",
+                        "--extract",
+                        "--file=-",
+                        *TAR_READ,
+                        "--to-stdout",
+                        "--occurrence=1",
+                        member,
+                    ],
                     encryption=crypt.encryption(document),
                     key_file=key_file,
                     progress=lambda done, total: None,

@@ -68,7 +68,8 @@ def restore_backup(ctx: RecoverContext) -> None:
             extra["finder"] = ctx.backup_finder
         if ctx.skipped_mounts:
             extra["skip_mounts"] = ctx.skipped_mounts
-        result = restore(ctx.backup_dir, target, progress=line, **extra)
+        # verify (locate_backup) checked every volume's sha256 in this run
+        result = restore(ctx.backup_dir, target, progress=line, check_sha256=False, **extra)
     finally:
         line.close()
     seconds = time.monotonic() - t0

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from mkmedia.qemu import Guest, Machine
-from tests.ciskip import opt_in
 from tests.e2e import cycle
 from tests.e2e.conftest import Backups, by_source
 from tests.e2e.source import SPECS
@@ -43,9 +42,6 @@ def state_diff(expected: dict[str, object], actual: dict[str, object]) -> str:
 def test_unattended_recovery_brings_back_every_byte_and_identity(
     name: str, tmp_path: Path, backups: Backups
 ) -> None:
-    if name == "uefi-btrfs":
-        # CI's time budget (60 min on a fresh 2-core machine) holds two full cycles
-        opt_in("MKMEDIA_ALL_SOURCES", "the full recovery cycle of the uefi-btrfs source")
     machine, backup = backups(name)
     luks = name == "uefi-raid-luks"
     _, verdict = cycle.recover_and_verify(

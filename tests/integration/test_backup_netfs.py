@@ -69,11 +69,12 @@ def test_registered_and_urls_checked() -> None:
     Netfs.check_url("file:///srv/backup")
     Netfs.check_url("iso:///backup")
     Netfs.check_url("sshfs://backup@nas.example:2222/srv/backups")
+    Netfs.check_url("tape:///dev/nst0")
     for bad, words in [
         ("", "needs BACKUP_URL"),
         ("/srv/backup", "no scheme"),
         ("http://x", "does not know"),
-        ("tape:///dev/nst0", "does not have yet"),
+        ("tape:///dev/st0", "non-rewinding device /dev/nst0"),
         ("file://srv/backup", "names the host"),
         ("file:///srv/../etc", "'..'"),
         ("iso:///a/b", "one top-level directory"),
@@ -285,3 +286,35 @@ def test_one_file_is_read_out_of_the_backup(source: tuple[Path, Layout], tmp_pat
     assert key.stat().st_mode & 0o777 == 0o600
     assert not extract_member(backup_dir, "/etc/keys/none.key", tmp_path / "none.key")
     assert not (tmp_path / "none.key").exists()
+
+
+def test_restore_after_a_verify_still_checks_sizes_and_zstd_checksums(
+    source: tuple[Path, Layout], tmp_path: Path
+) -> None:
+    """check_sha256=False (recover's restore, after its verify stage): no second sha256 pass,
+    but a truncated volume is still refused before any write, and changed content fails the
+    restore through zstd's own checksum instead of restoring wrong bytes quietly."""
+    mnt, layout = source
+    backup_dir = tmp_path / "backups" / "host"
+    backup_of(mnt, layout, backup_dir)
+    volume = backup_dir / VOLUME_NAME
+    good = volume.read_bytes()
+    target = tmp_path / "target"
+    target.mkdir()
+
+    volume.write_bytes(good[:-1])
+    with pytest.raises(BackupError, match="truncated"):
+        Netfs.restore(backup_dir, target, progress=quiet, check_sha256=False)
+    assert list(target.iterdir()) == []
+
+    damaged = bytearray(good)
+    damaged[-6] ^= 0xFF  # inside the last block, before the 4-byte content checksum
+    volume.write_bytes(bytes(damaged))
+    with pytest.raises(CommandError, match="zstd"):
+        Netfs.restore(backup_dir, target, progress=quiet, check_sha256=False)
+
+    volume.write_bytes(good)
+    again = tmp_path / "again"
+    again.mkdir()
+    result = Netfs.restore(backup_dir, again, progress=quiet, check_sha256=False)
+    assert result["files"] == json.loads((backup_dir / MANIFEST_NAME).read_text())["files"]
