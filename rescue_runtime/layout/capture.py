@@ -67,18 +67,18 @@ def capture(
             f"The system root {root} {what}: the layout is captured from the mounts below it.",
             hint="Give --root the directory the system to capture is mounted on (default /).",
         )
-    for attempt in range(1, CAPTURE_TRIES + 1):
+    changed: DevicesChanged | None = None
+    for _ in range(CAPTURE_TRIES):
         try:
             return _capture_once(options, probe or SystemProbe(), luks_header_dir)
         except DevicesChanged as exc:
-            if attempt == CAPTURE_TRIES:
-                raise MissingError(
-                    f"The block devices kept changing while the layout was captured "
-                    f"({CAPTURE_TRIES} tries); the last change: {exc}",
-                    hint="Wait until no disk or loop device is being attached or detached, "
-                    "then run mkmedia again.",
-                ) from exc
-    raise AssertionError("unreachable")
+            changed = exc
+    raise MissingError(
+        f"The block devices kept changing while the layout was captured ({CAPTURE_TRIES} "
+        f"tries); the last change: {changed}",
+        hint="Wait until no disk or loop device is being attached or detached, then run "
+        "mkmedia again.",
+    ) from changed
 
 
 def _capture_once(options: CaptureOptions, probe: Probe, luks_header_dir: str | None) -> Layout:

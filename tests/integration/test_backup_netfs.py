@@ -160,11 +160,9 @@ def test_checker_finds_a_lost_xattr(source: tuple[Path, Layout], tmp_path: Path)
 def test_verify_finds_truncated_and_corrupt_volumes_before_writing(
     source: tuple[Path, Layout], tmp_path: Path
 ) -> None:
-    mnt, layout = source
-    backup_dir = tmp_path / "backups" / "host"
-    backup_of(mnt, layout, backup_dir)
+    _, backup_dir, files = backed_up(source, tmp_path)
     volume = backup_dir / VOLUME_NAME
-    good = volume.read_bytes()
+    good = files[VOLUME_NAME]
     target = tmp_path / "target"
     target.mkdir()
 
@@ -294,11 +292,9 @@ def test_restore_after_a_verify_still_checks_sizes_and_zstd_checksums(
     """check_sha256=False (recover's restore, after its verify stage): no second sha256 pass,
     but a truncated volume is still refused before any write, and changed content fails the
     restore through zstd's own checksum instead of restoring wrong bytes quietly."""
-    mnt, layout = source
-    backup_dir = tmp_path / "backups" / "host"
-    backup_of(mnt, layout, backup_dir)
+    _, backup_dir, files = backed_up(source, tmp_path)
     volume = backup_dir / VOLUME_NAME
-    good = volume.read_bytes()
+    good = files[VOLUME_NAME]
     target = tmp_path / "target"
     target.mkdir()
 

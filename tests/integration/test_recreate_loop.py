@@ -162,19 +162,23 @@ def test_recreate_on_loop_devices(tmp_path: Path, capfd: pytest.CaptureFixture[s
                 f.unlink()
         broken = tmp_path / "broken.sh"
         text = script.read_text()
-        marker = f"# --- disk {mbr.path}:"
-        assert marker in text
+        # the script writes the disks in name order, and loop device numbers are whatever
+        # was free (another test may hold some): fail before whichever disk comes second
+        markers = {d.path: text.find(f"# --- disk {d.path}:") for d in (gpt, mbr)}
+        assert -1 not in markers.values(), markers
+        first, second = sorted(markers, key=markers.__getitem__)
+        marker = f"# --- disk {second}:"
         broken.write_text(text.replace(marker, f"false\n{marker}"))
         env = {**os.environ, "TARGET": str(target)}
         failed = subprocess.run(["bash", broken], capture_output=True, text=True, env=env)
         assert failed.returncode != 0
-        assert f"recreate: FAILED in disk:{gpt.path} " in failed.stdout + failed.stderr
+        assert f"recreate: FAILED in disk:{first} " in failed.stdout + failed.stderr
         capfd.readouterr()
         try:
             assert layoutonly(layout_dir, target, script_dir) == 0, capfd.readouterr()
             log = capfd.readouterr().out
-            assert f"recreate: disk:{gpt.path} was finished before, skipped" in log, log
-            assert f"recreate: disk:{mbr.path}\n" in log, log
+            assert f"recreate: disk:{first} was finished before, skipped" in log, log
+            assert f"recreate: disk:{second}\n" in log, log
             assert compare(saved, recaptured(target, disks)) == []
         finally:
             run(["umount", "-R", target], check=False)
