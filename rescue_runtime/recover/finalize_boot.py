@@ -1,7 +1,8 @@
 """Finalize, the boot loader: what layout.boot says the source booted with, made real again.
 
 BIOS: GRUB2 goes onto every disk whose first sector held it (both disks of a mirrored
-/boot), by the restored system's own grub-install in a chroot. UEFI: the ESP's files came
+/boot), by the restored system's own grub-install in a chroot, and Debian's debconf answer
+for grub-pc follows (finalize_debconf.py). UEFI: the ESP's files came
 back with the restore (it is a mounted file system); the firmware entry is written again by
 the ESP's disk and partition number (found from the entry's PARTUUID) with the same label
 and loader, first in BootOrder; every other ESP of a mirrored machine gets the mounted one's
@@ -21,6 +22,8 @@ from rescue_runtime.errors import MissingError
 from rescue_runtime.layout.model import EfiEntry, Layout, Mount, Partition
 from rescue_runtime.layout.parse.efibootmgr import parse as parse_efibootmgr
 from rescue_runtime.recover.activate import under
+from rescue_runtime.recover.finalize_debconf import follow_grub_disks
+from rescue_runtime.recover.finalize_rewrite import live_links
 from rescue_runtime.run import SYSTEM_PATH, run
 
 EFIVARS = "/sys/firmware/efi/efivars"
@@ -68,7 +71,8 @@ def install_bios(layout: Layout, target: Path) -> list[str]:
             what=f"installing GRUB on {disk}",
         )
         notes.append(f"GRUB installed on {disk} ({grub_install} of the restored system)")
-    return notes
+    # Debian's grub-pc reinstalls GRUB on its upgrades where debconf says: there, from now on
+    return notes + follow_grub_disks(target, disks, live_links())
 
 
 # -- UEFI -------------------------------------------------------------------------------------

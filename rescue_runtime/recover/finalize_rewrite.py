@@ -5,7 +5,8 @@ When the mapping put a saved disk on another one (virtio `vda` on NVMe `nvme0n1`
 place that names a device by its path is rewritten: /etc/fstab, /etc/crypttab, mdadm.conf
 (DEVICE lines, devices=), GRUB's device.map, the kernel command line in /etc/default/grub
 (resume=, root=), /etc/kernel/cmdline, initramfs-tools' and dracut's configuration, systemd
-.mount/.swap units, uswsusp.conf and LVM's filters in lvm.conf. Partitions follow their
+.mount/.swap units, uswsusp.conf, LVM's filters in lvm.conf and LVM's devices file
+(finalize_lvmdevices.py: its entries name disks by serial). Partitions follow their
 disk (vda2 → nvme0n1p2). A /dev/disk/by-id or by-path name embeds the old disk's identity
 (its serial, its controller): it becomes the new disk's name of the same kind when there is
 exactly one, else UUID= of what the partition holds where UUID= is understood, else the new
@@ -32,6 +33,7 @@ from pathlib import Path
 from rescue_runtime.atomic import write_text
 from rescue_runtime.layout.model import Disk, Layout
 from rescue_runtime.recover import report
+from rescue_runtime.recover.finalize_lvmdevices import DEVICES_FILE, rewrite_devices_file
 from rescue_runtime.recover.mapping import partition_path
 from rescue_runtime.run import run
 
@@ -391,6 +393,13 @@ def rewrite_references(
                 reason = f"/{config.name} (kernel command line) rewritten"
                 if reason not in result.grub_reasons:
                     result.grub_reasons.append(reason)
+    for before, after in rewrite_devices_file(layout, target):
+        line = f"/{DEVICES_FILE}: {before.strip()!r} -> {after.strip()!r}"
+        report.note("rewrite", line)
+        result.notes.append(f"rewritten {line}")
+        reason = f"/{DEVICES_FILE} rewritten"
+        if reason not in result.initramfs_reasons:
+            result.initramfs_reasons.append(reason)
     for old, new in uuids.items():
         reason = f"UUID {dashed(old)} is now {new}"
         result.grub_reasons.append(reason)

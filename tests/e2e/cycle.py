@@ -219,9 +219,10 @@ def rescue_machine(
     *,
     vars_file: Path | None,
     interface: str = "virtio",
+    mac: str | None = None,
 ) -> Machine:
     """The dead machine's replacement booting the rescue ISO from its CD drive, with these
-    disks on `interface` (source.INTERFACES)."""
+    disks on `interface` (source.INTERFACES); a network card with `mac`, or none."""
     virtio, nvme = source.on_controller(disks, interface)
     return Machine(
         firmware=machine.spec.firmware,
@@ -231,7 +232,8 @@ def rescue_machine(
         boot_order="d",
         disks=virtio,
         nvme_disks=nvme,
-        network=False,
+        network=mac is not None,
+        mac=mac,
         vars_file=vars_file,
     )
 
@@ -244,10 +246,11 @@ def recover_unattended(
     console_log: Path,
     vars_file: Path | None,
     interface: str = "virtio",
+    mac: str | None = None,
 ) -> None:
     """Boot the ISO on the disks with nobody at the keyboard: the menu's default entry
     recovers and powers off. Fails with the console's tail when it does not."""
-    rescue = rescue_machine(machine, iso, disks, vars_file=vars_file, interface=interface)
+    rescue = rescue_machine(machine, iso, disks, vars_file=vars_file, interface=interface, mac=mac)
     with Guest(rescue, deadline=RECOVER_DEADLINE, console_log=console_log, name="rescue") as g:
         outcome = g.expect(RECOVER_OUTCOME, RECOVER_DEADLINE).group(0)
         # (a failure's text may say "finished components are skipped": the word after
@@ -317,6 +320,7 @@ def verify_from_inside(
     vars_file: Path | None = None,
     extra: str = "",
     interface: str = "virtio",
+    mac: str = source.SOURCE_MAC,
 ) -> Verdict:
     """Boot the disks alone (on `interface`); a job inside compares them with the manifest
     and prints its verdict on the serial console."""
@@ -333,6 +337,7 @@ def verify_from_inside(
             memory_mib=MEMORY_MIB,
             vars_file=vars_file,
             interface=interface,
+            mac=mac,
         ) as guest:
             verdict = guest.expect(rf"{VERDICT} rc=(\d+) ([^\r\n]*)|{JOB_END}", JOB_DEADLINE)
             if TIMER_PANIC in verdict.group(0) and attempt < BOOT_ATTEMPTS:
@@ -361,10 +366,12 @@ def recover_and_verify(
     *,
     extra: str = "",
     interface: str = "virtio",
+    mac: str | None = None,
 ) -> tuple[Path, Verdict]:
-    """Recover the backup unattended onto blank disks of these sizes on `interface`, boot
-    them and compare from inside (running `extra` there first): the rescue console's log
-    and the verdict. Each phase's time goes to DIR/phases.json."""
+    """Recover the backup unattended onto blank disks of these sizes on `interface` (and a
+    network card with `mac` in both machines, another than the source's; None: the rescue
+    system has none), boot them and compare from inside (running `extra` there first): the
+    rescue console's log and the verdict. Each phase's time goes to DIR/phases.json."""
     name = machine.spec.name
     phases = Phases(directory)
     disks = blank_disks(directory / "target", sizes_mib)
@@ -373,7 +380,13 @@ def recover_and_verify(
     sizes_text = "+".join(f"{size} MiB" for size in sizes_mib)
     with phases.phase(f"{name}: unattended recover onto {sizes_text} ({interface})"):
         recover_unattended(
-            machine, backup.iso, disks, console_log=log, vars_file=nvram, interface=interface
+            machine,
+            backup.iso,
+            disks,
+            console_log=log,
+            vars_file=nvram,
+            interface=interface,
+            mac=mac,
         )
     with phases.phase(f"{name}: boot the recovered disks + compare"):
         verdict = verify_from_inside(
@@ -384,5 +397,6 @@ def recover_and_verify(
             vars_file=nvram,
             extra=extra,
             interface=interface,
+            mac=mac or source.SOURCE_MAC,
         )
     return log, verdict

@@ -139,6 +139,10 @@ class Spec:
     initramfs_etc: dict[str, str] = field(default_factory=dict)
 
 
+# The source machines' network card (QEMU's default MAC, given explicitly so that a
+# replacement machine's card can differ).
+SOURCE_MAC = "52:54:00:12:34:56"
+
 BIOS_LVM = Spec(
     name="bios-lvm",
     firmware="bios",
@@ -169,7 +173,16 @@ UUID=$(uuid /dev/vda1) /boot ext4 defaults 0 2
 UUID=$(uuid /dev/vgsys/data) /data xfs defaults 0 2
 UUID=$(uuid /dev/vgsys/swap) none swap sw 0 0
 EOF
-""",
+# The card is named by its MAC, as many servers pin theirs: a migration onto another card
+# must rewrite the MAC here, or the recovered machine has no lan0.
+mkdir -p /target/etc/systemd/network
+cat > /target/etc/systemd/network/10-lan0.link <<EOF
+[Match]
+MACAddress={mac}
+[Link]
+Name=lan0
+EOF
+""".replace("{mac}", SOURCE_MAC),
     teardown="vgchange -q -an vgsys",
     data_dirs=("/srv/testdata", "/data/testdata"),
     initramfs_etc={"etc/fstab": "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n"},
@@ -657,10 +670,11 @@ def boot_source(
     cpus: int = 1,
     vars_file: Path | None = None,
     interface: str = "virtio",
+    mac: str = SOURCE_MAC,
 ) -> Guest:
     """A Guest booting the source machine's (overlay) disks with `job_dir` as its job share;
     `vars_file`: the UEFI variable store to keep (a recovered machine's NVRAM); `interface`:
-    the controller the disks are on."""
+    the controller the disks are on; `mac`: its network card's."""
     virtio, nvme = on_controller(disks, interface)
     qemu = Machine(
         firmware=machine.spec.firmware,
@@ -671,6 +685,7 @@ def boot_source(
         nvme_disks=nvme,
         boot_order="c",
         network=True,
+        mac=mac,
         extra=["-virtfs", f"local,path={job_dir},mount_tag={JOB_TAG},security_model=none"],
     )
     return Guest(qemu, deadline=deadline, console_log=console_log, name=machine.spec.name)

@@ -21,7 +21,7 @@ import pytest
 
 from mkmedia.qemu import Guest
 from rescue_runtime.run import run
-from tests.e2e import cycle
+from tests.e2e import cycle, source
 from tests.e2e.conftest import Backups, by_source
 from tests.e2e.test_recover_cycle import state_diff
 from tests.rescue_build import BOOT_TIMEOUT, PROMPT
@@ -88,6 +88,9 @@ FILL_RATIO = 0.85
 
 # In the recovered machine: the recovery report finalize copied there (recover/report.py).
 REPORT_COPY = "cp /var/log/mkmedia/recover-report.txt /run/job/recover-report.txt\n"
+# The replacement machine's network card, and what the recovered machine calls it.
+NEW_MAC = "52:54:00:6d:6d:01"
+CARD_CHECK = "cat /sys/class/net/lan0/address > /run/job/lan0.txt || true\n"
 
 
 def report_sections(job: Path) -> dict[str, list[str]]:
@@ -145,7 +148,8 @@ def test_bios_lvm_onto_one_larger_nvme_disk(tmp_path: Path, backups: Backups) ->
     cases in one recovery cycle (larger disk, other controller), which saves a cycle of suite
     time. The disk is mapped as the one disk large enough (its serial differs), partitions
     and LVs grow proportionally and their file systems fill them, the restored system's
-    references stay valid (its fstab names UUIDs only), and the initramfs decision is logged."""
+    references stay valid (its fstab names UUIDs only), the initramfs decision is logged, and
+    the network card is another one too (its .link file follows the new MAC)."""
     machine, backup = backups("bios-lvm")
     (old_mib,) = machine.spec.disks_mib
     rescue_log, verdict = cycle.recover_and_verify(
@@ -153,10 +157,22 @@ def test_bios_lvm_onto_one_larger_nvme_disk(tmp_path: Path, backups: Backups) ->
         backup,
         tmp_path,
         (old_mib * 3 // 2,),
-        extra=REPORT_COPY + FILL_CHECK.format(mounts="/ /boot /data"),
+        extra=REPORT_COPY + FILL_CHECK.format(mounts="/ /boot /data") + CARD_CHECK,
         interface="nvme",
+        mac=NEW_MAC,
     )
     check_grown_onto_nvme(recovery_notes(rescue_log), verdict, backup.state)
+    check_card_followed(verdict)
+
+
+def check_card_followed(verdict: cycle.Verdict) -> None:
+    """The source's .link file names its card by MAC (lan0): on the new card the rewritten
+    file names the new MAC, so the recovered machine's card is lan0 again."""
+    network = report_sections(verdict.job).get("network", [])
+    old, link = source.SOURCE_MAC, "/etc/systemd/network/10-lan0.link"
+    assert f"card {old} -> {NEW_MAC} (the one new card (" in " ".join(network), network
+    assert f"{link}: 'MACAddress={old}' -> 'MACAddress={NEW_MAC}'" in network, network
+    assert (verdict.job / "lan0.txt").read_text().strip() == NEW_MAC, network
 
 
 def check_grown_onto_nvme(
