@@ -16,6 +16,12 @@ turn (rescue.json rewritten between them, as an operator would change the config
 record of the original, and no backup mount is left. usb:// names the stick by its label,
 /dev/disk/by-label/MKMEDIA-000, and recover --demo must name the stick as a device it never
 writes. The verdicts come from inside the guest.
+
+Then the write side: the guest restores the tree once more onto a disk of its own and backs it
+up through its real NFS and CIFS clients (tests/vm/netfs_writer.py: the NETFS code mounting
+by scheme and writing volumes, manifest and the final rename on the share); this host
+verifies each of those backups (manifest, sizes, sha256), restores it and compares every
+entry with the original's record.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ def test_restore_from_nfs_cifs_and_usb(tmp_path: Path) -> None:
     check = tmp_path / "check"  # copied into the rescue system: the checker and the record
     check.mkdir()
     shutil.copy(Path(treemanifest.__file__), check / "treemanifest.py")
+    shutil.copy(Path(__file__).with_name("netfs_writer.py"), check / "netfs_writer.py")
     stick = tmp_path / "stick.img"
     make_stick(stick, tmp_path / "format")
     system = tmp_path / "system"
@@ -120,15 +127,16 @@ def test_restore_from_nfs_cifs_and_usb(tmp_path: Path) -> None:
                 f"COPY_AS_IS+={check}",
             ),
         )
-        disk = tmp_path / "restore.img"
-        with open(disk, "wb") as f:
-            f.truncate(512 * 1024 * 1024)
+        disk, tree = tmp_path / "restore.img", tmp_path / "tree.img"
+        for image in (disk, tree):
+            with open(image, "wb") as f:
+                f.truncate(512 * 1024 * 1024)
         machine = Machine(
             kernel=ramdisk / "rescue-kernel",
             initrd=ramdisk / "rescue-initrd.img",
             # a starved TCG guest can fail the IO-APIC timer check and panic
             append="console=ttyS0,115200 no_timer_check",
-            disks=[disk],
+            disks=[disk, tree],
             # the stick on xHCI (Machine.usb_disk would make it the boot device, which a
             # kernel booted by QEMU itself is already)
             extra=[
@@ -168,3 +176,23 @@ def test_restore_from_nfs_cifs_and_usb(tmp_path: Path) -> None:
                 assert status == 0, f"{scheme}: {compared}"
                 assert compared.strip().endswith(f"{entries} entries, 0 differences"), compared
                 assert sh(guest, "grep -c backup-target /proc/mounts || true").strip() == "0"
+            # the write side, from a tree of its own file system (rescue.json names usb://)
+            sh(guest, "mkfs.ext4 -q -F /dev/vdb && mkdir /tree && mount /dev/vdb /tree")
+            sh(guest, "rmdir /tree/lost+found && mkmedia recover --demo /tree 2>&1")
+            for scheme, url, options in urls[:2]:
+                out = sh(
+                    guest,
+                    f"python3 {check}/netfs_writer.py /tree /dev/vdb {url} "
+                    f"{shlex.quote(options)} {scheme}-writer 2>&1",
+                )
+                assert "Backed up " in out and f" to {url}" in out, out
+            assert sh(guest, "grep -c netfs-writer /proc/mounts || true").strip() == "0"
+    for scheme in ("cifs", "nfs"):  # what the guest wrote, as the share holds it
+        directory = export / f"{scheme}-writer"
+        manifest = Netfs.verify(directory)
+        assert manifest["url"] == dict((s, u) for s, u, _ in urls)[scheme], manifest
+        restored = tmp_path / f"written-{scheme}"
+        restored.mkdir()
+        Netfs.restore(directory, restored, progress=quiet)
+        actual = treemanifest.record(["/"], ["/lost+found"], under=str(restored))
+        assert treemanifest.compare(record, actual) == [], scheme
