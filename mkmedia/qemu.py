@@ -58,6 +58,8 @@ class Machine:
     initrd: Path | None = None
     append: str = ""
     cdrom: Path | None = None
+    # further CD drives with their discs, after `cdrom` (IDE on pc: four drives in all)
+    cdroms: list[Path] = field(default_factory=list)
     boot_disk: Path | None = (
         None  # attached as the first hard disk (e.g. a hybrid ISO or USB image)
     )
@@ -112,9 +114,9 @@ class Machine:
                 args += ["-initrd", str(self.initrd)]
             if self.append:
                 args += ["-append", self.append]
-        if self.cdrom:
-            # an explicit IDE/SATA CD drive: both SeaBIOS and OVMF boot El Torito from it
-            args += ["-drive", f"file={self.cdrom},media=cdrom,readonly=on,format=raw"]
+        # explicit IDE/SATA CD drives: both SeaBIOS and OVMF boot El Torito from the first
+        for disc in ([self.cdrom] if self.cdrom else []) + self.cdroms:
+            args += ["-drive", f"file={disc},media=cdrom,readonly=on,format=raw"]
         if self.boot_disk:
             args += ["-drive", f"file={self.boot_disk},format=raw,if=none,id=bootdisk,snapshot=on"]
             args += ["-device", "virtio-blk-pci,drive=bootdisk,bootindex=0"]

@@ -4,7 +4,8 @@
 Interactive, a medium not in any drive is asked for ("insert medium 2 of 3 and press Enter");
 the first medium is unmounted first, so a machine with one drive can take the next disc.
 Unattended, every present medium is searched, and a missing one stops recover in verify
-(`missing_media`), before any disk is written.
+(`missing_media`), before any disk is written. `further_media` is that decision, shared by
+recover's verify and `recover --demo`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup import spanning
 from rescue_runtime.backup.medium import (
     Iso9660Mounter,
@@ -24,6 +26,7 @@ from rescue_runtime.backup.medium import (
     scan_media,
 )
 from rescue_runtime.errors import MissingError, MkmediaError
+from rescue_runtime.run import run
 
 
 def _what(medium: spanning.Medium, total: int) -> str:
@@ -103,3 +106,59 @@ def refuse_missing(missing: Sequence[spanning.Medium], total: int) -> MissingErr
         hint="Put every backup medium into a drive (or attach every ISO) and run recover "
         "again, or run `mkmedia recover` interactively: it asks for each in turn.",
     )
+
+
+@dataclass
+class FurtherMedia:
+    """How restore reaches a spanned backup's further media."""
+
+    finder: IsoMediumFinder
+    note: str  # what was found, for the operator
+
+
+def further_media(
+    directory: Path,
+    manifest: dict[str, object],
+    work_dir: Path,
+    *,
+    ask: Callable[[str, str], str] | None,
+    protected: set[str],
+    blocks: SysBlock | None = None,
+    mounter: Mounter | None = None,
+) -> FurtherMedia | None:
+    """None for a backup on one medium. Otherwise, unattended (`ask` None): every further
+    medium must be in a drive and its volumes intact now, or a refusal names the missing
+    ones before anything is written; interactive: restore asks for each in turn.
+    `directory`: the backup on the first medium, its mount point the directory above (in
+    `work_dir`); `protected` gets the disks of the further media present, refusal or not."""
+    media = spanning.read_media_file(directory)
+    if not media:
+        return None
+    total = 1 + len(media)
+    mountpoint = directory.parent
+
+    def release() -> None:  # one drive: the first disc must come out before the next goes in
+        run(["umount", mountpoint], check=False)
+
+    blocks = blocks or SysBlock()
+    mounter = mounter or Iso9660Mounter()
+    # Not the first medium's work_dir: a scan mounts every drive at <dir>/medium-<name> and
+    # takes what it finds mounted there for a leftover, so it would unmount the first medium.
+    scans = work_dir / "further-media"
+    finder = IsoMediumFinder(
+        directory.name, scans, ask=ask, release=release, blocks=blocks, mounter=mounter
+    )
+    if ask is not None:
+        return FurtherMedia(
+            finder, f"the backup spans {total} media: restore asks for each in turn"
+        )
+    missing, devices = missing_media(media, scans, blocks=blocks, mounter=mounter)
+    protected |= devices
+    if missing:
+        raise refuse_missing(missing, total)
+    records = {str(v["name"]): v for v in manifests.volumes(manifest)}
+    for medium in media:
+        with finder.medium(medium, total) as place:
+            for name in medium.volumes:
+                spanning.check_volume(place / name, records[name])
+    return FurtherMedia(finder, f"the backup spans {total} media, all present and checked")

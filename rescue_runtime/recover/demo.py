@@ -2,8 +2,10 @@
 
 In the rescue system the backup is found as recover finds it (backup/medium.py: the rescue
 medium for iso://), its manifest is checked (every volume's size and sha256) and it is
-restored into DIR. The checks on the method and on DIR are shared with the host's
-`mkmedia recover --demo` (mkmedia/recoverdemo.py).
+restored into DIR. A backup spread over several media reaches the further ones as recover
+does (backup/spanmedia.py): unattended, all must be in the drives (a missing one is named
+and nothing is restored); interactive, each is asked for in turn. The checks on the method
+and on DIR are shared with the host's `mkmedia recover --demo` (mkmedia/recoverdemo.py).
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rescue_runtime import rescueconf
+from rescue_runtime.backup import restore as restoring
+from rescue_runtime.backup import spanmedia
 from rescue_runtime.backup.medium import located_backup
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.progress import ProgressFunc
 from rescue_runtime.errors import EXIT_OK, ConfigError
 from rescue_runtime.recover import backupkey
+from rescue_runtime.recover.ask import Asker
 from rescue_runtime.rescueconf import RescueConfig
 
 
@@ -67,9 +72,12 @@ def demo_restore(
     target: Path,
     *,
     progress: ProgressFunc | None = None,
+    ask: Callable[[str, str], str] | None = None,
 ) -> tuple[dict[str, object], set[str]]:
     """Restore this rescue system's backup into `target` (new or empty); returns restore's
-    result and the devices the backup and the rescue medium sit on."""
+    result and the devices the backup and the rescue medium (and further media) sit on.
+    `ask`: the operator, who inserts the further media of a spanned backup (None: they
+    must all be in the drives)."""
     check_demo_method(config.backup)
     check_demo_target(target)
     with (
@@ -77,15 +85,29 @@ def demo_restore(
         located_backup(config, Path(work)) as found,
         demo_target(target),
     ):
-        # Netfs.restore checks the manifest (sizes, sha256, the key) before it extracts.
         key = backupkey.configured(config.settings)
-        result = Netfs.restore(found.directory, target, progress=progress, key_file=key)
-        return result, found.devices
+        # the manifest (sizes, sha256, the key) and the further media, before any extraction
+        manifest = restoring.check(found.directory, key_file=key)
+        devices = set(found.devices)
+        further = spanmedia.further_media(
+            found.directory, manifest, Path(work), ask=ask, protected=devices
+        )
+        finder = further.finder if further is not None else None
+        result = Netfs.restore(
+            found.directory,
+            target,
+            progress=progress,
+            key_file=key,
+            finder=finder,
+            check_sha256=False,  # checked just above
+        )
+        return result, devices | (finder.devices if finder is not None else set())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     target = Path(args.demo)
-    result, devices = demo_restore(rescueconf.load(), target)
+    ask = None if args.unattended else Asker(unattended=False)
+    result, devices = demo_restore(rescueconf.load(), target, ask=ask)
     media = ", ".join(sorted(devices)) or "none"
     print(f"Backup and rescue medium devices (never a recover target): {media}")
     print(f"Restored {result['files']} files into {target}; no disk was touched.")

@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from rescue_runtime.backup import crypt, medium, method_class, spanmedia, spanning
+from rescue_runtime.backup import crypt, medium, method_class, spanmedia
 from rescue_runtime.backup import manifest as manifests
 from rescue_runtime.backup import restore as restoring
 from rescue_runtime.backup.restore import extract_member
@@ -33,7 +33,7 @@ from rescue_runtime.recover.recreate_cli import (
     is_block_device,
     write_script,
 )
-from rescue_runtime.run import run, spawn, which
+from rescue_runtime.run import spawn, which
 
 WORK_DIR = Path("/run/mkmedia/recover")
 
@@ -122,35 +122,17 @@ def locate_backup(ctx: RecoverContext) -> None:
 def spanned_media(ctx: RecoverContext, directory: Path) -> None:
     """A backup on several media: unattended, every further medium must be present and its
     volumes intact now; interactive, restore asks for each in turn."""
-    media = spanning.read_media_file(directory)
-    if not media:
-        return
-    total = 1 + len(media)
-    mountpoint = directory.parent
-
-    def release() -> None:  # one drive: the first disc must come out before the next goes in
-        run(["umount", mountpoint], check=False)
-
-    finder = spanmedia.IsoMediumFinder(
-        directory.name,
+    further = spanmedia.further_media(
+        directory,
+        ctx.manifest,
         WORK_DIR,
         ask=None if ctx.options.unattended else ctx.ask,
-        release=release,
+        protected=ctx.protected,
     )
-    if ctx.options.unattended:
-        missing, devices = spanmedia.missing_media(media, WORK_DIR)
-        ctx.protected |= devices
-        if missing:
-            raise spanmedia.refuse_missing(missing, total)
-        records = {str(v["name"]): v for v in manifests.volumes(ctx.manifest)}
-        for medium in media:
-            with finder.medium(medium, total) as place:
-                for name in medium.volumes:
-                    spanning.check_volume(place / name, records[name])
-        ctx.note(f"the backup spans {total} media, all present and checked")
-    else:
-        ctx.note(f"the backup spans {total} media: restore asks for each in turn")
-    ctx.backup_finder = finder
+    if further is None:
+        return
+    ctx.note(further.note)
+    ctx.backup_finder = further.finder
 
 
 @step("verify", 35)

@@ -1,8 +1,9 @@
 """An iso:// backup over several media: the builder's split (plan_media, spread, the volume
 ISOs read back with xorriso) and the rescue system's volume walk on real files with real
 tar, zstd, openssl and cat — media asked for in turn, checked as they come, a missing one
-refused unattended. The drives are the fake /sys and mounter of test_backup_medium (a machine
-with CD drives cannot exist here; this host's kernel cannot mount ISO 9660 either).
+refused unattended. The drives are the fake /sys and mounter of test_backup_medium: this
+host's kernel cannot mount ISO 9660, so real drives are a guest's (tests/vm/
+test_spanned_iso_guest.py boots the rescue ISO with the volume ISO in a second CD drive).
 
 Needs root (make_rich_tree: mknod, setcap, chown).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,13 @@ from rescue_runtime.backup.manifest import MANIFEST_NAME, BackupError
 from rescue_runtime.backup.medium import marker_path
 from rescue_runtime.backup.netfs import Netfs
 from rescue_runtime.backup.sources import BackupPlan, Source
-from rescue_runtime.backup.spanmedia import IsoMediumFinder, missing_media, refuse_missing
+from rescue_runtime.backup.spanmedia import (
+    FurtherMedia,
+    IsoMediumFinder,
+    further_media,
+    missing_media,
+    refuse_missing,
+)
 from rescue_runtime.errors import ConfigError, MissingError
 from rescue_runtime.run import which
 from tests.backupsource import quiet
@@ -146,6 +154,49 @@ def test_unattended_missing_medium_and_damaged_volume_are_refused(tmp_path: Path
     # Without a way to reach the other media (recover --demo on the host), a clear refusal.
     with pytest.raises(BackupError, match="spans several media"):
         restore.restore(payload, tmp_path / "payload", key_file=key, progress=quiet)
+
+
+def test_further_media_as_verify_and_the_demo_reach_them(tmp_path: Path) -> None:
+    """spanmedia.further_media, shared by recover's verify and recover --demo: unattended, a
+    medium in no drive is named before anything is restored and the present ones are
+    checked; interactive, nothing is searched until restore asks."""
+    tree, payload, further, key = spanned_backup(tmp_path)
+    total = 1 + len(further)
+    discs = medium_trees(tmp_path, further)
+    system = FakeSystem(tmp_path / "machine")
+    for n in range(len(discs)):
+        system.add(f"sr{n}", iso=True)
+    mounter = FakeMounter({"sr0": discs[0]})
+    manifest = restore.check(payload, key_file=key)
+    protected: set[str] = set()
+
+    def reach(ask: Callable[[str, str], str] | None) -> FurtherMedia | None:
+        return further_media(
+            payload,
+            manifest,
+            tmp_path / "work",
+            ask=ask,
+            protected=protected,
+            blocks=system.blocks,
+            mounter=mounter,
+        )
+
+    with pytest.raises(MissingError, match=f"backup medium {total} of {total}"):
+        reach(None)
+    assert len(protected) == 1  # the one present medium's drive, refusal or not
+    searched = len(mounter.calls)
+    asked = reach(lambda question, default: default)
+    assert asked is not None and asked.note.endswith("restore asks for each in turn")
+    assert len(mounter.calls) == searched  # restore asks, medium by medium
+    mounter.trees.update({f"sr{n}": disc for n, disc in enumerate(discs)})
+    found = reach(None)
+    assert found is not None and found.note.endswith("all present and checked")
+    assert len(protected) == len(discs) and mounter.mounted == {}
+    target = tmp_path / "restored"
+    target.mkdir()
+    before = snapshot(tree, skip=())
+    restore.restore(payload, target, key_file=key, progress=quiet, finder=found.finder)
+    assert differences(before, snapshot(target, skip=())) == []
 
 
 def test_volume_isos_carry_their_marker_and_volumes(tmp_path: Path) -> None:

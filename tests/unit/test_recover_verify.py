@@ -289,7 +289,7 @@ def test_unattended_a_spanned_backup_needs_every_medium(
     medium = spanning.Medium(2, "ABCV002", ("backup.tar.zst.002",))
     spanning.write_media_file(directory, [medium])
     monkeypatch.setattr(
-        verify.spanmedia, "missing_media", lambda media, work: (list(media), {"/dev/sr1"})
+        verify.spanmedia, "missing_media", lambda media, work, **_: (list(media), {"/dev/sr1"})
     )
     machine.options.unattended = True
     machine.ask = Asker(unattended=True)
