@@ -1,29 +1,40 @@
-"""Unattended bare-metal recovery of the BIOS + LVM source machine: mkmedia against ReaR 2.7.
+"""Unattended bare-metal recovery of the BIOS + LVM source machine: mkmedia against ReaR 2.7,
+onto blank disks like the source's or onto other hardware (issue 12's migrations).
 
     python -m bench recover                     # both sides (ReaR from its cache when it has it)
     python -m bench.bench_recover --only rear   # one side
     python -m bench.bench_recover --fresh-rear  # measure ReaR again, ignoring its cache
+    python -m bench.bench_recover --target larger-nvme --target smaller   # migrations
 
 Both sides in the same way, on qcow2 overlays of the same source machine (tests/e2e/source.py):
 install or stage the tool in the source, `mkbackup` with BACKUP=NETFS and BACKUP_URL=iso:///backup
 (the backup inside the rescue ISO), take the ISO out on the job share, boot it with SeaBIOS on
-blank disks of the source's size, let it recover with nobody at the keyboard until it powers off
+the target's blank disks, let it recover with nobody at the keyboard until it powers off
 (ReaR: reboots, which QEMU's -no-reboot turns into an exit), then boot the recovered disks and
-collect the recovery log from them (the machine's job service runs: it booted). Printed: per
-side the mkbackup time, ISO size, recover wall time (QEMU start to exit), each stage's time and
-the restore throughput; then ReaR / mkmedia. Software emulation: absolute seconds depend on the
-machine and its load; the ratios are what to compare. Nothing is asserted.
+collect the recovery log from them (the machine's job service runs: it booted). One backup per
+side serves every target. The targets (TARGETS): `same` (disks of the source's size, the
+default), `larger-nvme` (one NVMe disk 50 % larger, as tests/e2e/test_migration.py) and
+`smaller` (a disk half the size, which still holds the data).
+
+Printed: per side the mkbackup time and ISO size, per target the recover wall time (QEMU start
+to exit), each stage's time and the restore throughput, how the recovery ended, which questions
+went to their default on a timeout and what the tool said about the migration (ReaR's
+MIGRATION_MODE lines, its errors); then a side-by-side table, and for `same` ReaR / mkmedia.
+A guest still waiting at a question (asked again and again, or silent at a prompt) is killed and
+reported as "stopped at a question". Software emulation: absolute seconds depend on the machine
+and its load; the ratios are what to compare. Nothing is asserted.
 
 ReaR is Debian 12's `rear` package with what it needs that the source lacks, taken with the
 host's apt (`apt-get download`, the versions apt would install into the source) and installed
-with dpkg in the guest. Its results and ISO are cached under CACHE keyed by the source
-machine, the rear package version and the configuration below: ReaR does not change between
-our commits.
+with dpkg in the guest. Its ISO and each target's results are cached under CACHE keyed by the
+source machine, the rear package version and the configuration below: ReaR does not change
+between our commits.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
 import os
@@ -32,13 +43,13 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from mkmedia.qemu import Guest, Machine
+from mkmedia.qemu import Guest, GuestError, Machine
 from rescue_runtime.run import run
 from tests.conftest import REPO
 from tests.e2e import source
@@ -48,6 +59,9 @@ CACHE = Path(os.environ.get("MKMEDIA_BENCH_CACHE", "/var/tmp/mkmedia-bench-cache
 MACHINE = "bios-lvm"
 MEMORY_MIB = 1536  # every guest of both sides
 RECOVER_DEADLINE = 3600.0
+# A recovered machine boots and runs its job in minutes; one that does not boot (no boot loader
+# found on the new disk) prints nothing more, and this ends the wait.
+BOOT_DEADLINE = 1500.0
 MiB = 1 << 20
 
 # ReaR 2.7's unattended mode (skel/default/etc/scripts/system-setup): the `unattended` kernel
@@ -131,21 +145,61 @@ exit 0
 """
 
 
-@dataclass
-class Side:
-    """What one tool did; seconds are host wall time unless the name says otherwise."""
+@dataclass(frozen=True)
+class Target:
+    """The replacement machine's blank disks, relative to the source's."""
 
     name: str
-    mkbackup_s: float = 0.0
-    iso_bytes: int = 0
-    recover_wall_s: float = 0.0  # QEMU start on the blank disks to its exit
-    recover_done_s: float = 0.0  # QEMU start to the tool saying it is done
+    scale: tuple[int, int]  # each disk's new size: old * numerator // denominator
+    interface: str  # the controller they are on (source.INTERFACES)
+    what: str
+
+    def sizes_mib(self, machine: source.SourceMachine) -> tuple[int, ...]:
+        numerator, denominator = self.scale
+        return tuple(size * numerator // denominator for size in machine.spec.disks_mib)
+
+
+TARGETS = {
+    target.name: target
+    for target in (
+        Target("same", (1, 1), "virtio", "blank virtio disks of the source's size"),
+        # as tests/e2e/test_migration.py: a larger disk on another controller, one recovery
+        Target("larger-nvme", (3, 2), "nvme", "one NVMe disk 50 % larger than the source's"),
+        # half of bios-lvm's 6 GiB still holds its data (test_migration.py checks that)
+        Target("smaller", (1, 2), "virtio", "one virtio disk half the source's size"),
+    )
+}
+
+
+@dataclass
+class Recovery:
+    """One tool's unattended recovery onto one target; seconds are host wall time."""
+
+    target: str
+    recover_wall_s: float = 0.0  # QEMU start on the blank disks to its exit (or its kill)
+    recover_done_s: float = 0.0  # QEMU start to the tool saying it is done (or failed)
     stages: dict[str, float] = field(default_factory=dict)  # from the tool's own log
     phases: dict[str, float] = field(default_factory=dict)  # host-timed console milestones
     restore_mib_s: float = 0.0
     restored_mib: float = 0.0
-    booted: bool = False
+    finished: bool = False  # said it was done and its guest ended by itself, nobody typing
+    ending: str = ""  # powered off, rebooted, failed, stopped at a question, killed, ...
+    stopped_at: str = ""  # the question it was left waiting at
+    asked: list[str] = field(default_factory=list)  # questions a timeout answered
+    said: list[str] = field(default_factory=list)  # its migration and error lines
+    booted: bool = False  # the recovered disks boot: their job service ran
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Side:
+    """What one tool did: one backup, recovered onto each target."""
+
+    name: str
+    mkbackup_s: float = 0.0
+    iso_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+    recoveries: dict[str, Recovery] = field(default_factory=dict)
 
 
 # -- shared machinery ---------------------------------------------------------------------------
@@ -160,7 +214,14 @@ def write_job(job: Path, script: str, *, poweroff: bool = True) -> None:
 
 
 def run_job(
-    machine: source.SourceMachine, disks: list[Path], job: Path, log: Path, notes: list[str]
+    machine: source.SourceMachine,
+    disks: list[Path],
+    job: Path,
+    log: Path,
+    notes: list[str],
+    *,
+    interface: str = "virtio",
+    deadline: float = RECOVER_DEADLINE,
 ) -> dict[str, float]:
     """Boot the source (or recovered) disks with this job; the host times of its marks.
 
@@ -168,10 +229,12 @@ def run_job(
     machine stops in emergency mode before the job service. Its root has no password: the
     emergency shell on the serial console mounts what is there and runs the job by hand."""
     marks: dict[str, float] = {}
-    with source.boot_source(machine, disks, job, console_log=log, deadline=RECOVER_DEADLINE) as g:
+    with source.boot_source(
+        machine, disks, job, console_log=log, deadline=deadline, interface=interface
+    ) as g:
         pattern = rf"{MARK} (\S+)|MKMEDIA-JOB-END rc=(\d+)|{EMERGENCY}"
         while True:
-            found = g.expect(pattern, timeout=RECOVER_DEADLINE)
+            found = g.expect(pattern, timeout=deadline)
             if found.group(1):
                 marks[found.group(1)] = g.elapsed()
             elif found.group(2) is not None:
@@ -190,9 +253,10 @@ def run_job(
     return marks
 
 
-def blank_disks(machine: source.SourceMachine, into: Path) -> list[Path]:
+def blank_disks(machine: source.SourceMachine, target: Target, into: Path) -> list[Path]:
+    into.mkdir(parents=True, exist_ok=True)
     disks = []
-    for i, size in enumerate(machine.spec.disks_mib):
+    for i, size in enumerate(target.sizes_mib(machine)):
         disk = into / f"blank{i}.img"
         with open(disk, "wb") as handle:
             handle.truncate(size * MiB)
@@ -209,6 +273,7 @@ class Milestones:
     restored: str  # the restore is over (finalize, boot loader, initramfs after it)
     done: str
     failed: str
+    said: str  # what it says about a migration (disk mapping, resizing) and its errors
 
 
 REAR_MILESTONES = Milestones(
@@ -217,6 +282,10 @@ REAR_MILESTONES = Milestones(
     restored=r"Restored \d+ MiB in \d+ seconds",
     done=re.escape(REAR_DONE),
     failed=re.escape(REAR_FAILED),
+    # 250_compare_disks.sh and 300_map_disks.sh decide MIGRATION_MODE and map the disks
+    said=r"MIGRATION_MODE|manual (disk layout )?configuration|Comparing disks|for recreating"
+    r"|had size|no longer exist|not used on the original system|looks identical|mapping"
+    r"|[Rr]esiz|[Ss]hrink|ERROR|WARNING|[Ff]ailed|[Ee]rror",
 )
 MKMEDIA_MILESTONES = Milestones(
     start=re.escape("mkmedia init: unattended recovery starting"),
@@ -224,42 +293,145 @@ MKMEDIA_MILESTONES = Milestones(
     restored=r"^finalize/\d+_",
     done=re.escape(MKMEDIA_DONE),
     failed=re.escape(MKMEDIA_FAILED),
+    said=r"mkmedia recover: |FAILED|ERROR|[Rr]efus",
 )
 
+# ReaR's UserInput shows a question as its prompt, numbered choices and "(default 'X' timeout
+# N seconds)"; after a failed unattended recover its system-setup waits in bash's `select`
+# ("Select what to do"). Nobody answers here: a guest that asks one question QUESTION_REPEATS
+# times (a default that loops, as "Rerun disk recreation script") or sits silent at a prompt
+# for QUESTION_IDLE_S waits for a person, and is stopped there.
+QUESTION_REPEATS = 3
+QUESTION_IDLE_S = 300.0
+SHOWN_DEFAULT = re.compile(
+    r"\((?:default '(?P<default>[^']*)')? ?(?:timeout (?P<timeout>\d+) s\w*)?\)"
+)
+CHOICE = re.compile(r"(\d+)\) (.*)")
+PROMPT_END = re.compile(r"(\(default [^)]*\)|\(timeout [^)]*\)|Select what to do|#\?|\?)\s*$")
+SAID_MAX = 40  # lines kept per recovery
 
-def recover_from(iso: Path, disks: list[Path], log: Path, marks: Milestones, side: Side) -> None:
-    """Boot the ISO on the disks until it powers off; fills side's recover_* and phases.
+
+def console_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace("\r", "").split("\n")]
+
+
+def questions(text: str) -> list[tuple[str, str]]:
+    """(prompt, the choice its default names) of each question the console showed."""
+    lines = console_lines(text)
+    asked = []
+    for index, line in enumerate(lines):
+        shown = SHOWN_DEFAULT.fullmatch(line)
+        if not shown or (shown["default"] is None and not shown["timeout"]):
+            continue
+        first, choices = index, {}
+        while first > 0 and (choice := CHOICE.fullmatch(lines[first - 1])):
+            choices[choice[1]] = choice[2]
+            first -= 1
+        prompt = lines[first - 1] if first > 0 else ""
+        default = shown["default"] or ""
+        asked.append((prompt, choices.get(default, default)))
+    return asked
+
+
+def waiting_at(text: str, idle_s: float) -> str:
+    """The question the console waits at with nobody to answer it, or ""."""
+    asked = questions(text)
+    if asked:
+        prompt = asked[-1][0]
+        repeats = sum(1 for p, _ in asked if p == prompt)
+        if repeats >= QUESTION_REPEATS:
+            return f"{prompt} (asked {repeats} times, each time its default taken)"
+    if idle_s >= QUESTION_IDLE_S:
+        return last_prompt(text)
+    return ""
+
+
+def last_prompt(text: str) -> str:
+    """The console's last lines when they end in a prompt (the question and its choices)."""
+    lines = [line for line in console_lines(text) if line]
+    if not lines or not PROMPT_END.search(lines[-1]):
+        return ""
+    start = len(lines) - 1
+    while start > 0 and CHOICE.fullmatch(lines[start - 1]):
+        start -= 1
+    return " / ".join(lines[max(start - 1, 0) :])
+
+
+def how_it_ended(text: str, status: int | None) -> str:
+    if "reboot: Power down" in text:
+        return "powered off"
+    if "reboot: Restarting system" in text:
+        return "rebooted"
+    return f"QEMU exited ({status})"
+
+
+def recover_from(
+    iso: Path, disks: list[Path], target: Target, log: Path, marks: Milestones, result: Recovery
+) -> None:
+    """Boot the ISO on the target's disks until it powers off, or fails, or waits at a
+    question; fills result's recover_*, ending, asked, said and phases.
 
     The console is sampled every 2 s, so each console line gets the host time it appeared
     at (written beside the log as .timed); the phases come from the milestones."""
+    virtio, nvme = source.on_controller(disks, target.interface)
     rescue = Machine(
         firmware="bios",
         memory_mib=MEMORY_MIB,
         cdrom=iso,
         boot_order="d",
-        disks=disks,
+        disks=virtio,
+        nvme_disks=nvme,
         network=False,
     )
     samples: list[tuple[float, int]] = []
     finish = re.compile(f"{marks.done}|{marks.failed}")
-    with Guest(rescue, deadline=RECOVER_DEADLINE, console_log=log, name="recover") as g:
+    # the Guest's own deadline is a backstop: the loop below stops it first
+    with Guest(rescue, deadline=RECOVER_DEADLINE + 900, console_log=log, name="recover") as g:
+        changed_at, length = 0.0, -1
         while True:
-            text = g.output
-            samples.append((g.elapsed(), len(text)))
+            text, now = g.output, g.elapsed()
+            samples.append((now, len(text)))
+            if len(text) != length:
+                changed_at, length = now, len(text)
             found = finish.search(text)
             if found or not g.running:
                 break
+            result.stopped_at = waiting_at(text, now - changed_at)
+            if result.stopped_at:
+                result.ending = "stopped at a question"
+                break
+            if now > RECOVER_DEADLINE:
+                result.ending = f"killed at the {RECOVER_DEADLINE:.0f} s deadline"
+                break
             time.sleep(2)
-        if not found or re.fullmatch(marks.failed, found.group(0)):
-            raise RuntimeError(f"unattended recovery failed; console {log}:\n{g.tail(40)}")
-        side.recover_done_s = g.elapsed()
-        if g.wait_exit(600) is None:
-            raise RuntimeError(f"the recovery guest did not power off; console {log}")
-        side.recover_wall_s = g.elapsed()
+        result.recover_done_s = g.elapsed()
+        if found and re.fullmatch(marks.done, found.group(0)):
+            status = g.wait_exit(600)
+            if status is None:
+                result.ending = "said done, then did not end within 600 s"
+            else:
+                result.finished = True
+                result.ending = how_it_ended(g.output, status)
+        elif found:  # failed: what it shows next is for a person (ReaR: a `select` menu)
+            time.sleep(20)
+            result.stopped_at = last_prompt(g.output)
+            result.ending = "failed; stopped at a question" if result.stopped_at else "failed"
+        elif not result.ending:
+            result.ending = f"{how_it_ended(g.output, g.wait_exit(30))} before it said done"
+        g.kill()
+        result.recover_wall_s = g.elapsed()
         text = g.output
     timed = timed_lines(text, samples)
     log.with_suffix(".timed").write_text("".join(f"{t:8.1f} {line}\n" for t, line in timed))
-    side.phases = phases(timed, marks, side.recover_done_s, side.recover_wall_s)
+    result.asked = [f"{prompt} -> {answer!r}" for prompt, answer in questions(text)]
+    said = re.compile(marks.said)
+    shown = {prompt for prompt, _ in questions(text)}
+    for line in dict.fromkeys(console_lines(text)):  # each line once, in order
+        if said.search(line) and line not in shown and not CHOICE.fullmatch(line):
+            result.said.append(line)
+    del result.said[SAID_MAX:]
+    if result.finished:
+        result.phases = phases(timed, marks, result.recover_done_s, result.recover_wall_s)
 
 
 def timed_lines(text: str, samples: list[tuple[float, int]]) -> list[tuple[float, str]]:
@@ -296,13 +468,39 @@ def phases(
     return result
 
 
-def boot_recovered(
-    machine: source.SourceMachine, disks: list[Path], work: Path, notes: list[str]
-) -> Path:
-    """Boot the recovered disks with the collecting job; its logs directory."""
-    job = work / "job-recovered"
+def recover_and_boot(
+    machine: source.SourceMachine,
+    iso: Path,
+    target: Target,
+    where: Path,
+    marks: Milestones,
+    result: Recovery,
+) -> Path | None:
+    """Recover onto the target's blank disks, then boot what was recovered with the
+    collecting job; its logs directory, None when the disks were not booted or did not boot."""
+    disks = blank_disks(machine, target, where)
+    print(f"{result.target}: unattended recovery onto {target.what}", flush=True)
+    recover_from(iso, disks, target, where / "recover-console.log", marks, result)
+    print(f"{result.target}: {result.ending} after {result.recover_wall_s:.0f} s", flush=True)
+    if not result.finished:
+        result.notes.append("the recovered disks were not booted: the recovery did not finish")
+        return None
+    job = where / "job-recovered"
     write_job(job, COLLECT_JOB)
-    run_job(machine, disks, job, work / "recovered-console.log", notes)
+    try:
+        run_job(
+            machine,
+            disks,
+            job,
+            where / "recovered-console.log",
+            result.notes,
+            interface=target.interface,
+            deadline=BOOT_DEADLINE,
+        )
+    except (GuestError, RuntimeError) as error:
+        result.notes.append(f"the recovered disks do not boot: {str(error).splitlines()[0]}")
+        return None
+    result.booted = True
     return job / "logs"
 
 
@@ -369,14 +567,17 @@ def rear_restore(text: str) -> tuple[float, float]:
     return float(mib), int(kib_s) / 1024
 
 
-def measure_rear(machine: source.SourceMachine, work: Path, fresh: bool) -> Side:
+def rear_backup(machine: source.SourceMachine, work: Path, fresh: bool) -> tuple[Side, Path, Path]:
+    """ReaR installed in the source and its `mkbackup`: (side, its ISO, its cache directory).
+    The ISO serves every target; from the cache when it has one."""
     debs = work / "job-mkbackup" / "debs"
     fetch_debs(rear_packages(), debs)
     cache = rear_cache_dir(machine, deb_version(debs, "rear"))
-    if not fresh and (cache / "result.json").exists():
-        side = Side(**json.loads((cache / "result.json").read_text()))
-        side.notes.append(f"from the cache {cache}")
-        return side
+    iso_name = f"rear-{hostname()}.iso"
+    if not fresh and (cache / "mkbackup.json").exists() and (cache / iso_name).exists():
+        side = Side(**json.loads((cache / "mkbackup.json").read_text()))
+        side.notes.append(f"mkbackup and its ISO from the cache {cache}")
+        return side, cache / iso_name, cache
     side = Side("ReaR 2.7")
     job = work / "job-mkbackup"
     write_job(job, REAR_MKBACKUP_JOB.replace("@MIRROR_HOST@", mirror_host()))
@@ -388,38 +589,71 @@ def measure_rear(machine: source.SourceMachine, work: Path, fresh: bool) -> Side
     side.notes.append(
         f"guest reaches the Debian mirror: {(job / 'mirror.txt').read_text().strip()}"
     )
-    iso = job / "rear" / f"rear-{hostname()}.iso"
+    iso = job / "rear" / iso_name
     side.iso_bytes = iso.stat().st_size
     print(f"ReaR: mkbackup {side.mkbackup_s:.0f} s, ISO {side.iso_bytes / MiB:.0f} MiB", flush=True)
-    blank = blank_disks(machine, work)
-    print("ReaR: unattended recovery on blank disks", flush=True)
-    recover_from(iso, blank, work / "rear-recover-console.log", REAR_MILESTONES, side)
-    side.notes.append(
-        "recover wall time includes ReaR's fixed 30 s ISOLINUX timeout and its 30 s sleep "
-        "before the reboot"
-    )
-    print(
-        f"ReaR: recovered in {side.recover_wall_s:.0f} s; booting the recovered disks", flush=True
-    )
-    logs = boot_recovered(machine, blank, work, side.notes)
-    side.booted = True
-    recover_logs = sorted(logs.glob("rear/recover/**/rear-*.log")) or sorted(
-        p for p in logs.glob("rear/**/*.log") if "recover" in p.read_text(errors="replace")[:20000]
-    )
-    if recover_logs:
-        text = recover_logs[-1].read_text(errors="replace")
-        side.stages = rear_stages(text)
-        side.restored_mib, side.restore_mib_s = rear_restore(text)
-    else:
-        side.notes.append(f"no recover log found on the recovered disks ({logs})")
     cache.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(iso, cache / iso.name)
-    for name in ("rear-recover-console.log", "rear-mkbackup-console.log"):
-        shutil.copyfile(work / name, cache / name)
-    if recover_logs:
-        shutil.copyfile(recover_logs[-1], cache / "rear-recover.log")
-    (cache / "result.json").write_text(json.dumps(asdict(side), indent=1) + "\n")
-    return side
+    shutil.copyfile(work / "rear-mkbackup-console.log", cache / "rear-mkbackup-console.log")
+    (cache / "mkbackup.json").write_text(json.dumps(asdict(side), indent=1) + "\n")
+    shutil.rmtree(work / "source", ignore_errors=True)  # the overlays: the source is done
+    return side, cache / iso_name, cache
+
+
+def rear_recover(
+    machine: source.SourceMachine, iso: Path, target: Target, work: Path, cache: Path, fresh: bool
+) -> Recovery:
+    """ReaR's unattended recovery onto the target, cached beside its ISO (by the target and
+    how it is measured)."""
+    digest = hashlib.sha256(
+        json.dumps([asdict(target), COLLECT_JOB, RECOVER_DEADLINE, QUESTION_IDLE_S]).encode()
+    ).hexdigest()[:12]
+    cached = cache / f"recover-{target.name}-{digest}"
+    if not fresh and (cached / "result.json").exists():
+        result = Recovery(**json.loads((cached / "result.json").read_text()))
+        result.notes.append(f"from the cache {cached}")
+        return result
+    result = Recovery(target.name)
+    where = work / target.name
+    logs = recover_and_boot(machine, iso, target, where, REAR_MILESTONES, result)
+    if result.finished:
+        result.notes.append(
+            "recover wall time includes ReaR's fixed 30 s ISOLINUX timeout and its 30 s sleep "
+            "before the reboot"
+        )
+    recover_log = rear_recover_log(logs) if logs else None
+    if recover_log:
+        text = recover_log.read_text(errors="replace")
+        result.stages = rear_stages(text)
+        result.restored_mib, result.restore_mib_s = rear_restore(text)
+        result.notes.append(user_input_calls(text))
+    elif logs:
+        result.notes.append(f"no recover log found on the recovered disks ({logs})")
+    cached.mkdir(parents=True, exist_ok=True)
+    for log in where.glob("*console.*"):
+        shutil.copyfile(log, cached / f"rear-{log.name}")
+    if recover_log:
+        shutil.copyfile(recover_log, cached / "rear-recover.log")
+    (cached / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
+    for disk in where.glob("blank*.img"):  # up to 9 GiB each; the logs are what is kept
+        disk.unlink()
+    return result
+
+
+def rear_recover_log(logs: Path) -> Path | None:
+    """ReaR's log of the recovery, as it copied it onto the recovered system."""
+    found = sorted(logs.glob("rear/recover/**/rear-*.log")) or sorted(
+        p for p in logs.glob("rear/**/*.log") if "recover" in p.read_text(errors="replace")[:20000]
+    )
+    return found[-1] if found else None
+
+
+def user_input_calls(text: str) -> str:
+    """Which of ReaR's scripts asked, from its log's `UserInput: called in SCRIPT` lines."""
+    callers = [Path(c).name for c in re.findall(r"UserInput: called in (\S+)", text)]
+    timed_out = text.count("UserInput: 'read' timed out")
+    counted = ", ".join(f"{name} x{n}" for name, n in collections.Counter(callers).items())
+    return f"its log: {len(callers)} UserInput calls ({counted or 'none'}), {timed_out} timed out"
 
 
 def mirror_host() -> str:
@@ -459,13 +693,16 @@ def recover_ready(tree: Path) -> bool:
     return out.strip() == "True"
 
 
-def measure_mkmedia(machine: source.SourceMachine, work: Path, tree: Path) -> Side:
+def mkmedia_backup(
+    machine: source.SourceMachine, work: Path, tree: Path
+) -> tuple[Side, Path | None]:
+    """`mkmedia mkbackup` in the source: (side, its ISO), the ISO None while recover is not
+    ready in that checkout (its menu has no "unattended" entry then)."""
     side = Side("mkmedia" if tree == REPO else f"mkmedia ({tree})")
     job = work / "job-mkbackup-mkmedia"
     shutil.rmtree(job, ignore_errors=True)
     job.mkdir(parents=True)
     stage_mkmedia(job, tree)
-    # While recover is not ready, the menu has no "unattended" entry: measure mkbackup alone.
     ready = recover_ready(tree)
     script = MKMEDIA_MKBACKUP_JOB.replace("@MKBACKUP@", mkmedia_command("mkbackup"))
     write_job(job, script.replace("@BOOT_DEFAULT@", "unattended" if ready else "rescue"))
@@ -480,30 +717,32 @@ def measure_mkmedia(machine: source.SourceMachine, work: Path, tree: Path) -> Si
     print(
         f"mkmedia: mkbackup {side.mkbackup_s:.0f} s, ISO {side.iso_bytes / MiB:.0f} MiB", flush=True
     )
+    shutil.rmtree(work / "source-mkmedia", ignore_errors=True)
     if not ready:
         side.notes.append("mkmedia recover is not ready in this version: mkbackup measured alone")
-        return side
-    blank_dir = work / "mkmedia-blank"
-    blank_dir.mkdir(exist_ok=True)
-    blank = blank_disks(machine, blank_dir)
-    print("mkmedia: unattended recovery on blank disks", flush=True)
-    recover_from(iso, blank, work / "mkmedia-recover-console.log", MKMEDIA_MILESTONES, side)
-    print(
-        f"mkmedia: recovered in {side.recover_wall_s:.0f} s; booting the recovered disks",
-        flush=True,
-    )
-    logs = boot_recovered(machine, blank, work / "mkmedia-recovered", side.notes)
-    side.booted = True
-    texts = [p.read_text(errors="replace") for p in sorted(logs.glob("mkmedia/**/*recover*"))]
-    texts.append((work / "mkmedia-recover-console.log").read_text(errors="replace"))
+        return side, None
+    return side, iso
+
+
+def mkmedia_recover(
+    machine: source.SourceMachine, iso: Path, target: Target, work: Path
+) -> Recovery:
+    result = Recovery(target.name)
+    where = work / target.name
+    logs = recover_and_boot(machine, iso, target, where, MKMEDIA_MILESTONES, result)
+    found_logs = sorted(logs.glob("mkmedia/**/*recover*")) if logs else []
+    texts = [p.read_text(errors="replace") for p in found_logs]
+    texts.append((where / "recover-console.log").read_text(errors="replace"))
     for text in texts:
-        if not side.stages:
-            side.stages = mkmedia_stages(text)
+        if not result.stages:
+            result.stages = mkmedia_stages(text)
         found = RESTORED.findall(text)
-        if found and not side.restore_mib_s:
+        if found and not result.restore_mib_s:
             _files, gib, _seconds, rate = found[-1]
-            side.restored_mib, side.restore_mib_s = float(gib) * 1024, float(rate)
-    return side
+            result.restored_mib, result.restore_mib_s = float(gib) * 1024, float(rate)
+    for disk in where.glob("blank*.img"):
+        disk.unlink()
+    return result
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -513,30 +752,81 @@ def show(side: Side) -> None:
     print(f"\n{side.name}")
     print(f"  mkbackup            {side.mkbackup_s:8.1f} s")
     print(f"  ISO                 {side.iso_bytes / MiB:8.1f} MiB")
-    print(f"  recover, wall       {side.recover_wall_s:8.1f} s  (QEMU start to exit)")
-    print(f"  recover, to 'done'  {side.recover_done_s:8.1f} s")
-    for phase, seconds in side.phases.items():
-        print(f"    {phase:<36}{seconds:8.1f} s  (console, host clock)")
-    for stage, seconds in side.stages.items():
-        print(f"    {stage:<36}{seconds:8.1f} s  (its own log, guest clock)")
-    print(f"  restore             {side.restore_mib_s:8.1f} MiB/s ({side.restored_mib:.0f} MiB)")
-    print(f"  recovered disks boot: {'yes' if side.booted else 'no'}")
     for note in side.notes:
         print(f"  note: {note}")
+
+
+def show_recovery(result: Recovery) -> None:
+    print(f"\n  onto {result.target}: {TARGETS[result.target].what}")
+    print(f"    recover, wall       {result.recover_wall_s:8.1f} s  (QEMU start to exit)")
+    print(f"    recover, to 'done'  {result.recover_done_s:8.1f} s")
+    for phase, seconds in result.phases.items():
+        print(f"      {phase:<36}{seconds:8.1f} s  (console, host clock)")
+    for stage, seconds in result.stages.items():
+        print(f"      {stage:<36}{seconds:8.1f} s  (its own log, guest clock)")
+    print(
+        f"    restore             {result.restore_mib_s:8.1f} MiB/s ({result.restored_mib:.0f} MiB)"
+    )
+    print(f"    finished unattended: {'yes' if result.finished else 'no'} ({result.ending})")
+    if result.stopped_at:
+        print(f"    stopped at a question: {result.stopped_at}")
+    print(f"    recovered disks boot: {'yes' if result.booted else 'no'}")
+    for question in result.asked:
+        print(f"    asked (its timeout took the default): {question}")
+    for line in result.said:
+        print(f"    said: {line}")
+    for note in result.notes:
+        print(f"    note: {note}")
+
+
+def table(sides: list[Side], targets: list[Target]) -> None:
+    """One row per target and tool; the long texts are in show()'s sections above."""
+    header = (
+        f"{'target':<12} {'tool':<10} {'wall s':>7} {'done s':>7} {'MiB/s':>6} "
+        f"{'unattended':<10} {'ended':<30} {'boots':<5} {'asked':>5}"
+    )
+    print(f"\n{header}\n{'-' * len(header)}")
+    for target in targets:
+        for side in sides:
+            result = side.recoveries.get(target.name)
+            if result is None:
+                continue
+            ended = result.ending if len(result.ending) <= 30 else result.ending[:29] + "…"
+            print(
+                f"{target.name:<12} {side.name[:10]:<10} {result.recover_wall_s:7.0f} "
+                f"{result.recover_done_s:7.0f} {result.restore_mib_s:6.1f} "
+                f"{'yes' if result.finished else 'no':<10} {ended:<30} "
+                f"{'yes' if result.booted else 'no':<5} {len(result.asked):5d}"
+            )
+    print("(asked: questions a timeout answered with their default; nobody typed anything)")
+    if len(sides) == 2:
+        for target in targets:
+            first, second = (side.recoveries.get(target.name) for side in sides)
+            if first and second and first.finished and second.finished:
+                times = ratio(first.recover_wall_s, second.recover_wall_s)
+                print(
+                    f"recover wall time {sides[0].name} / {sides[1].name} onto {target.name}: "
+                    f"{times.strip()}"
+                )
 
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:6.2f}" if a and b else "     -"
 
 
-def compare(rear: Side, ours: Side) -> None:
-    print("\nReaR / mkmedia (aims: recover >= 3, restore throughput mkmedia/ReaR >= 3)")
+def compare(rear: Side, ours: Side, target: str) -> None:
+    theirs, mine = rear.recoveries[target], ours.recoveries[target]
+    print(
+        f"\nReaR / mkmedia onto {target} (aims: recover >= 3, restore throughput mkmedia/ReaR >= 3)"
+    )
     print(f"  mkbackup time       {ratio(rear.mkbackup_s, ours.mkbackup_s)}")
     print(f"  ISO size            {ratio(rear.iso_bytes, ours.iso_bytes)}")
-    print(f"  recover wall time   {ratio(rear.recover_wall_s, ours.recover_wall_s)}")
-    print(f"  restore throughput  {ratio(ours.restore_mib_s, rear.restore_mib_s)} (mkmedia / ReaR)")
-    for phase, seconds in rear.phases.items():
-        print(f"  {phase:<36}{ratio(seconds, ours.phases.get(phase, 0.0))}")
+    print(f"  recover wall time   {ratio(theirs.recover_wall_s, mine.recover_wall_s)}")
+    print(
+        f"  restore throughput  {ratio(mine.restore_mib_s, theirs.restore_mib_s)} (mkmedia / ReaR)"
+    )
+    for phase, seconds in theirs.phases.items():
+        print(f"  {phase:<36}{ratio(seconds, mine.phases.get(phase, 0.0))}")
 
 
 @contextmanager
@@ -553,10 +843,18 @@ def workdir(given: Path | None) -> Iterator[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--only", choices=("rear", "mkmedia"), help="measure one side only")
     parser.add_argument("--fresh-rear", action="store_true", help="ignore ReaR's cached results")
-    parser.add_argument("--workdir", type=Path, help="keep the disks, ISOs and logs here")
+    parser.add_argument(
+        "--target",
+        action="append",
+        choices=list(TARGETS),
+        help="the disks to recover onto, repeatable, in this order (default: same): "
+        # argparse formats help with %: the targets' "50 %"
+        + "; ".join(f"{t.name}: {t.what}" for t in TARGETS.values()).replace("%", "%%"),
+    )
+    parser.add_argument("--workdir", type=Path, help="keep the ISOs and logs here")
     parser.add_argument(
         "--tree",
         type=Path,
@@ -564,18 +862,43 @@ def main(argv: list[str] | None = None) -> int:
         help="stage mkmedia from this checkout (default: this one)",
     )
     args = parser.parse_args(argv)
+    targets = [TARGETS[name] for name in dict.fromkeys(args.target or ["same"])]
     machine = source.source_machine(MACHINE)
-    sides: dict[str, Side] = {}
     with workdir(args.workdir) as work:
         started = time.monotonic()
+        # One backup per side, then the targets one by one, both sides each: an interrupted
+        # run still has both sides of its first targets.
+        recoveries: list[tuple[Side, Callable[[Target], Recovery]]] = []
         if args.only != "mkmedia":
-            sides["rear"] = measure_rear(machine, work / "rear", args.fresh_rear)
-            show(sides["rear"])
+            rear, rear_iso, cache = rear_backup(machine, work / "rear", args.fresh_rear)
+            recoveries.append(
+                (
+                    rear,
+                    lambda t: rear_recover(
+                        machine, rear_iso, t, work / "rear", cache, args.fresh_rear
+                    ),
+                )
+            )
         if args.only != "rear":
-            sides["mkmedia"] = measure_mkmedia(machine, work / "mkmedia", args.tree.resolve())
-            show(sides["mkmedia"])
-        if len(sides) == 2:
-            compare(sides["rear"], sides["mkmedia"])
+            ours, our_iso = mkmedia_backup(machine, work / "mkmedia", args.tree.resolve())
+            if our_iso is not None:
+                iso = our_iso
+                recoveries.append(
+                    (ours, lambda t: mkmedia_recover(machine, iso, t, work / "mkmedia"))
+                )
+            else:
+                show(ours)
+        sides = [side for side, _ in recoveries]
+        for target in targets:
+            for side, recover in recoveries:
+                print(f"\n{side.name} onto {target.name}", flush=True)
+                side.recoveries[target.name] = recover(target)
+                show_recovery(side.recoveries[target.name])
+        for side in sides:
+            show(side)
+        table(sides, targets)
+        if len(sides) == 2 and "same" in sides[0].recoveries:
+            compare(sides[0], sides[1], "same")
         print(f"\n(bench took {time.monotonic() - started:.0f} s)")
     return 0
 
