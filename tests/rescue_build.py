@@ -102,3 +102,14 @@ def rescue_guest(machine: Machine, log: Path, *, extra_seconds: float = 300) -> 
     ) as guest:
         guest.expect(PROMPT, BOOT_TIMEOUT)
         yield guest
+
+
+# How long one shell command in a rescue guest may take (software emulation, a busy host).
+SHELL_STEP = 600.0
+
+
+def sh(guest: Guest, command: str, timeout: float = SHELL_STEP) -> str:
+    """`command`'s output in the guest's shell; the test fails with it unless it exits 0."""
+    status, out = guest.shell(command, timeout=timeout)
+    assert status == 0, f"{command}: {status}\n{out}"
+    return out

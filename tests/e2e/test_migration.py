@@ -138,6 +138,8 @@ def assert_filesystems_fill(job: Path, state: dict[str, object]) -> None:
 # What recover rewrites on purpose changes a file's content and times (and its directory's
 # times, the rewrite is atomic): nothing else of it, and nothing else at all.
 REWRITE_KEYS = ("mtime_ns", "sha256")
+# treemanifest's difference line (the test data has paths with spaces)
+CHANGED = re.compile(r"changed: (?P<path>/.*?) (?P<key>\w+): ")
 
 
 def assert_verified(
@@ -146,21 +148,12 @@ def assert_verified(
     """Every byte and all metadata came back, but for the files recover rewrote."""
     lines = verdict.differences.splitlines()
     differences = [x for x in lines if x.strip() and not x.startswith("treemanifest: ")]
-    unexpected = [
-        line
-        for line in differences
-        if not (
-            line.startswith("changed: ")
-            and line.split()[1] in rewritten
-            and line.split()[2].rstrip(":") in REWRITE_KEYS
-        )
-    ]
-    assert verdict.rc in ((0, 1) if differences else (0,)) and not unexpected, (
-        f"{verdict.line}\n{verdict.differences[:6000]}"
-    )
-    if rewritten:  # each rewritten file did change: the rewrite reached the recovered disk
-        changed = {line.split()[1] for line in differences}
-        assert set(rewritten) <= changed, (rewritten, differences)
+    changes = [CHANGED.match(line) for line in differences]
+    expected = [m for m in changes if m and m["path"] in rewritten and m["key"] in REWRITE_KEYS]
+    assert verdict.rc in ((0, 1) if differences else (0,)), verdict.line
+    assert len(expected) == len(differences), f"{verdict.line}\n{verdict.differences[:6000]}"
+    # each rewritten file did change: the rewrite reached the recovered disk
+    assert set(rewritten) <= {m["path"] for m in expected}, (rewritten, differences)
     assert identities(verdict.state) == identities(state), state_diff(
         identities(state), identities(verdict.state)
     )

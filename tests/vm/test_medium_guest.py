@@ -30,7 +30,7 @@ import pytest
 
 from mkmedia.qemu import Guest, Machine
 from tests.loopfs import MiB, loop_filesystem
-from tests.rescue_build import build_media, rescue_guest
+from tests.rescue_build import build_media, rescue_guest, sh
 
 pytestmark = [
     pytest.mark.vm,
@@ -90,12 +90,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path
     bad = work / "damaged.iso"
     damaged_copy(iso, bad)
     yield iso, bad, sums
-
-
-def sh(guest: Guest, command: str, timeout: float = STEP) -> str:
-    status, out = guest.shell(command, timeout=timeout)
-    assert status == 0, f"{command}: {status}\n{out}"
-    return out
 
 
 def cd_drives(guest: Guest) -> dict[str, str]:

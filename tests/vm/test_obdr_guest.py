@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from mkmedia.qemu import Guest, Machine
+from mkmedia.qemu import Machine
 from rescue_runtime.tape.label import parse
 from tests.loopfs import MiB, loop_filesystem
-from tests.rescue_build import REPO, build_media, rescue_guest
+from tests.rescue_build import REPO, build_media, rescue_guest, sh
 from tests.tapes import tape_records
 
 pytestmark = [
@@ -34,7 +34,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the small system is a loop device (root)"),
 ]
 
-STEP = 600.0
 FILES = ("hello.txt", "data/blob.bin", "dir with space/note", "data/private")
 
 
@@ -55,12 +54,6 @@ def make_small_system(root: Path) -> dict[str, tuple[str, str]]:
         digest = hashlib.sha256((root / path).read_bytes()).hexdigest()
         result[path] = (digest, f"{info.st_mode & 0o7777:o} {info.st_uid} {info.st_gid}")
     return result
-
-
-def sh(guest: Guest, command: str, timeout: float = STEP) -> str:
-    status, out = guest.shell(command, timeout=timeout)
-    assert status == 0, f"{command}: {status}\n{out}"
-    return out
 
 
 def test_obdr_tape_boots_and_restores_from_itself(tmp_path: Path) -> None:

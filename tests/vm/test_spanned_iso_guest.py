@@ -43,7 +43,7 @@ from rescue_runtime.run import which
 from tests.e2e import treemanifest
 from tests.loopfs import MiB, loop_filesystem
 from tests.metadata import make_rich_tree
-from tests.rescue_build import build_media, rescue_guest
+from tests.rescue_build import build_media, rescue_guest, sh
 
 TOOLS = ("setcap", "setfacl", "xorriso")
 pytestmark = [
@@ -62,12 +62,6 @@ SETS = (
     "BOOT_DEFAULT=rescue",
     "REQUIRED_PROGS+=mkfs.ext4",
 )
-
-
-def sh(guest: Guest, command: str, timeout: float = STEP) -> str:
-    status, out = guest.shell(command, timeout=timeout)
-    assert status == 0, f"{command}: {status}\n{out}"
-    return out
 
 
 def compare(guest: Guest, check: Path, target: str) -> str:
